@@ -1,0 +1,88 @@
+// A size-class pool of storage buffers: a training step that repeats allocates no new GPUBuffer after the first.
+// Classes are quarter-octaves (n, 1.25n, 1.5n, 1.75n for n a power of two), so at most 25% of a buffer is slack.
+
+// The spec's GPUBufferUsage bit values: the GPUBufferUsage global exists only once an implementation is loaded,
+// which under Node happens after this module is imported.
+export const BufferUsage = { MAP_READ: 0x1, COPY_SRC: 0x4, COPY_DST: 0x8, UNIFORM: 0x40, STORAGE: 0x80 } as const;
+export const TENSOR_BUFFER_USAGE = BufferUsage.STORAGE | BufferUsage.COPY_SRC | BufferUsage.COPY_DST;
+
+export interface PoolStats {
+  /** Buffers handed out and not yet released. */
+  liveBuffers: number;
+  /** Bytes of the live buffers (their class size). */
+  bytesInUse: number;
+  /** Bytes of every buffer the pool owns, live or free. */
+  bytesHeld: number;
+  /** GPUBuffers created since the pool was made. */
+  allocations: number;
+}
+
+const MIN_CLASS = 256;
+
+export function sizeClass(byteLength: number): number {
+  if (byteLength <= MIN_CLASS) return MIN_CLASS;
+  const octave = 2 ** Math.floor(Math.log2(byteLength));
+  const step = Math.max(octave / 4, MIN_CLASS);
+  return Math.ceil(byteLength / step) * step;
+}
+
+export class BufferPool {
+  private readonly free = new Map<number, GPUBuffer[]>();
+  private readonly live = new Set<GPUBuffer>();
+  private held = 0;
+  private inUse = 0;
+  private allocations = 0;
+
+  constructor(
+    private readonly device: GPUDevice,
+    private readonly maxBufferSize: number,
+    private readonly usage: number = TENSOR_BUFFER_USAGE,
+  ) {}
+
+  acquire(byteLength: number, label = 'tensor'): GPUBuffer {
+    const size = sizeClass(byteLength);
+    if (size > this.maxBufferSize) {
+      throw new Error(`cannot allocate a ${byteLength}-byte GPU buffer (${label}): the device's maxBufferSize is ${this.maxBufferSize}`);
+    }
+    let buffer = this.free.get(size)?.pop();
+    if (!buffer) {
+      buffer = this.device.createBuffer({ size, usage: this.usage, label });
+      this.allocations++;
+      this.held += size;
+    }
+    this.live.add(buffer);
+    this.inUse += size;
+    return buffer;
+  }
+
+  release(buffer: GPUBuffer): void {
+    if (!this.live.delete(buffer)) throw new Error(`buffer "${buffer.label}" released twice or not from this pool`);
+    this.inUse -= buffer.size;
+    let list = this.free.get(buffer.size);
+    if (!list) this.free.set(buffer.size, (list = []));
+    list.push(buffer);
+  }
+
+  /** Destroys the free buffers (live ones stay). */
+  trim(): void {
+    for (const list of this.free.values()) {
+      for (const b of list) {
+        this.held -= b.size;
+        b.destroy();
+      }
+    }
+    this.free.clear();
+  }
+
+  stats(): PoolStats {
+    return { liveBuffers: this.live.size, bytesInUse: this.inUse, bytesHeld: this.held, allocations: this.allocations };
+  }
+
+  destroy(): void {
+    this.trim();
+    for (const b of this.live) b.destroy();
+    this.live.clear();
+    this.held = 0;
+    this.inUse = 0;
+  }
+}

@@ -1,0 +1,378 @@
+// The kernel runtime: pipeline cache, explicit bind group layouts, dispatches batched into one command encoder,
+// and a single wait mechanism.
+//
+// Synchronisation: dawn.node 0.6.2 on lavapipe has killed processes that mix many queue.onSubmittedWorkDone()
+// waits with many mapAsync waits. This runtime never calls onSubmittedWorkDone: every wait is a mapAsync, either
+// of a readback buffer or of a 4-byte fence that is copied after the work to wait for.
+import { BufferPool, BufferUsage, type PoolStats } from './buffer-pool.js';
+import type { GpuContext } from './device.js';
+import { packParams, reflectKernel, type KernelDef, type KernelLayout } from './kernel.js';
+
+/** Anything that can be bound as a storage buffer: a raw binding or an object (a Tensor) that makes one. */
+export type BufferSource = GPUBufferBinding | { gpuBinding(): GPUBufferBinding };
+
+export type Workgroups = number | [number, number?, number?];
+
+export interface RuntimeOptions {
+  /** Dispatches recorded before the runtime submits on its own (a few hundred per submit is measured safe). */
+  maxDispatchesPerSubmit?: number;
+}
+
+interface CompiledKernel {
+  layout: KernelLayout;
+  pipeline: GPUComputePipeline;
+  bindGroupLayout: GPUBindGroupLayout;
+}
+
+const UNIFORM_CHUNK = 64 * 1024;
+
+export class GpuError extends Error {
+  override name = 'GpuError';
+}
+
+export class Runtime {
+  readonly device: GPUDevice;
+  readonly pool: BufferPool;
+  readonly maxBindingSize: number;
+  readonly uniformAlign: number;
+  readonly storageAlign: number;
+
+  private readonly pipelines = new Map<string, CompiledKernel>();
+  private readonly layouts = new Map<string, GPUBindGroupLayout>();
+  private readonly pendingCompiles: Promise<void>[] = [];
+  private readonly errors: string[] = [];
+  private lost: string | null = null;
+
+  private encoder: GPUCommandEncoder | null = null;
+  private pass: GPUComputePassEncoder | null = null;
+  private dispatchesInBatch = 0;
+  private kernelsInBatch = new Set<string>();
+  private readonly maxDispatches: number;
+
+  // Params of every dispatch in the batch are packed into CPU memory and written to GPU uniform chunks at flush.
+  private uniformCpu = new ArrayBuffer(UNIFORM_CHUNK);
+  private uniformView = new DataView(this.uniformCpu);
+  private uniformChunks: GPUBuffer[] = [];
+  private uniformOffset = 0; // bytes used in the whole batch (chunk index = floor(offset / UNIFORM_CHUNK))
+
+  private readonly fenceSource: GPUBuffer;
+  private readonly fence: GPUBuffer;
+  private readonly staging = new Map<number, GPUBuffer[]>();
+  private submits = 0;
+  private dispatches = 0;
+
+  /** Overridable for tests that force a small binding limit. */
+  bindingLimit: number;
+
+  constructor(
+    readonly ctx: GpuContext,
+    options: RuntimeOptions = {},
+  ) {
+    this.device = ctx.device;
+    this.maxBindingSize = ctx.limits.maxStorageBufferBindingSize;
+    this.bindingLimit = this.maxBindingSize;
+    this.uniformAlign = ctx.limits.minUniformBufferOffsetAlignment;
+    this.storageAlign = ctx.limits.minStorageBufferOffsetAlignment;
+    this.maxDispatches = options.maxDispatchesPerSubmit ?? 256;
+    this.pool = new BufferPool(this.device, ctx.limits.maxBufferSize);
+    this.fenceSource = this.device.createBuffer({ size: 4, usage: BufferUsage.COPY_SRC, label: 'fenceSource' });
+    this.fence = this.device.createBuffer({ size: 4, usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST, label: 'fence' });
+    this.device.addEventListener('uncapturederror', (ev) => {
+      this.errors.push((ev as GPUUncapturedErrorEvent).error.message);
+    });
+    void this.device.lost.then((info) => {
+      if (info.reason !== 'destroyed') this.lost = `GPU device lost (${info.reason}): ${info.message}`;
+    });
+  }
+
+  get stats(): { submits: number; dispatches: number; pool: PoolStats; pipelines: number } {
+    return { submits: this.submits, dispatches: this.dispatches, pool: this.pool.stats(), pipelines: this.pipelines.size };
+  }
+
+  // ---- pipelines ----------------------------------------------------------------------------------------------
+
+  /** Compiles (or fetches from the cache) a kernel's pipeline. Compile errors surface at the next sync/read. */
+  kernel(def: KernelDef): CompiledKernel {
+    const key = pipelineKey(def);
+    const cached = this.pipelines.get(key);
+    if (cached) return cached;
+    const layout = reflectKernel(def);
+    const bindGroupLayout = this.bindGroupLayout(layout);
+    this.device.pushErrorScope('validation');
+    const module = this.device.createShaderModule({ code: def.wgsl, label: def.name });
+    const pipeline = this.device.createComputePipeline({
+      label: def.name,
+      layout: this.device.createPipelineLayout({ bindGroupLayouts: [bindGroupLayout], label: def.name }),
+      compute: { module, entryPoint: layout.entryPoint, constants: def.constants },
+    });
+    const scope = this.device.popErrorScope();
+    this.pendingCompiles.push(
+      scope.then(async (err) => {
+        if (!err) return;
+        const info = await module.getCompilationInfo();
+        const messages = info.messages
+          .filter((m) => m.type === 'error')
+          .map((m) => `  line ${m.lineNum}:${m.linePos}: ${m.message}`);
+        throw new GpuError(`kernel ${def.name} failed to compile:\n${messages.length ? messages.join('\n') : err.message}`);
+      }),
+    );
+    const compiled = { layout, pipeline, bindGroupLayout };
+    this.pipelines.set(key, compiled);
+    return compiled;
+  }
+
+  /** Compiles a kernel and waits for the compiler's verdict (throws a GpuError naming the kernel). */
+  async compile(def: KernelDef): Promise<void> {
+    this.kernel(def);
+    await this.checkErrors();
+  }
+
+  // Layouts are keyed by their binding signature, so kernels with the same shape of bindings share one.
+  private bindGroupLayout(layout: KernelLayout): GPUBindGroupLayout {
+    const entries: GPUBindGroupLayoutEntry[] = layout.buffers.map((b) => ({
+      binding: b.binding,
+      visibility: 4 /* GPUShaderStage.COMPUTE */,
+      buffer: { type: b.kind },
+    }));
+    if (layout.params) {
+      entries.push({ binding: layout.params.binding, visibility: 4, buffer: { type: 'uniform' } });
+    }
+    entries.sort((a, b) => a.binding - b.binding);
+    const key = entries.map((e) => `${e.binding}:${e.buffer?.type}`).join(',');
+    let bgl = this.layouts.get(key);
+    if (!bgl) {
+      bgl = this.device.createBindGroupLayout({ entries, label: `layout(${key})` });
+      this.layouts.set(key, bgl);
+    }
+    return bgl;
+  }
+
+  // ---- recording ----------------------------------------------------------------------------------------------
+
+  /**
+   * Records one dispatch. `buffers` must name exactly the storage bindings the entry point uses; `params` exactly
+   * the members of its `params` uniform struct.
+   */
+  dispatch(def: KernelDef, workgroups: Workgroups, buffers: Record<string, BufferSource>, params: Record<string, number> = {}): void {
+    this.throwIfLost();
+    const k = this.kernel(def);
+    const entries: GPUBindGroupEntry[] = [];
+    for (const b of k.layout.buffers) {
+      const src = buffers[b.name];
+      if (!src) throw new Error(`kernel ${def.name}: binding "${b.name}" was not given (it binds: ${k.layout.buffers.map((x) => x.name).join(', ')})`);
+      const resource = 'gpuBinding' in src ? src.gpuBinding() : src;
+      const size = resource.size ?? resource.buffer.size - (resource.offset ?? 0);
+      if (size > this.bindingLimit) {
+        throw new Error(`kernel ${def.name}: binding "${b.name}" is ${size} bytes, over the ${this.bindingLimit}-byte storage binding limit`);
+      }
+      entries.push({ binding: b.binding, resource });
+    }
+    for (const name of Object.keys(buffers)) {
+      if (!k.layout.buffers.some((b) => b.name === name)) {
+        throw new Error(`kernel ${def.name}: it has no binding "${name}" (it binds: ${k.layout.buffers.map((x) => x.name).join(', ')})`);
+      }
+    }
+    if (k.layout.params) entries.push({ binding: k.layout.params.binding, resource: this.packUniform(def.name, k.layout, params) });
+    else if (Object.keys(params).length) throw new Error(`kernel ${def.name}: has no params struct but params were given`);
+
+    const bindGroup = this.device.createBindGroup({ layout: k.bindGroupLayout, entries, label: def.name });
+    const [x, y = 1, z = 1] = typeof workgroups === 'number' ? [workgroups] : workgroups;
+    if (x === 0 || y === 0 || z === 0) return;
+    const pass = this.computePass();
+    pass.setPipeline(k.pipeline);
+    pass.setBindGroup(0, bindGroup);
+    pass.dispatchWorkgroups(x, y, z);
+    this.dispatchesInBatch++;
+    this.dispatches++;
+    this.kernelsInBatch.add(def.name);
+    if (this.dispatchesInBatch >= this.maxDispatches) this.flush();
+  }
+
+  /** Splits `count` workgroups over x and y so neither exceeds the per-dimension limit (kernels fold y back in). */
+  grid(count: number): [number, number] {
+    const max = this.ctx.limits.maxComputeWorkgroupsPerDimension;
+    if (count <= max) return [count, 1];
+    const y = Math.ceil(count / max);
+    return [Math.ceil(count / y), y];
+  }
+
+  /** Records a buffer-to-buffer copy (ends the open compute pass). */
+  copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, size: number): void {
+    this.endPass();
+    this.commandEncoder().copyBufferToBuffer(src, srcOffset, dst, dstOffset, size);
+  }
+
+  /** Records a zero fill (size a multiple of 4). */
+  clear(buffer: GPUBuffer, offset: number, size: number): void {
+    if (size === 0) return;
+    this.endPass();
+    this.commandEncoder().clearBuffer(buffer, offset, size);
+  }
+
+  /**
+   * Writes host data into a buffer. The write happens in queue order, so recorded-but-unsubmitted work that may
+   * still read this (possibly recycled) buffer is submitted first.
+   */
+  write(buffer: GPUBuffer, offset: number, data: ArrayBufferView): void {
+    if (data.byteLength === 0) return;
+    if (this.encoder) this.flush();
+    this.device.queue.writeBuffer(buffer, offset, data.buffer, data.byteOffset, data.byteLength);
+  }
+
+  private commandEncoder(): GPUCommandEncoder {
+    this.encoder ??= this.device.createCommandEncoder({ label: 'batch' });
+    return this.encoder;
+  }
+
+  private computePass(): GPUComputePassEncoder {
+    this.pass ??= this.commandEncoder().beginComputePass();
+    return this.pass;
+  }
+
+  private endPass(): void {
+    this.pass?.end();
+    this.pass = null;
+  }
+
+  private packUniform(kernel: string, layout: KernelLayout, params: Record<string, number>): GPUBufferBinding {
+    const p = layout.params!;
+    let offset = Math.ceil(this.uniformOffset / this.uniformAlign) * this.uniformAlign;
+    // A struct never straddles two chunks.
+    if (Math.floor(offset / UNIFORM_CHUNK) !== Math.floor((offset + p.size - 1) / UNIFORM_CHUNK)) {
+      offset = Math.ceil(offset / UNIFORM_CHUNK) * UNIFORM_CHUNK;
+    }
+    if (offset + p.size > this.uniformCpu.byteLength) {
+      const grown = new ArrayBuffer(this.uniformCpu.byteLength * 2);
+      new Uint8Array(grown).set(new Uint8Array(this.uniformCpu));
+      this.uniformCpu = grown;
+      this.uniformView = new DataView(grown);
+    }
+    new Uint8Array(this.uniformCpu, offset, p.size).fill(0);
+    packParams(p, kernel, params, this.uniformView, offset);
+    this.uniformOffset = offset + p.size;
+    const chunk = Math.floor(offset / UNIFORM_CHUNK);
+    while (this.uniformChunks.length <= chunk) {
+      this.uniformChunks.push(
+        this.device.createBuffer({ size: UNIFORM_CHUNK, usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST, label: 'params' }),
+      );
+    }
+    return { buffer: this.uniformChunks[chunk]!, offset: offset % UNIFORM_CHUNK, size: p.size };
+  }
+
+  // ---- submission and waiting ---------------------------------------------------------------------------------
+
+  /** Submits everything recorded so far (one submit). Does not wait. */
+  flush(): void {
+    this.throwIfLost();
+    if (!this.encoder) return;
+    this.endPass();
+    // Uniform chunks are rewritten per batch; queue order puts this write after the previous batch's reads.
+    for (let c = 0; c * UNIFORM_CHUNK < this.uniformOffset; c++) {
+      const len = Math.min(UNIFORM_CHUNK, this.uniformOffset - c * UNIFORM_CHUNK);
+      this.device.queue.writeBuffer(this.uniformChunks[c]!, 0, this.uniformCpu, c * UNIFORM_CHUNK, Math.ceil(len / 4) * 4);
+    }
+    this.device.queue.submit([this.encoder.finish()]);
+    this.submits++;
+    this.encoder = null;
+    this.dispatchesInBatch = 0;
+    this.uniformOffset = 0;
+  }
+
+  /** Submits and waits until the GPU has finished all work so far; throws any GPU error seen meanwhile. */
+  async sync(): Promise<void> {
+    this.copy(this.fenceSource, 0, this.fence, 0, 4);
+    this.flush();
+    await this.mapAndCheck(this.fence);
+    this.fence.unmap();
+  }
+
+  /** Copies `size` bytes of a buffer back to the host (one submit, one wait). */
+  async read(src: GPUBuffer, offset: number, size: number): Promise<ArrayBuffer> {
+    if (size === 0) {
+      await this.checkErrors();
+      return new ArrayBuffer(0);
+    }
+    const padded = Math.ceil(size / 4) * 4;
+    const staging = this.acquireStaging(padded);
+    this.copy(src, offset, staging, 0, padded);
+    this.flush();
+    try {
+      await this.mapAndCheck(staging);
+      const out = staging.getMappedRange(0, padded).slice(0, size);
+      staging.unmap();
+      return out;
+    } finally {
+      this.releaseStaging(staging);
+    }
+  }
+
+  private async mapAndCheck(buffer: GPUBuffer): Promise<void> {
+    const kernels = [...this.kernelsInBatch];
+    this.kernelsInBatch.clear();
+    try {
+      await buffer.mapAsync(1 /* GPUMapMode.READ */);
+    } catch (e) {
+      this.throwIfLost();
+      throw new GpuError(`waiting for the GPU failed (${(e as Error).message}); kernels in flight: ${kernels.join(', ')}`);
+    }
+    try {
+      await this.checkErrors(kernels);
+    } catch (e) {
+      buffer.unmap();
+      throw e;
+    }
+  }
+
+  private async checkErrors(kernels: string[] = []): Promise<void> {
+    const compiles = this.pendingCompiles.splice(0);
+    const results = await Promise.allSettled(compiles);
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) {
+      this.errors.length = 0;
+      throw failed.reason;
+    }
+    this.throwIfLost();
+    if (this.errors.length) {
+      const msgs = this.errors.splice(0);
+      throw new GpuError(`GPU error${kernels.length ? ` (kernels in this batch: ${kernels.join(', ')})` : ''}:\n${msgs.join('\n')}`);
+    }
+  }
+
+  private throwIfLost(): void {
+    if (this.lost) throw new GpuError(this.lost);
+  }
+
+  private acquireStaging(size: number): GPUBuffer {
+    const s = Math.max(256, 2 ** Math.ceil(Math.log2(size)));
+    return (
+      this.staging.get(s)?.pop() ??
+      this.device.createBuffer({ size: s, usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST, label: 'readback' })
+    );
+  }
+
+  private releaseStaging(b: GPUBuffer): void {
+    let list = this.staging.get(b.size);
+    if (!list) this.staging.set(b.size, (list = []));
+    list.push(b);
+  }
+
+  destroy(): void {
+    this.encoder = null;
+    this.pass = null;
+    this.pool.destroy();
+    for (const list of this.staging.values()) for (const b of list) b.destroy();
+    this.staging.clear();
+    for (const b of this.uniformChunks) b.destroy();
+    this.device.destroy();
+  }
+}
+
+function pipelineKey(def: KernelDef): string {
+  const constants = def.constants
+    ? Object.entries(def.constants)
+        .sort(([a], [b]) => (a < b ? -1 : 1))
+        .map(([k, v]) => `${k}=${v}`)
+        .join(',')
+    : '';
+  return `${def.entryPoint ?? 'main'}\u0000${constants}\u0000${def.wgsl}`;
+}
