@@ -4,7 +4,7 @@ import { defineConfig } from 'vitest/config';
 // spreads every dispatch over all cores, so running files in parallel only makes them fight.
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
+    include: ['test/**/*.test.ts', 'src/**/*.test.ts'],
     fileParallelism: false,
     pool: 'forks',
     testTimeout: 120_000,
