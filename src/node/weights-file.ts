@@ -41,7 +41,8 @@ export function detectWeightFormat(path: string, bytes: Uint8Array): WeightFileF
 export async function readStateDictFile(path: string, options: ReadPthOptions = {}): Promise<StateDict> {
   let bytes: Uint8Array;
   try {
-    bytes = await readFile(path);
+    const buf = await readFile(path);
+    bytes = new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength); // a plain view, not a Buffer
   } catch (e) {
     throw new WeightFileError(path, `cannot read file: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
   }

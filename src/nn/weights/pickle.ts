@@ -291,13 +291,13 @@ export function unpickle(bytes: Uint8Array, options: UnpickleOptions): PickleVal
         push(latin1(take(u8())));
         break;
       case 0x42: // BINBYTES
-        push(take(u32()).slice());
+        push(copy(take(u32())));
         break;
       case 0x43: // SHORT_BINBYTES
-        push(take(u8()).slice());
+        push(copy(take(u8())));
         break;
       case 0x8e: // BINBYTES8
-        push(take(u64()).slice());
+        push(copy(take(u64())));
         break;
 
       case 0x29: // EMPTY_TUPLE
@@ -439,6 +439,12 @@ export function unpickle(bytes: Uint8Array, options: UnpickleOptions): PickleVal
       }
     }
   }
+}
+
+function copy(b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(b.length);
+  out.set(b);
+  return out;
 }
 
 /** Little-endian two's-complement integer; a number when it is a safe integer, else a bigint. */

@@ -22,6 +22,7 @@ import {
   type StateDict,
   type TensorData,
   WeightFormatError,
+  copyBytes,
   numElements,
   toFloat32,
   typedArrayFromBytes,
@@ -86,7 +87,7 @@ class TensorRef extends PickleExtension {
 
 const LEGACY_MAGIC = [0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19]; // 0x1950a86a20f9469cfc6c, LE
 
-function startsWith(bytes: Uint8Array, prefix: readonly number[], at = 0): boolean {
+function startsWith(bytes: ArrayLike<number>, prefix: readonly number[], at = 0): boolean {
   if (bytes.length < at + prefix.length) return false;
   return prefix.every((b, i) => bytes[at + i] === b);
 }
@@ -178,6 +179,9 @@ function unzipCheckpoint(bytes: Uint8Array): Map<string, Uint8Array> {
     throw new WeightFormatError(
       'legacy torch.save format (pre-1.6); re-save with torch.save(..., _use_new_zipfile_serialization=True)',
     );
+  }
+  if (bytes.length < 4 && startsWith([0x50, 0x4b, 0x03, 0x04], Array.from(bytes))) {
+    throw new WeightFormatError(`truncated file: only ${bytes.length} bytes, the start of a zip header`);
   }
   if (!looksLikeZip(bytes)) {
     const pickled = bytes[0] === 0x80 ? ' (it looks like a bare pickle)' : '';
@@ -360,7 +364,7 @@ function materialize(name: string, ref: TensorRef, bigEndian: boolean): TensorDa
     }
   }
   if (bigEndian && esize > 1) {
-    bytes = bytes.slice();
+    bytes = copyBytes(bytes);
     for (let i = 0; i < bytes.length; i += esize) bytes.subarray(i, i + esize).reverse();
   }
   return { dtype: storage.dtype, shape: [...size], data: typedArrayFromBytes(storage.dtype, bytes) };

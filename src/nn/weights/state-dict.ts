@@ -72,6 +72,13 @@ function assertLittleEndianHost(): void {
   if (!HOST_IS_LITTLE_ENDIAN) throw new WeightFormatError('big-endian hosts are not supported');
 }
 
+/** A fresh copy (Uint8Array.prototype.slice is not a copy on a Node Buffer, which subclasses it). */
+export function copyBytes(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(bytes.byteLength);
+  out.set(bytes);
+  return out;
+}
+
 /**
  * Wraps little-endian element bytes in the typed array for `dtype`. Copies, so the result
  * is aligned and does not alias `bytes`.
@@ -82,7 +89,7 @@ export function typedArrayFromBytes(dtype: DType, bytes: Uint8Array): TensorArra
   if (bytes.byteLength % size !== 0) {
     throw new WeightFormatError(`${bytes.byteLength} bytes is not a whole number of ${dtype} elements`);
   }
-  const buf = bytes.slice().buffer;
+  const buf = copyBytes(bytes).buffer;
   switch (dtype) {
     case 'float32':
       return new Float32Array(buf);
