@@ -10,9 +10,12 @@ export type TypedArrayOf<D extends DType> = D extends 'f32' ? Float32Array : D e
 export interface GradFn {
   readonly name: string;
   readonly inputs: readonly Tensor[];
-  /** Returns the gradient for each input (null where the input needs none). */
-  backward(gradOutput: Tensor): (Tensor | null)[];
-  /** Frees what the forward saved for backward. */
+  /**
+   * Returns the gradient for each input, computing only those with needs[i] (null elsewhere). Must not release
+   * gradOutput or the inputs: backward() owns them.
+   */
+  backward(gradOutput: Tensor<'f32'>, needs: readonly boolean[]): (Tensor<'f32'> | null)[];
+  /** Frees what the forward made only for backward (indices, batch statistics); never the inputs. */
   release(): void;
 }
 
@@ -33,6 +36,8 @@ export class Tensor<D extends DType = DType> {
   requiresGrad = false;
   grad: Tensor<'f32'> | null = null;
   gradFn: GradFn | null = null;
+  /** Keep this intermediate alive through backward() (which otherwise frees the graph's intermediates). */
+  retain = false;
   private storage: Storage | null;
 
   private constructor(

@@ -1,0 +1,110 @@
+// Reverse-mode autodiff over GPU tensors. Each op's output carries a GradFn (its tape entry) naming its inputs;
+// backward() walks the graph from a scalar in reverse topological order.
+//
+// Memory: every intermediate (non-leaf) tensor in the graph is released to the pool as soon as its producer's
+// backward has run. In reverse topological order all of its consumers have run by then, so nothing needs it any
+// more. Leaves (parameters, inputs) are never released here; mark a non-leaf with `retain = true` to keep it.
+import { accumulate } from '../kernels/elementwise/elementwise.js';
+import { Tensor, type GradFn } from '../kernels/tensor.js';
+import { isGradEnabled } from './grad-mode.js';
+
+/** True when an op on these inputs must record a GradFn. */
+export function needsTape(...inputs: (Tensor | null | undefined)[]): boolean {
+  return isGradEnabled() && inputs.some((t) => t?.requiresGrad);
+}
+
+/** Attaches a tape entry to an op's output. */
+export function record<T extends Tensor>(output: T, fn: GradFn): T {
+  output.requiresGrad = true;
+  output.gradFn = fn;
+  return output;
+}
+
+export interface BackwardOptions {
+  /** Gradient of the root (default: 1 for a one-element root). */
+  gradient?: Tensor<'f32'>;
+}
+
+/**
+ * Accumulates d(root)/d(leaf) into leaf.grad for every leaf with requiresGrad, like torch's backward():
+ * gradients add onto an existing .grad until it is zeroed. Frees the graph's intermediates as it goes.
+ */
+export function backward(root: Tensor, options: BackwardOptions = {}): void {
+  if (!root.requiresGrad) throw new Error('backward(): the tensor does not require grad (no parameter with requiresGrad fed it)');
+  if (!options.gradient && root.size !== 1) {
+    throw new Error(`backward(): the root has shape [${root.shape.join(', ')}]; pass a gradient or reduce it to a scalar first`);
+  }
+  const order = topologicalOrder(root);
+  const grads = new Map<number, Tensor<'f32'>>();
+  grads.set(root.id, options.gradient ?? Tensor.full(root.rt, root.shape, 1, 'gradRoot'));
+
+  for (let k = order.length - 1; k >= 0; k--) {
+    const t = order[k]!;
+    const fn = t.gradFn!;
+    const g = grads.get(t.id);
+    grads.delete(t.id);
+    if (g) {
+      const needs = fn.inputs.map((x) => x.requiresGrad);
+      const inputGrads = fn.backward(g, needs);
+      fn.inputs.forEach((input, i) => {
+        const gi = inputGrads[i];
+        if (!gi) return;
+        if (!needs[i]) {
+          gi.release();
+          return;
+        }
+        if (input.gradFn) addInto(grads, input.id, gi);
+        else if (input.grad) {
+          accumulate(input.grad, gi);
+          gi.release();
+        } else input.grad = gi;
+      });
+      if (g !== options.gradient) g.release();
+    }
+    fn.release();
+    t.gradFn = null;
+    if (t !== root && !t.retain) t.release();
+  }
+}
+
+function addInto(grads: Map<number, Tensor<'f32'>>, id: number, g: Tensor<'f32'>): void {
+  const existing = grads.get(id);
+  if (existing) {
+    accumulate(existing, g);
+    g.release();
+  } else grads.set(id, g);
+}
+
+/** Non-leaf tensors reachable from root, each after all of its inputs. */
+function topologicalOrder(root: Tensor): Tensor[] {
+  const order: Tensor[] = [];
+  const visited = new Set<number>();
+  // Iterative DFS (ResNet graphs are a few hundred nodes deep; recursion would do, but this never overflows).
+  const stack: [Tensor, number][] = [[root, 0]];
+  visited.add(root.id);
+  while (stack.length) {
+    const top = stack[stack.length - 1]!;
+    const [t, i] = top;
+    const inputs = t.gradFn?.inputs ?? [];
+    if (i < inputs.length) {
+      top[1]++;
+      const next = inputs[i]!;
+      if (next.gradFn && next.requiresGrad && !visited.has(next.id)) {
+        visited.add(next.id);
+        stack.push([next, 0]);
+      }
+    } else {
+      stack.pop();
+      if (t.gradFn) order.push(t);
+    }
+  }
+  return order;
+}
+
+/** Sets every given tensor's .grad to null, releasing the buffers (like optimizer.zero_grad(set_to_none=True)). */
+export function zeroGrad(tensors: Iterable<Tensor>): void {
+  for (const t of tensors) {
+    t.grad?.release();
+    t.grad = null;
+  }
+}

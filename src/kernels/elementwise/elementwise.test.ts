@@ -1,0 +1,70 @@
+import { describe, expect, it } from 'vitest';
+import { Tensor } from '../tensor.js';
+import { accumulate, add, broadcastScalar, reluBackward, reluForward, scaleByTensor } from './elementwise.js';
+import { addReference, reluReference } from './elementwise.reference.js';
+import { dot, f64, maxRelError, numericGrad, randn } from '../../../test/helpers/gradcheck.js';
+import { testRuntime } from '../../../test/helpers/gpu.js';
+
+describe('elementwise', () => {
+  it.each([1, 7, 256, 1000, 70_001])('relu and add match the reference for %i elements', async (n) => {
+    const rt = await testRuntime();
+    const xs = randn(n, n);
+    const ys = randn(n, n + 1);
+    const x = Tensor.fromArray(rt, xs);
+    const y = Tensor.fromArray(rt, ys);
+    const r = reluForward(x);
+    const s = add(x, y);
+    expect(maxRelError(await r.read(), reluReference(xs))).toBe(0);
+    expect(maxRelError(await s.read(), addReference(xs, ys))).toBeLessThan(1e-7);
+    for (const t of [x, y, r, s]) t.release();
+  });
+
+  it('relu backward: gradient check (exact: the op is piecewise linear away from 0)', async () => {
+    const rt = await testRuntime();
+    const xs = randn(333, 5);
+    const weights = randn(333, 6);
+    const x = Tensor.fromArray(rt, xs);
+    const y = reluForward(x);
+    const gy = Tensor.fromArray(rt, weights);
+    const gx = reluBackward(y, gy);
+    const numeric = numericGrad((inp) => dot(reluReference(inp[0]!), weights), [f64(xs)], 0);
+    expect(maxRelError(await gx.read(), numeric)).toBeLessThan(1e-6);
+    for (const t of [x, y, gy, gx]) t.release();
+  });
+
+  it('accumulates in place, scales and broadcasts by a GPU scalar', async () => {
+    const rt = await testRuntime();
+    const acc = Tensor.fromArray(rt, [1, 2, 3]);
+    const x = Tensor.fromArray(rt, [10, 20, 30]);
+    accumulate(acc, x);
+    expect(Array.from(await acc.read())).toEqual([11, 22, 33]);
+    const s = Tensor.fromArray(rt, [2]);
+    const scaled = scaleByTensor(acc, s, 0.5);
+    expect(Array.from(await scaled.read())).toEqual([11, 22, 33]);
+    const b = broadcastScalar(s, [2, 2], 3);
+    expect(Array.from(await b.read())).toEqual([6, 6, 6, 6]);
+    expect(() => add(acc, b)).toThrow(/shapes \[3\] and \[2, 2\] differ/);
+    for (const t of [acc, x, s, scaled, b]) t.release();
+  });
+
+  it('splits tensors over the binding limit into aligned slices with the same result', async () => {
+    const rt = await testRuntime();
+    const n = 10_007;
+    const xs = randn(n, 11);
+    const ys = randn(n, 12);
+    const x = Tensor.fromArray(rt, xs);
+    const y = Tensor.fromArray(rt, ys);
+    const whole = add(x, y);
+    const dispatches = rt.stats.dispatches;
+    rt.bindingLimit = 4096;
+    try {
+      const sliced = add(x, y);
+      expect(rt.stats.dispatches - dispatches).toBe(Math.ceil(n / 1024));
+      expect(Array.from(await sliced.read())).toEqual(Array.from(await whole.read()));
+      sliced.release();
+    } finally {
+      rt.bindingLimit = rt.maxBindingSize;
+    }
+    for (const t of [x, y, whole]) t.release();
+  });
+});

@@ -1,0 +1,82 @@
+import { describe, expect, it } from 'vitest';
+import { Tensor } from '../../src/kernels/tensor.js';
+import { add, flatten, mean, relu, sum } from '../../src/autograd/functions.js';
+import { backward, zeroGrad } from '../../src/autograd/tape.js';
+import { noGrad } from '../../src/autograd/grad-mode.js';
+import { testRuntime } from '../helpers/gpu.js';
+
+async function param(values: number[], shape?: number[]): Promise<Tensor<'f32'>> {
+  const t = Tensor.fromArray(await testRuntime(), values, shape);
+  t.requiresGrad = true;
+  return t;
+}
+
+describe('autograd tape', () => {
+  it('accumulates the gradient of a tensor that feeds several ops (a residual connection)', async () => {
+    // L = sum(relu(x) + x): dL/dx = (x > 0) + 1
+    const x = await param([-2, -0.5, 0.5, 3]);
+    const loss = sum(add(relu(x), x));
+    expect(await loss.item()).toBe(0.5 + 3 - 2 - 0.5 + 0.5 + 3);
+    backward(loss);
+    expect(Array.from(await x.grad!.read())).toEqual([1, 1, 2, 2]);
+    // A second backward adds onto .grad, as in PyTorch, until the grad is zeroed.
+    backward(sum(add(x, x)));
+    expect(Array.from(await x.grad!.read())).toEqual([3, 3, 4, 4]);
+    zeroGrad([x]);
+    expect(x.grad).toBeNull();
+    loss.release();
+    x.release();
+  });
+
+  it('propagates through mean and flatten views', async () => {
+    const x = await param([1, -2, 3, -4, 5, -6], [1, 2, 3]);
+    const loss = mean(relu(flatten(x)));
+    expect(await loss.item()).toBeCloseTo(9 / 6, 6);
+    backward(loss);
+    const g = await x.grad!.read();
+    expect(Array.from(g).map((v) => +v.toFixed(6))).toEqual([1 / 6, 0, 1 / 6, 0, 1 / 6, 0].map((v) => +v.toFixed(6)));
+    expect(x.grad!.shape).toEqual([1, 2, 3]);
+  });
+
+  it('computes no gradient for frozen tensors and records nothing under noGrad', async () => {
+    const rt = await testRuntime();
+    const frozen = Tensor.fromArray(rt, [1, 2]);
+    const trained = await param([3, -4]);
+    const out = add(frozen, trained);
+    expect(out.gradFn?.name).toBe('add');
+    const loss = sum(out);
+    backward(loss);
+    expect(frozen.grad).toBeNull();
+    expect(Array.from(await trained.grad!.read())).toEqual([1, 1]);
+    const quiet = noGrad(() => add(frozen, trained));
+    expect(quiet.requiresGrad).toBe(false);
+    expect(quiet.gradFn).toBeNull();
+    expect(() => backward(sum(frozen))).toThrow(/does not require grad/);
+  });
+
+  it('frees every intermediate during backward: a repeated step leaves the pool as it was', async () => {
+    const rt = await testRuntime();
+    const x = await param(Array.from({ length: 1000 }, (_, i) => Math.sin(i)));
+    const step = async (): Promise<number> => {
+      const h = relu(x);
+      const loss = sum(add(relu(add(h, x)), h));
+      backward(loss);
+      const v = await loss.item();
+      loss.release();
+      zeroGrad([x]);
+      return v;
+    };
+    await step();
+    const before = rt.pool.stats();
+    const v = await step();
+    const after = rt.pool.stats();
+    expect(after.liveBuffers).toBe(before.liveBuffers);
+    expect(after.allocations).toBe(before.allocations);
+    expect(v).toBeGreaterThan(0);
+  });
+
+  it('rejects a non-scalar root without a gradient', async () => {
+    const x = await param([1, 2, 3]);
+    expect(() => backward(relu(x))).toThrow(/pass a gradient or reduce it to a scalar/);
+  });
+});
