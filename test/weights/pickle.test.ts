@@ -76,5 +76,6 @@ describe('restricted unpickler', () => {
     expect(err(bytes(0x80, 2, 0x74, 0x2e))).toMatch(/MARK missing/);
     expect(err(bytes(0x80, 2, 0x30, 0x2e))).toMatch(/stack underflow/);
     expect(err(bytes(0x80, 2, 0x4e, 0x4e, 0x2e))).toMatch(/non-singleton stack/);
+    expect(err(bytes(0x80, 2, 0x8b, 0, 0, 1, 0))).toMatch(/integer of 65536 bytes is too large/);
   });
 });

@@ -174,3 +174,25 @@ function oneTensorPickle(storage: string, [numel]: [number], offset = 0): Uint8A
   op(0x2e); // STOP
   return new Uint8Array(parts);
 }
+
+describe('readPth and parseSafetensors on corrupted bytes', () => {
+  it('only ever throw WeightFormatError (never crash) when random bytes are overwritten', () => {
+    let seed = 7;
+    const rnd = (n: number): number => Math.floor(((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32) * n);
+    const targets: [Uint8Array, (b: Uint8Array) => unknown][] = [
+      [fixture('small.pth'), (b) => readPth(b)],
+      [fixture('small.expected.safetensors'), (b) => parseSafetensors(b)],
+    ];
+    for (const [orig, parse] of targets) {
+      for (let i = 0; i < 1500; i++) {
+        const b = orig.slice();
+        for (let j = 1 + rnd(4); j > 0; j--) b[rnd(b.length)] = rnd(256);
+        try {
+          parse(b);
+        } catch (e) {
+          if (!(e instanceof WeightFormatError)) throw e;
+        }
+      }
+    }
+  });
+});

@@ -264,6 +264,8 @@ export function unpickle(bytes: Uint8Array, options: UnpickleOptions): PickleVal
       case 0x8b: {
         // LONG4
         const n = op === 0x8a ? u8() : u32();
+        // State dicts hold small ints; refuse huge ones rather than spend quadratic time decoding.
+        if (n > 64) fail(`integer of ${n} bytes is too large`, at);
         push(decodeLong(take(n)));
         break;
       }

@@ -200,11 +200,16 @@ function unzipCheckpoint(bytes: Uint8Array): Map<string, Uint8Array> {
   try {
     entries = unzipSync(bytes, {
       filter: (f) => {
+        // torch.save stores entries uncompressed; refuse a deflated entry claiming an absurd size.
+        if (f.compression !== 0 && f.originalSize > 1024 * f.size + (1 << 20)) {
+          throw new WeightFormatError(`zip entry ${f.name} claims to inflate ${f.size} bytes to ${f.originalSize}`);
+        }
         sizes.set(f.name, f.originalSize);
         return true;
       },
     });
   } catch (e) {
+    if (e instanceof WeightFormatError) throw e;
     throw new WeightFormatError(`corrupt zip archive: ${e instanceof Error ? e.message : String(e)}`);
   }
   const files = new Map<string, Uint8Array>();
