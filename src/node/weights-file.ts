@@ -29,8 +29,9 @@ export type WeightFileFormat = 'pth' | 'safetensors';
 
 /** Content first (zip / pickle magic, safetensors header), then the extension; undefined if neither tells. */
 export function detectWeightFormat(path: string, bytes: Uint8Array): WeightFileFormat | undefined {
-  if (looksLikeZip(bytes) || looksLikeLegacyTorch(bytes) || bytes[0] === 0x80) return 'pth';
+  if (looksLikeZip(bytes) || looksLikeLegacyTorch(bytes)) return 'pth';
   if (looksLikeSafetensors(bytes)) return 'safetensors';
+  if (bytes[0] === 0x80) return 'pth'; // a bare pickle: the pth reader explains what is wrong
   const ext = extname(path).toLowerCase();
   if (ext === '.safetensors') return 'safetensors';
   if (ext === '.pth' || ext === '.pt' || ext === '.bin' || ext === '.ckpt') return 'pth';

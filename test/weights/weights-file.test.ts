@@ -38,6 +38,18 @@ describe('readStateDictFile', () => {
     expect((await readStateDictFile(renamed)).size).toBe(pth.size);
   });
 
+  it('detects safetensors whose header length starts with the pickle PROTO byte 0x80', async () => {
+    const json = JSON.stringify({ w: { dtype: 'U8', shape: [1], data_offsets: [0, 1] } });
+    const header = new TextEncoder().encode(json.padEnd(128, ' '));
+    const bytes = new Uint8Array(8 + 128 + 1);
+    bytes[0] = 0x80; // header length 128, little-endian
+    bytes.set(header, 8);
+    bytes[136] = 42;
+    const p = join(dir, 'weights.bin');
+    await writeFile(p, bytes);
+    expect([...(await readStateDictFile(p)).get('w')!.data]).toEqual([42]);
+  });
+
   it('names the file in every error', async () => {
     const cases: [string, Uint8Array, RegExp][] = [
       ['cut.pth', fixture('small.pth').subarray(0, 3000), /truncated/],
