@@ -1,0 +1,43 @@
+import { flatChunks } from '../chunks.js';
+import type { Tensor } from '../tensor.js';
+import { sgdUpdateKernel, sgdUpdateNoMomentumKernel } from './sgd.wgsl.js';
+
+export interface SgdHyper {
+  lr: number;
+  weightDecay: number;
+  momentum: number;
+  dampening: number;
+  nesterov: boolean;
+}
+
+/**
+ * Updates `param` in place from `grad`. With momentum, `momentumBuffer` (same shape) holds the velocity;
+ * `firstStep` initialises it from the gradient as torch does. No readback.
+ */
+export function sgdUpdate(param: Tensor, grad: Tensor, hyper: SgdHyper, momentumBuffer: Tensor | null, firstStep: boolean): void {
+  if (grad.size !== param.size) throw new Error(`sgdUpdate: grad has ${grad.size} elements, param ${param.size}`);
+  const rt = param.rt;
+  for (const c of flatChunks(rt, param.size)) {
+    const wg = rt.grid(Math.ceil(c.count / 256));
+    const common = { param: param.gpuBindingRange(c.start, c.count), grad: grad.gpuBindingRange(c.start, c.count) };
+    if (hyper.momentum === 0) {
+      rt.dispatch(sgdUpdateNoMomentumKernel, wg, common, { n: c.count, lr: hyper.lr, weightDecay: hyper.weightDecay });
+    } else {
+      if (!momentumBuffer) throw new Error('sgdUpdate: momentum needs a momentum buffer');
+      rt.dispatch(
+        sgdUpdateKernel,
+        wg,
+        { ...common, momentumBuffer: momentumBuffer.gpuBindingRange(c.start, c.count) },
+        {
+          n: c.count,
+          lr: hyper.lr,
+          weightDecay: hyper.weightDecay,
+          momentum: hyper.momentum,
+          dampening: hyper.dampening,
+          nesterov: hyper.nesterov ? 1 : 0,
+          firstStep: firstStep ? 1 : 0,
+        },
+      );
+    }
+  }
+}
