@@ -1,0 +1,58 @@
+// Float64 CPU reference of BatchNorm2d (NCHW), for tests only.
+
+export interface BnShape {
+  N: number;
+  C: number;
+  HW: number;
+}
+
+/** Per-channel mean and biased variance (two-pass). */
+export function bnBatchStatsRef(x: Float64Array, { N, C, HW }: BnShape): { mean: Float64Array; variance: Float64Array } {
+  const mean = new Float64Array(C);
+  const variance = new Float64Array(C);
+  const M = N * HW;
+  for (let c = 0; c < C; c++) {
+    let s = 0;
+    for (let n = 0; n < N; n++) for (let i = 0; i < HW; i++) s += x[(n * C + c) * HW + i]!;
+    const m = s / M;
+    let q = 0;
+    for (let n = 0; n < N; n++) for (let i = 0; i < HW; i++) q += (x[(n * C + c) * HW + i]! - m) ** 2;
+    mean[c] = m;
+    variance[c] = q / M;
+  }
+  return { mean, variance };
+}
+
+function affine(x: Float64Array, { N, C, HW }: BnShape, mean: Float64Array, variance: Float64Array, w: Float64Array, b: Float64Array, eps: number): Float64Array {
+  const y = new Float64Array(x.length);
+  for (let n = 0; n < N; n++)
+    for (let c = 0; c < C; c++) {
+      const inv = 1 / Math.sqrt(variance[c]! + eps);
+      for (let i = 0; i < HW; i++) {
+        const k = (n * C + c) * HW + i;
+        y[k] = (x[k]! - mean[c]!) * inv * w[c]! + b[c]!;
+      }
+    }
+  return y;
+}
+
+export function bnTrainRef(
+  x: Float64Array,
+  shape: BnShape,
+  w: Float64Array,
+  b: Float64Array,
+  runningMean: Float64Array,
+  runningVar: Float64Array,
+  momentum = 0.1,
+  eps = 1e-5,
+): { y: Float64Array; mean: Float64Array; variance: Float64Array; runningMean: Float64Array; runningVar: Float64Array } {
+  const { mean, variance } = bnBatchStatsRef(x, shape);
+  const M = shape.N * shape.HW;
+  const rm = runningMean.map((r, c) => (1 - momentum) * r + momentum * mean[c]!);
+  const rv = runningVar.map((r, c) => (1 - momentum) * r + momentum * variance[c]! * (M / (M - 1)));
+  return { y: affine(x, shape, mean, variance, w, b, eps), mean, variance, runningMean: rm, runningVar: rv };
+}
+
+export function bnEvalRef(x: Float64Array, shape: BnShape, w: Float64Array, b: Float64Array, runningMean: Float64Array, runningVar: Float64Array, eps = 1e-5): Float64Array {
+  return affine(x, shape, runningMean, runningVar, w, b, eps);
+}

@@ -1,0 +1,279 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { testRuntime } from '../../../test/helpers/gpu.js';
+import { dot, f64, maxRelError, numericGrad, randn, uniform } from '../../../test/helpers/gradcheck.js';
+import type { Runtime } from '../runtime.js';
+import { Tensor } from '../tensor.js';
+import {
+  batchNormBackward,
+  batchNormEvalBackward,
+  batchNormEvalForward,
+  batchNormTrainForward,
+  type BatchNormTracker,
+} from './batch-norm.js';
+import { bnEvalRef, bnTrainRef, type BnShape } from './batch-norm.reference.js';
+
+// Errors are maxRelError = max|gpu - ref| / max|ref| over the whole output.
+const FORWARD_BOUND = 2e-6;
+const GRAD_BOUND = 1e-5;
+const TORCH_BOUND = 1e-4;
+
+type Shape4 = [number, number, number, number];
+
+interface Params {
+  x: Float32Array;
+  w: Float32Array;
+  b: Float32Array;
+  rm: Float32Array;
+  rv: Float32Array;
+}
+
+function params(shape: Shape4, seed: number, offset = 0): Params {
+  const [N, C, H, W] = shape;
+  const x = randn(N * C * H * W, seed, 2);
+  for (let i = 0; i < x.length; i++) x[i] = x[i]! + offset + (Math.floor(i / (H * W)) % C);
+  return {
+    x,
+    w: uniform(C, seed + 1, 0.5, 1.5),
+    b: randn(C, seed + 2),
+    rm: randn(C, seed + 3),
+    rv: uniform(C, seed + 4, 0.5, 1.5),
+  };
+}
+
+function upload(rt: Runtime, p: Params, shape: Shape4) {
+  return {
+    x: Tensor.fromArray(rt, p.x, shape),
+    w: Tensor.fromArray(rt, p.w),
+    b: Tensor.fromArray(rt, p.b),
+    rm: Tensor.fromArray(rt, p.rm),
+    rv: Tensor.fromArray(rt, p.rv),
+  };
+}
+
+const bnShape = ([N, C, H, W]: Shape4): BnShape => ({ N, C, HW: H * W });
+const release = (...ts: (Tensor | null)[]) => ts.forEach((t) => t?.release());
+const all = { input: true, weight: true, bias: true };
+
+describe('batch_norm2d', () => {
+  const shapes: Shape4[] = [
+    [2, 3, 5, 5],
+    [1, 1, 3, 3],
+    [3, 5, 7, 9],
+    [1, 2, 1, 2],
+    [4, 3, 33, 35], // more than one stage-1 workgroup per channel
+    [130, 2, 3, 11], // many images per stage-1 workgroup
+  ];
+
+  it.each(shapes)('train forward + running stats match the float64 reference: [%i, %i, %i, %i]', async (...shape) => {
+    const rt = await testRuntime();
+    const p = params(shape, 10 + shape[0]);
+    const t = upload(rt, p, shape);
+    const tracker: BatchNormTracker = { numBatchesTracked: 0 };
+    const { y, saveMean, saveInvStd } = batchNormTrainForward(t.x, t.w, t.b, t.rm, t.rv, { tracker });
+    const ref = bnTrainRef(f64(p.x), bnShape(shape), f64(p.w), f64(p.b), f64(p.rm), f64(p.rv));
+    const errs = {
+      y: maxRelError(await y.read(), ref.y),
+      mean: maxRelError(await saveMean.read(), ref.mean),
+      invStd: maxRelError(await saveInvStd.read(), ref.variance.map((v) => 1 / Math.sqrt(v + 1e-5))),
+      runningMean: maxRelError(await t.rm.read(), ref.runningMean),
+      runningVar: maxRelError(await t.rv.read(), ref.runningVar),
+    };
+    console.log(`bn train [${shape.join(',')}]`, JSON.stringify(errs));
+    for (const e of Object.values(errs)) expect(e).toBeLessThan(FORWARD_BOUND);
+    expect(tracker.numBatchesTracked).toBe(1);
+    release(y, saveMean, saveInvStd, ...Object.values(t));
+  });
+
+  it('keeps the variance accurate when the mean is large (mean 1000, std 2)', async () => {
+    const rt = await testRuntime();
+    const shape: Shape4 = [8, 3, 20, 20];
+    const p = params(shape, 77, 1000);
+    const t = upload(rt, p, shape);
+    const { y, saveMean, saveInvStd } = batchNormTrainForward(t.x, t.w, t.b, t.rm, t.rv);
+    const ref = bnTrainRef(f64(p.x), bnShape(shape), f64(p.w), f64(p.b), f64(p.rm), f64(p.rv));
+    const eInv = maxRelError(await saveInvStd.read(), ref.variance.map((v) => 1 / Math.sqrt(v + 1e-5)));
+    const eY = maxRelError(await y.read(), ref.y);
+    console.log(`bn large mean: invStd ${eInv.toExponential(2)}, y ${eY.toExponential(2)}`);
+    // x itself carries f32 rounding of ~1000 * 6e-8 = 6e-5 absolute, i.e. ~3e-5 of the std: y cannot do better.
+    expect(eInv).toBeLessThan(1e-5);
+    expect(eY).toBeLessThan(5e-5);
+    release(y, saveMean, saveInvStd, ...Object.values(t));
+  });
+
+  it.each(shapes.slice(0, 4))('eval forward matches the reference and leaves running stats alone: [%i, %i, %i, %i]', async (...shape) => {
+    const rt = await testRuntime();
+    const p = params(shape, 20 + shape[1]);
+    const t = upload(rt, p, shape);
+    const y = batchNormEvalForward(t.x, t.w, t.b, t.rm, t.rv, 1e-5);
+    const ref = bnEvalRef(f64(p.x), bnShape(shape), f64(p.w), f64(p.b), f64(p.rm), f64(p.rv));
+    expect(maxRelError(await y.read(), ref)).toBeLessThan(FORWARD_BOUND);
+    expect(await t.rm.read()).toEqual(p.rm);
+    expect(await t.rv.read()).toEqual(p.rv);
+    release(y, ...Object.values(t));
+  });
+
+  for (const mode of ['train', 'eval'] as const) {
+    it.each<Shape4>([
+      [2, 2, 3, 3],
+      [1, 1, 2, 3],
+      [3, 2, 1, 1],
+    ])(`${mode} backward matches central differences of the float64 reference: [%i, %i, %i, %i]`, async (...shape) => {
+      const rt = await testRuntime();
+      const p = params(shape, 30 + shape[0] * 7);
+      const R = randn(p.x.length, 99);
+      const s = bnShape(shape);
+      const loss = ([x, w, b]: Float64Array[]): number =>
+        dot(mode === 'train' ? bnTrainRef(x!, s, w!, b!, f64(p.rm), f64(p.rv)).y : bnEvalRef(x!, s, w!, b!, f64(p.rm), f64(p.rv)), R);
+      const inputs = [f64(p.x), f64(p.w), f64(p.b)];
+      const num = [0, 1, 2].map((i) => numericGrad(loss, inputs, i));
+
+      const t = upload(rt, p, shape);
+      const gy = Tensor.fromArray(rt, R, shape);
+      let grads;
+      if (mode === 'train') {
+        const f = batchNormTrainForward(t.x, t.w, t.b, t.rm, t.rv);
+        grads = batchNormBackward(gy, t.x, t.w, f.saveMean, f.saveInvStd, all);
+        release(f.y, f.saveMean, f.saveInvStd);
+      } else {
+        grads = batchNormEvalBackward(gy, t.x, t.w, t.rm, t.rv, 1e-5, all);
+      }
+      const errs = [
+        maxRelError(await grads.gx!.read(), num[0]!),
+        maxRelError(await grads.gweight!.read(), num[1]!),
+        maxRelError(await grads.gbias!.read(), num[2]!),
+      ];
+      console.log(`bn ${mode} gradcheck [${shape.join(',')}] gx/gw/gb`, errs.map((e) => e.toExponential(2)).join(' '));
+      for (const e of errs) expect(e).toBeLessThan(GRAD_BOUND);
+      release(gy, grads.gx, grads.gweight, grads.gbias, ...Object.values(t));
+    });
+  }
+
+  it('computes only the gradients asked for', async () => {
+    const rt = await testRuntime();
+    const shape: Shape4 = [2, 3, 4, 4];
+    const p = params(shape, 5);
+    const t = upload(rt, p, shape);
+    const gy = Tensor.fromArray(rt, randn(p.x.length, 6), shape);
+    const f = batchNormTrainForward(t.x, t.w, t.b, t.rm, t.rv);
+    const full = batchNormBackward(gy, t.x, t.w, f.saveMean, f.saveInvStd, all);
+    const live = rt.pool.stats().liveBuffers;
+    const onlyW = batchNormBackward(gy, t.x, t.w, f.saveMean, f.saveInvStd, { input: false, weight: true, bias: false });
+    expect(onlyW.gx).toBeNull();
+    expect(onlyW.gbias).toBeNull();
+    expect(Array.from(await onlyW.gweight!.read())).toEqual(Array.from(await full.gweight!.read()));
+    expect(rt.pool.stats().liveBuffers).toBe(live + 1);
+    const onlyX = batchNormEvalBackward(gy, t.x, t.w, t.rm, t.rv, 1e-5, { input: true, weight: false, bias: false });
+    expect(onlyX.gweight).toBeNull();
+    expect(onlyX.gbias).toBeNull();
+    release(onlyW.gweight, onlyX.gx, full.gx, full.gweight, full.gbias, gy, f.y, f.saveMean, f.saveInvStd, ...Object.values(t));
+  });
+
+  it('splits tensors over the binding limit by batch slices with statistics over the whole batch', async () => {
+    const rt = await testRuntime();
+    // 8 KiB per sample: a 16 KiB limit binds 2 samples at a time (13 slices, the last one short).
+    const shape: Shape4 = [25, 8, 16, 16];
+    const p = params(shape, 42, 3);
+    const R = randn(p.x.length, 43);
+    const run = async (limit: number) => {
+      const saved = rt.bindingLimit;
+      rt.bindingLimit = limit;
+      try {
+        const t = upload(rt, p, shape);
+        const gy = Tensor.fromArray(rt, R, shape);
+        const f = batchNormTrainForward(t.x, t.w, t.b, t.rm, t.rv);
+        const g = batchNormBackward(gy, t.x, t.w, f.saveMean, f.saveInvStd, all);
+        const ye = batchNormEvalForward(t.x, t.w, t.b, t.rm, t.rv);
+        const ge = batchNormEvalBackward(gy, t.x, t.w, t.rm, t.rv, 1e-5, all);
+        const out = {
+          y: await f.y.read(),
+          rm: await t.rm.read(),
+          rv: await t.rv.read(),
+          gx: await g.gx!.read(),
+          gw: await g.gweight!.read(),
+          gb: await g.gbias!.read(),
+          yEval: await ye.read(),
+          gxEval: await ge.gx!.read(),
+          gwEval: await ge.gweight!.read(),
+        };
+        release(gy, f.y, f.saveMean, f.saveInvStd, g.gx, g.gweight, g.gbias, ye, ge.gx, ge.gweight, ge.gbias, ...Object.values(t));
+        return out;
+      } finally {
+        rt.bindingLimit = saved;
+      }
+    };
+    const whole = await run(rt.bindingLimit);
+    const dispatchesBefore = rt.stats.dispatches;
+    const split = await run(16 * 1024);
+    expect(rt.stats.dispatches - dispatchesBefore).toBeGreaterThan(50);
+    const ref = bnTrainRef(f64(p.x), bnShape(shape), f64(p.w), f64(p.b), f64(p.rm), f64(p.rv));
+    expect(maxRelError(split.y, ref.y)).toBeLessThan(FORWARD_BOUND);
+    expect(maxRelError(split.rv, ref.runningVar)).toBeLessThan(FORWARD_BOUND);
+    for (const k of Object.keys(whole) as (keyof typeof whole)[]) {
+      const e = maxRelError(split[k], whole[k]);
+      expect(e, k).toBeLessThan(2e-6);
+    }
+  });
+
+  describe('PyTorch parity (fixtures/ops/batch_norm2d.json)', () => {
+    interface T {
+      shape: number[];
+      data: number[];
+    }
+    interface Mode {
+      y: T;
+      gx: T;
+      gweight: T;
+      gbias: T;
+      running_mean?: T;
+      running_var?: T;
+      num_batches_tracked?: number;
+    }
+    interface Case {
+      input: T;
+      gy: T;
+      eps: number;
+      momentum: number;
+      init: Record<'weight' | 'bias' | 'running_mean' | 'running_var', T>;
+      evalRunning: Record<'running_mean' | 'running_var', T>;
+      train: Mode;
+      eval: Mode;
+    }
+    const fixture = JSON.parse(readFileSync(new URL('../../../fixtures/ops/batch_norm2d.json', import.meta.url), 'utf8')) as { cases: Case[] };
+
+    it.each(fixture.cases.map((c, i) => [i, c] as const))('case %i: train step then eval, within 1e-4 (maxRelError)', async (_i, c) => {
+      const rt = await testRuntime();
+      const f32 = (v: T) => Tensor.fromArray(rt, Float32Array.from(v.data), v.shape);
+      const x = f32(c.input);
+      const gy = f32(c.gy);
+      const w = f32(c.init.weight);
+      const b = f32(c.init.bias);
+      const rm = f32(c.init.running_mean);
+      const rv = f32(c.init.running_var);
+      const tracker = { numBatchesTracked: 0 };
+      const f = batchNormTrainForward(x, w, b, rm, rv, { momentum: c.momentum, eps: c.eps, tracker });
+      const g = batchNormBackward(gy, x, w, f.saveMean, f.saveInvStd, all);
+      const errs: Record<string, number> = {
+        y: maxRelError(await f.y.read(), c.train.y.data),
+        gx: maxRelError(await g.gx!.read(), c.train.gx.data),
+        gweight: maxRelError(await g.gweight!.read(), c.train.gweight.data),
+        gbias: maxRelError(await g.gbias!.read(), c.train.gbias.data),
+        running_mean: maxRelError(await rm.read(), c.train.running_mean!.data),
+        running_var: maxRelError(await rv.read(), c.train.running_var!.data),
+      };
+      expect(tracker.numBatchesTracked).toBe(c.train.num_batches_tracked);
+      // Eval runs on the running stats left by the train step.
+      const ye = batchNormEvalForward(x, w, b, rm, rv, c.eps);
+      const ge = batchNormEvalBackward(gy, x, w, rm, rv, c.eps, all);
+      Object.assign(errs, {
+        evalY: maxRelError(await ye.read(), c.eval.y.data),
+        evalGx: maxRelError(await ge.gx!.read(), c.eval.gx.data),
+        evalGweight: maxRelError(await ge.gweight!.read(), c.eval.gweight.data),
+        evalGbias: maxRelError(await ge.gbias!.read(), c.eval.gbias.data),
+      });
+      console.log(`bn torch case ${_i} [${c.input.shape.join(',')}]`, JSON.stringify(Object.fromEntries(Object.entries(errs).map(([k, v]) => [k, +v.toExponential(2)]))));
+      for (const [k, e] of Object.entries(errs)) expect(e, k).toBeLessThan(TORCH_BOUND);
+      release(x, gy, w, b, rm, rv, f.y, f.saveMean, f.saveInvStd, g.gx, g.gweight, g.gbias, ye, ge.gx, ge.gweight, ge.gbias);
+    });
+  });
+});
