@@ -1,0 +1,107 @@
+// max_pool2d (NCHW) forward with argmax indices, and its backward, as torch.nn.functional.max_pool2d.
+import { batchChunks } from '../chunks.js';
+import { Tensor } from '../tensor.js';
+import { POOL_WG, maxPoolBackward, maxPoolForward } from './max-pool.wgsl.js';
+
+type Pair = number | readonly [number, number];
+
+export interface MaxPool2dOptions {
+  kernel: Pair;
+  /** Defaults to the kernel size (as PyTorch). */
+  stride?: Pair;
+  padding?: Pair;
+  dilation?: Pair;
+  ceilMode?: boolean;
+}
+
+interface Geometry {
+  N: number;
+  C: number;
+  H: number;
+  W: number;
+  OH: number;
+  OW: number;
+  k: [number, number];
+  s: [number, number];
+  p: [number, number];
+  d: [number, number];
+}
+
+const pair = (v: Pair): [number, number] => (typeof v === 'number' ? [v, v] : [v[0], v[1]]);
+
+/** PyTorch's pooling_output_shape. */
+export function poolOutputSize(size: number, k: number, s: number, p: number, d: number, ceilMode: boolean): number {
+  let out = Math.floor((size + 2 * p - d * (k - 1) - 1 + (ceilMode ? s - 1 : 0)) / s) + 1;
+  // In ceil mode the last window must start inside the input or the left padding.
+  if (ceilMode && (out - 1) * s >= size + p) out--;
+  return out;
+}
+
+function geometry(op: string, inputShape: readonly number[], o: MaxPool2dOptions): Geometry {
+  if (inputShape.length !== 4) throw new Error(`${op}: expected an NCHW input, got [${inputShape.join(', ')}]`);
+  const [N, C, H, W] = inputShape as [number, number, number, number];
+  const k = pair(o.kernel);
+  const s = pair(o.stride ?? o.kernel);
+  const p = pair(o.padding ?? 0);
+  const d = pair(o.dilation ?? 1);
+  for (let a = 0; a < 2; a++) {
+    if (k[a]! < 1 || s[a]! < 1 || d[a]! < 1 || p[a]! < 0) throw new Error(`${op}: invalid kernel/stride/padding/dilation`);
+    if (p[a]! > k[a]! / 2) throw new Error(`${op}: padding ${p[a]} should be at most half the kernel size ${k[a]}`);
+  }
+  const OH = poolOutputSize(H, k[0], s[0], p[0], d[0], o.ceilMode ?? false);
+  const OW = poolOutputSize(W, k[1], s[1], p[1], d[1], o.ceilMode ?? false);
+  if (OH < 1 || OW < 1) throw new Error(`${op}: output size ${OH}x${OW} is too small for input [${inputShape.join(', ')}]`);
+  return { N, C, H, W, OH, OW, k, s, p, d };
+}
+
+function params(g: Geometry, n: number): Record<string, number> {
+  return {
+    n,
+    H: g.H, W: g.W, OH: g.OH, OW: g.OW,
+    kH: g.k[0], kW: g.k[1], sH: g.s[0], sW: g.s[1], pH: g.p[0], pW: g.p[1], dH: g.d[0], dW: g.d[1],
+    negInf: -Infinity,
+  };
+}
+
+/** y [N, C, OH, OW] and indices (i32, position ih * W + iw of each maximum within its input plane). */
+export function maxPool2dForward(x: Tensor<'f32'>, options: MaxPool2dOptions): { y: Tensor<'f32'>; indices: Tensor<'i32'> } {
+  const rt = x.rt;
+  const g = geometry('maxPool2dForward', x.shape, options);
+  const inPer = g.C * g.H * g.W;
+  const outPer = g.C * g.OH * g.OW;
+  const y = Tensor.empty(rt, [g.N, g.C, g.OH, g.OW], 'f32', 'maxPool.y');
+  const indices = Tensor.empty(rt, [g.N, g.C, g.OH, g.OW], 'i32', 'maxPool.indices');
+  for (const c of batchChunks(rt, g.N, [inPer, outPer])) {
+    const n = c.count * outPer;
+    rt.dispatch(
+      maxPoolForward,
+      rt.grid(Math.ceil(n / POOL_WG)),
+      { x: x.gpuBindingRange(c.start * inPer, c.count * inPer), y: y.gpuBindingRange(c.start * outPer, n), indices: indices.gpuBindingRange(c.start * outPer, n) },
+      params(g, n),
+    );
+  }
+  return { y, indices };
+}
+
+/** gx [inputShape] from gy and the forward's indices (same options as the forward). */
+export function maxPool2dBackward(gy: Tensor<'f32'>, indices: Tensor<'i32'>, inputShape: readonly number[], options: MaxPool2dOptions): Tensor<'f32'> {
+  const rt = gy.rt;
+  const g = geometry('maxPool2dBackward', inputShape, options);
+  const outShape = [g.N, g.C, g.OH, g.OW];
+  for (const t of [gy, indices]) {
+    if (t.shape.join() !== outShape.join()) throw new Error(`maxPool2dBackward: expected [${outShape.join(', ')}], got [${t.shape.join(', ')}]`);
+  }
+  const inPer = g.C * g.H * g.W;
+  const outPer = g.C * g.OH * g.OW;
+  const gx = Tensor.empty(rt, inputShape, 'f32', 'maxPool.gx');
+  for (const c of batchChunks(rt, g.N, [inPer, outPer])) {
+    const n = c.count * inPer;
+    rt.dispatch(
+      maxPoolBackward,
+      rt.grid(Math.ceil(n / POOL_WG)),
+      { gy: gy.gpuBindingRange(c.start * outPer, c.count * outPer), indices: indices.gpuBindingRange(c.start * outPer, c.count * outPer), gx: gx.gpuBindingRange(c.start * inPer, n) },
+      params(g, n),
+    );
+  }
+  return gx;
+}
