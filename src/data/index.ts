@@ -28,3 +28,6 @@ export type { ImageSample, ImageFolderOptions } from './image-folder.ts';
 export { DataLoader } from './loader.ts';
 export type { Batch, DataLoaderOptions, RunReport, SkippedImage } from './loader.ts';
 export { loadSample } from './sample.ts';
+export { download, downloadExtract, verifyFile, defaultCacheDir, fileNameOf, DATA_HUB, DownloadError, ChecksumError } from './download.ts';
+export type { HubEntry, DownloadOptions } from './download.ts';
+export { extractZip, unsafeEntryReason, UnsafeZipError } from './zip.ts';
