@@ -1,0 +1,187 @@
+import { describe, expect, it } from 'vitest';
+import { Tensor } from '../tensor.js';
+import type { Runtime } from '../runtime.js';
+import { testRuntime } from '../../../test/helpers/gpu.js';
+import { dot, f64, maxRelError, numericGrad, randn } from '../../../test/helpers/gradcheck.js';
+import {
+  linearBackwardBias,
+  linearBackwardInput,
+  linearBackwardWeight,
+  linearForward,
+  matmul,
+  recordGemm,
+  type GemmTiling,
+} from './matmul.js';
+import { linearRef, matmulRef } from './matmul.reference.js';
+
+// Error metric throughout: maxRelError = max |gpu - ref| / max |ref| (see test/helpers/gradcheck.ts).
+// f32 sums of K products with inputs ~N(0,1) drift about sqrt(K) * 6e-8 relative; 1e-5 leaves a wide margin.
+const FWD_TOL = 1e-5;
+
+async function readF64(t: Tensor): Promise<Float64Array> {
+  return f64((await t.read()) as Float32Array);
+}
+
+describe('matmul', () => {
+  const shapes: [number, number, number][] = [
+    [1, 1, 1],
+    [3, 5, 7],
+    [8, 32, 4],
+    [17, 33, 9],
+    [37, 130, 131],
+    [64, 64, 64],
+    [9, 12, 16],
+  ];
+  for (const [M, N, K] of shapes) {
+    for (const transA of [false, true]) {
+      for (const transB of [false, true]) {
+        it(`${M}x${K} @ ${K}x${N}, transA=${transA} transB=${transB}`, async () => {
+          const rt = await testRuntime();
+          const a = randn(M * K, M * 1000 + K);
+          const b = randn(K * N, N * 1000 + K + 7);
+          const A = Tensor.fromArray(rt, a, transA ? [K, M] : [M, K]);
+          const B = Tensor.fromArray(rt, b, transB ? [N, K] : [K, N]);
+          const C = matmul(rt, A, B, { transA, transB });
+          expect(C.shape).toEqual([M, N]);
+          const err = maxRelError(await C.read(), matmulRef(f64(a), f64(b), M, N, K, transA, transB));
+          expect(err).toBeLessThan(FWD_TOL);
+          for (const t of [A, B, C]) t.release();
+        });
+      }
+    }
+  }
+
+  it('batched, with a shared operand', async () => {
+    const rt = await testRuntime();
+    const [batch, M, N, K] = [3, 13, 17, 19];
+    const a = randn(batch * M * K, 1);
+    const b = randn(K * N, 2);
+    const A = Tensor.fromArray(rt, a, [batch, M, K]);
+    const B = Tensor.fromArray(rt, b, [K, N]);
+    const C = matmul(rt, A, B);
+    expect(C.shape).toEqual([batch, M, N]);
+    const got = await C.read();
+    for (let i = 0; i < batch; i++) {
+      const ref = matmulRef(f64(a.subarray(i * M * K, (i + 1) * M * K)), f64(b), M, N, K);
+      expect(maxRelError(got.subarray(i * M * N, (i + 1) * M * N), ref)).toBeLessThan(FWD_TOL);
+    }
+    // Both batched, transposed B.
+    const b3 = randn(batch * N * K, 3);
+    const B3 = Tensor.fromArray(rt, b3, [batch, N, K]);
+    const C3 = matmul(rt, A, B3, { transB: true });
+    const got3 = await C3.read();
+    for (let i = 0; i < batch; i++) {
+      const ref = matmulRef(f64(a.subarray(i * M * K, (i + 1) * M * K)), f64(b3.subarray(i * N * K, (i + 1) * N * K)), M, N, K, false, true);
+      expect(maxRelError(got3.subarray(i * M * N, (i + 1) * M * N), ref)).toBeLessThan(FWD_TOL);
+    }
+    for (const t of [A, B, C, B3, C3]) t.release();
+  });
+
+  // The tile shapes picked for GPUs (wide workgroups, two column groups) run here too, so they are tested.
+  const tilings: GemmTiling[] = [
+    { tm: 8, tnv: 1, wg: 64 },
+    { tm: 4, tnv: 2, wg: 32 },
+    { tm: 6, tnv: 2, wg: 8 },
+  ];
+  for (const tiling of tilings) {
+    it(`tiling tm=${tiling.tm} tnv=${tiling.tnv} wg=${tiling.wg}`, async () => {
+      const rt = await testRuntime();
+      for (const [M, N, K, transA, transB] of [
+        [45, 300, 36, false, false],
+        [45, 301, 37, true, true],
+      ] as [number, number, number, boolean, boolean][]) {
+        const a = randn(M * K, 5);
+        const b = randn(K * N, 6);
+        const A = Tensor.fromArray(rt, a);
+        const B = Tensor.fromArray(rt, b);
+        const C = Tensor.empty(rt, [M, N]);
+        recordGemm(rt, { a: A, b: B, c: C, M, N, K, transA, transB, tiling });
+        expect(maxRelError(await C.read(), matmulRef(f64(a), f64(b), M, N, K, transA, transB))).toBeLessThan(FWD_TOL);
+        for (const t of [A, B, C]) t.release();
+      }
+    });
+  }
+
+  it('rejects mismatched shapes', async () => {
+    const rt = await testRuntime();
+    const A = Tensor.zeros(rt, [3, 4]);
+    const B = Tensor.zeros(rt, [5, 6]);
+    expect(() => matmul(rt, A, B)).toThrow(/inner dimensions differ/);
+    A.release();
+    B.release();
+  });
+});
+
+interface LinearCase {
+  n: number;
+  inF: number;
+  outF: number;
+  bias: boolean;
+}
+
+function linearLossGrads(rt: Runtime, x: Tensor, w: Tensor, gy: Tensor, bias: boolean): Tensor[] {
+  const out = [linearBackwardInput(rt, gy, w), linearBackwardWeight(rt, gy, x)];
+  if (bias) out.push(linearBackwardBias(rt, gy));
+  return out;
+}
+
+describe('linear', () => {
+  const cases: LinearCase[] = [
+    { n: 1, inF: 1, outF: 1, bias: true },
+    { n: 5, inF: 7, outF: 3, bias: true },
+    { n: 4, inF: 8, outF: 2, bias: false },
+    { n: 33, inF: 20, outF: 9, bias: true },
+  ];
+  for (const c of cases) {
+    it(`forward and gradient check, N=${c.n} in=${c.inF} out=${c.outF} bias=${c.bias}`, async () => {
+      const rt = await testRuntime();
+      const { n, inF, outF } = c;
+      const x = randn(n * inF, 11);
+      const w = randn(outF * inF, 12);
+      const b = c.bias ? randn(outF, 13) : null;
+      const r = randn(n * outF, 14);
+      const X = Tensor.fromArray(rt, x, [n, inF]);
+      const W = Tensor.fromArray(rt, w, [outF, inF]);
+      const B = b ? Tensor.fromArray(rt, b, [outF]) : null;
+      const R = Tensor.fromArray(rt, r, [n, outF]);
+      const Y = linearForward(rt, X, W, B);
+      expect(maxRelError(await Y.read(), linearRef(f64(x), f64(w), b && f64(b), n, inF, outF))).toBeLessThan(FWD_TOL);
+
+      // loss = sum(y * R): its gradient w.r.t. y is R. Central differences of the float64 reference (exact up to
+      // rounding for a linear function) vs the GPU backward; bound 1e-4 on maxRelError.
+      const inputs = [f64(x), f64(w), ...(b ? [f64(b)] : [])];
+      const loss = (v: Float64Array[]): number => dot(linearRef(v[0]!, v[1]!, v[2] ?? null, n, inF, outF), r);
+      const grads = linearLossGrads(rt, X, W, R, c.bias);
+      for (let i = 0; i < grads.length; i++) {
+        const err = maxRelError(await readF64(grads[i]!), numericGrad(loss, inputs, i));
+        expect(err, `gradient ${['x', 'w', 'b'][i]}`).toBeLessThan(1e-4);
+      }
+      for (const t of [X, W, B, R, Y, ...grads]) t?.release();
+    });
+  }
+
+  it('splits the batch over a tiny binding limit with the same results', async () => {
+    const rt = await testRuntime();
+    const [n, inF, outF] = [300, 24, 20];
+    const X = Tensor.fromArray(rt, randn(n * inF, 21), [n, inF]);
+    const W = Tensor.fromArray(rt, randn(outF * inF, 22), [outF, inF]);
+    const B = Tensor.fromArray(rt, randn(outF, 23), [outF]);
+    const G = Tensor.fromArray(rt, randn(n * outF, 24), [n, outF]);
+    const run = async (): Promise<Float32Array[]> => {
+      const outs = [linearForward(rt, X, W, B), ...linearLossGrads(rt, X, W, G, true)];
+      const vals = await Promise.all(outs.map((t) => t.read() as Promise<Float32Array>));
+      for (const t of outs) t.release();
+      return vals;
+    };
+    const whole = await run();
+    const saved = rt.bindingLimit;
+    rt.bindingLimit = 16 * 1024;
+    try {
+      const split = await run();
+      for (let i = 0; i < whole.length; i++) expect(maxRelError(split[i]!, whole[i]!)).toBeLessThan(1e-6);
+    } finally {
+      rt.bindingLimit = saved;
+    }
+    for (const t of [X, W, B, G]) t.release();
+  });
+});

@@ -1,0 +1,231 @@
+// Host wrappers of the GEMM family: matmul with transposed operands, and the linear layer (torch's nn.Linear:
+// y = x @ w^T + b, weights [out, in]) with its three backward pieces.
+import { batchChunks } from '../chunks.js';
+import type { BufferSource, Runtime } from '../runtime.js';
+import { Tensor } from '../tensor.js';
+import { channelSumWgsl, gemmKernel } from './matmul.wgsl.js';
+
+export interface GemmTiling {
+  /** Rows of C per workgroup. */
+  tm: number;
+  /** vec4 column groups per invocation. */
+  tnv: number;
+  /** Invocations per workgroup (the WG override). */
+  wg: number;
+}
+
+/**
+ * Tile shape per adapter. CPU drivers (lavapipe): one 8-wide subgroup per workgroup and a register tile of
+ * 8 rows x 4 columns per invocation (measured fastest, see docs/kernels-performance.md). GPUs: wider workgroups so
+ * a warp/wavefront is full, narrowed when N is small so few invocations idle.
+ */
+export function gemmTiling(rt: Runtime, n: number): GemmTiling {
+  if (rt.ctx.isCpuDriver) return { tm: 8, tnv: 1, wg: 8 };
+  const wg = Math.min(64, Math.max(32, 2 ** Math.ceil(Math.log2(Math.max(1, Math.ceil(n / 4))))));
+  return { tm: 8, tnv: 1, wg };
+}
+
+export interface GemmArgs {
+  a: BufferSource;
+  b: BufferSource;
+  c: BufferSource;
+  bias?: BufferSource | null;
+  M: number;
+  N: number;
+  K: number;
+  /** A is stored [K, M] (else [M, K]). */
+  transA?: boolean;
+  /** B is stored [N, K] (else [K, N]). */
+  transB?: boolean;
+  batch?: number;
+  /** Element strides between batch items; 0 shares the operand across the batch. */
+  aBatch?: number;
+  bBatch?: number;
+  cBatch?: number;
+  /** C += result instead of C = result. */
+  accumulate?: boolean;
+  tiling?: GemmTiling;
+}
+
+/** Records one GEMM dispatch on raw bindings (the building block of matmul, linear and the conv lowering). */
+export function recordGemm(rt: Runtime, g: GemmArgs): void {
+  const { M, N, K } = g;
+  if (M === 0 || N === 0) return;
+  const transA = g.transA ?? false;
+  const transB = g.transB ?? false;
+  const batch = g.batch ?? 1;
+  const aBatch = g.aBatch ?? 0;
+  const bBatch = g.bBatch ?? 0;
+  const cBatch = g.cBatch ?? 0;
+  const t = g.tiling ?? gemmTiling(rt, N);
+  // vec4 loads need every vec4 to start on a multiple of 4 elements, including across batch items.
+  const vecA = !transA && K % 4 === 0 && aBatch % 4 === 0 && K > 0;
+  const vecB = (transB ? K % 4 === 0 && K > 0 : N % 4 === 0) && bBatch % 4 === 0;
+  const k4 = K % 4 === 0;
+  const def = { ...gemmKernel({ transA, transB, vecA, vecB, k4, bias: !!g.bias, tm: t.tm, tnv: t.tnv }), constants: { WG: t.wg } };
+  const tilesN = Math.ceil(N / (t.wg * 4 * t.tnv));
+  const tilesM = Math.ceil(M / t.tm);
+  const [x, y] = rt.grid(tilesN * tilesM);
+  const buffers: Record<string, BufferSource> = { [vecA ? 'Av' : 'A']: g.a, [vecB ? 'Bv' : 'B']: g.b, C: g.c };
+  if (g.bias) buffers.bias = g.bias;
+  rt.dispatch(def, [x, y, batch], buffers, {
+    M,
+    N,
+    K,
+    aBatch,
+    bBatch,
+    cBatch,
+    tilesN,
+    tilesM,
+    accumulate: g.accumulate ? 1 : 0,
+  });
+}
+
+export interface MatmulOptions {
+  /** a is given as [..., K, M] and used transposed. */
+  transA?: boolean;
+  /** b is given as [..., N, K] and used transposed. */
+  transB?: boolean;
+}
+
+/**
+ * C = op(a) @ op(b). Operands are 2-D, or 3-D with a leading batch dimension (a 2-D operand is shared by every
+ * batch item). Returns [M, N] or [batch, M, N].
+ */
+export function matmul(rt: Runtime, a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
+  const transA = opts.transA ?? false;
+  const transB = opts.transB ?? false;
+  if (a.shape.length < 2 || a.shape.length > 3 || b.shape.length < 2 || b.shape.length > 3) {
+    throw new Error(`matmul: operands must be 2-D or 3-D, got [${a.shape.join(', ')}] and [${b.shape.join(', ')}]`);
+  }
+  const [ar, ac] = a.shape.slice(-2) as [number, number];
+  const [br, bc] = b.shape.slice(-2) as [number, number];
+  const [M, K] = transA ? [ac, ar] : [ar, ac];
+  const [K2, N] = transB ? [bc, br] : [br, bc];
+  if (K !== K2) throw new Error(`matmul: inner dimensions differ (op(a) is ${M}x${K}, op(b) is ${K2}x${N})`);
+  const aBatchN = a.shape.length === 3 ? a.shape[0]! : 1;
+  const bBatchN = b.shape.length === 3 ? b.shape[0]! : 1;
+  if (aBatchN !== bBatchN && aBatchN !== 1 && bBatchN !== 1) throw new Error(`matmul: batch sizes ${aBatchN} and ${bBatchN} differ`);
+  const batch = Math.max(aBatchN, bBatchN);
+  const batched = a.shape.length === 3 || b.shape.length === 3;
+  const c = Tensor.empty(rt, batched ? [batch, M, N] : [M, N], 'f32', 'matmul');
+  recordGemm(rt, {
+    a,
+    b,
+    c,
+    M,
+    N,
+    K,
+    transA,
+    transB,
+    batch,
+    aBatch: a.shape.length === 3 ? M * K : 0,
+    bBatch: b.shape.length === 3 ? K * N : 0,
+    cBatch: M * N,
+  });
+  return c;
+}
+
+function linearShapes(x: Tensor, w: Tensor): { n: number; inF: number; outF: number } {
+  if (x.shape.length !== 2 || w.shape.length !== 2) {
+    throw new Error(`linear: x must be [N, in] and w [out, in], got [${x.shape.join(', ')}] and [${w.shape.join(', ')}]`);
+  }
+  const [n, inF] = x.shape as [number, number];
+  const [outF, inW] = w.shape as [number, number];
+  if (inW !== inF) throw new Error(`linear: x has ${inF} features but w expects ${inW}`);
+  return { n, inF, outF };
+}
+
+/** y[N, out] = x[N, in] @ w[out, in]^T + b[out] (as torch.nn.functional.linear). */
+export function linearForward(rt: Runtime, x: Tensor, w: Tensor, b: Tensor | null): Tensor {
+  const { n, inF, outF } = linearShapes(x, w);
+  if (b && (b.shape.length !== 1 || b.shape[0] !== outF)) throw new Error(`linear: bias must be [${outF}], got [${b.shape.join(', ')}]`);
+  const y = Tensor.empty(rt, [n, outF], 'f32', 'linear');
+  for (const ch of batchChunks(rt, n, [inF, outF])) {
+    recordGemm(rt, {
+      a: x.gpuBindingRange(ch.start * inF, ch.count * inF),
+      b: w,
+      c: y.gpuBindingRange(ch.start * outF, ch.count * outF),
+      bias: b,
+      M: ch.count,
+      N: outF,
+      K: inF,
+      transB: true,
+    });
+  }
+  return y;
+}
+
+/** dL/dx[N, in] = gy[N, out] @ w[out, in]. */
+export function linearBackwardInput(rt: Runtime, gy: Tensor, w: Tensor): Tensor {
+  const [n, outF] = gy.shape as [number, number];
+  const [outW, inF] = w.shape as [number, number];
+  if (gy.shape.length !== 2 || outW !== outF) throw new Error(`linearBackwardInput: gy [${gy.shape.join(', ')}] does not match w [${w.shape.join(', ')}]`);
+  const gx = Tensor.empty(rt, [n, inF], 'f32', 'linear.gx');
+  for (const ch of batchChunks(rt, n, [inF, outF])) {
+    recordGemm(rt, {
+      a: gy.gpuBindingRange(ch.start * outF, ch.count * outF),
+      b: w,
+      c: gx.gpuBindingRange(ch.start * inF, ch.count * inF),
+      M: ch.count,
+      N: inF,
+      K: outF,
+    });
+  }
+  return gx;
+}
+
+/** dL/dw[out, in] = gy[N, out]^T @ x[N, in]; batch slices are summed in order (deterministic). */
+export function linearBackwardWeight(rt: Runtime, gy: Tensor, x: Tensor): Tensor {
+  const [n, outF] = gy.shape as [number, number];
+  const [nx, inF] = x.shape as [number, number];
+  if (gy.shape.length !== 2 || x.shape.length !== 2 || n !== nx) {
+    throw new Error(`linearBackwardWeight: gy [${gy.shape.join(', ')}] and x [${x.shape.join(', ')}] do not match`);
+  }
+  const gw = Tensor.empty(rt, [outF, inF], 'f32', 'linear.gw');
+  const chunks = batchChunks(rt, n, [inF, outF]);
+  chunks.forEach((ch, i) => {
+    recordGemm(rt, {
+      a: gy.gpuBindingRange(ch.start * outF, ch.count * outF),
+      b: x.gpuBindingRange(ch.start * inF, ch.count * inF),
+      c: gw,
+      M: outF,
+      N: inF,
+      K: ch.count,
+      transA: true,
+      accumulate: i > 0,
+    });
+  });
+  return gw;
+}
+
+/** dL/db[out] = column sums of gy[N, out] (fixed-order reduction). */
+export function linearBackwardBias(rt: Runtime, gy: Tensor): Tensor {
+  if (gy.shape.length !== 2) throw new Error(`linearBackwardBias: gy must be [N, out], got [${gy.shape.join(', ')}]`);
+  const [n, outF] = gy.shape as [number, number];
+  const gb = Tensor.empty(rt, [outF], 'f32', 'linear.gb');
+  recordChannelSum(rt, gy, gb, n, outF, 1);
+  return gb;
+}
+
+/**
+ * out[c] = sum over o, i of g[o, c, i] for g laid out [outer, channels, inner] (linear: inner = 1; conv: NCHW with
+ * inner = H * W). Slices along `outer` that exceed the binding limit are added in order.
+ */
+export function recordChannelSum(rt: Runtime, g: Tensor, out: Tensor, outer: number, channels: number, inner: number): void {
+  const per = channels * inner;
+  const chunks = batchChunks(rt, outer, [per]);
+  if (outer === 0) {
+    rt.clear(out.buffer, 0, channels * 4);
+    return;
+  }
+  const [x, y] = rt.grid(channels);
+  chunks.forEach((ch, i) => {
+    rt.dispatch(channelSumWgsl, [x, y], { g: g.gpuBindingRange(ch.start * per, ch.count * per), out }, {
+      outer: ch.count,
+      channels,
+      inner,
+      accumulate: i > 0 ? 1 : 0,
+    });
+  });
+}
