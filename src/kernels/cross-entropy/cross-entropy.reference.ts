@@ -1,0 +1,31 @@
+// Float64 CPU reference of softmax cross-entropy, for tests only.
+
+export function crossEntropyRef(logits: Float64Array, labels: Int32Array, N: number, C: number): Float64Array {
+  const losses = new Float64Array(N);
+  for (let n = 0; n < N; n++) {
+    const label = labels[n]!;
+    if (label < 0 || label >= C) {
+      losses[n] = NaN;
+      continue;
+    }
+    let m = -Infinity;
+    for (let j = 0; j < C; j++) m = Math.max(m, logits[n * C + j]!);
+    let s = 0;
+    for (let j = 0; j < C; j++) s += Math.exp(logits[n * C + j]! - m);
+    losses[n] = m + Math.log(s) - logits[n * C + label]!;
+  }
+  return losses;
+}
+
+/** (softmax - onehot) * g[n]. */
+export function crossEntropyGradRef(logits: Float64Array, labels: Int32Array, N: number, C: number, g: ArrayLike<number>): Float64Array {
+  const out = new Float64Array(N * C);
+  for (let n = 0; n < N; n++) {
+    let m = -Infinity;
+    for (let j = 0; j < C; j++) m = Math.max(m, logits[n * C + j]!);
+    let s = 0;
+    for (let j = 0; j < C; j++) s += Math.exp(logits[n * C + j]! - m);
+    for (let j = 0; j < C; j++) out[n * C + j] = (Math.exp(logits[n * C + j]! - m) / s - (j === labels[n] ? 1 : 0)) * g[n]!;
+  }
+  return out;
+}

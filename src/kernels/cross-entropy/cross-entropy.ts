@@ -1,0 +1,73 @@
+// Fused softmax cross-entropy as torch.nn.functional.cross_entropy over logits [N, C] and i32 labels [N].
+// Labels outside [0, C) (PyTorch's ignore_index -100 included) make that row's loss NaN and its gradient row NaN,
+// so a bad label shows up in the loss instead of silently training on a clamped class.
+import { batchChunks } from '../chunks.js';
+import type { Runtime } from '../runtime.js';
+import { Tensor } from '../tensor.js';
+import { crossEntropyBackward as backwardKernel, crossEntropyForward as forwardKernel, crossEntropySum } from './cross-entropy.wgsl.js';
+
+function check(op: string, logits: Tensor<'f32'>, labels: Tensor<'i32'>): { N: number; C: number } {
+  if (logits.shape.length !== 2) throw new Error(`${op}: logits must be [N, C], got [${logits.shape.join(', ')}]`);
+  const [N, C] = logits.shape as [number, number];
+  if (labels.size !== N || labels.dtype !== 'i32') throw new Error(`${op}: labels must be i32 [${N}], got ${labels.dtype} [${labels.shape.join(', ')}]`);
+  if (C < 1) throw new Error(`${op}: no classes`);
+  return { N, C };
+}
+
+/** Per-example losses [N] (reduction 'none') and their sum [1] and mean [1], all on the GPU. */
+export function crossEntropyForward(logits: Tensor<'f32'>, labels: Tensor<'i32'>): { losses: Tensor<'f32'>; sum: Tensor<'f32'>; mean: Tensor<'f32'> } {
+  const rt = logits.rt;
+  const { N, C } = check('crossEntropyForward', logits, labels);
+  const losses = Tensor.empty(rt, [N], 'f32', 'crossEntropy.losses');
+  for (const ch of batchChunks(rt, N, [C, 1])) {
+    rt.dispatch(
+      forwardKernel,
+      rt.grid(ch.count),
+      {
+        logits: logits.gpuBindingRange(ch.start * C, ch.count * C),
+        labels: labels.gpuBindingRange(ch.start, ch.count),
+        losses: losses.gpuBindingRange(ch.start, ch.count),
+      },
+      { rows: ch.count, C, negInf: -Infinity, nan: NaN },
+    );
+  }
+  const sum = Tensor.empty(rt, [1], 'f32', 'crossEntropy.sum');
+  const mean = Tensor.empty(rt, [1], 'f32', 'crossEntropy.mean');
+  rt.dispatch(crossEntropySum, 1, { losses, sum, mean }, { n: N });
+  return { losses, sum, mean };
+}
+
+function backward(rt: Runtime, logits: Tensor<'f32'>, labels: Tensor<'i32'>, N: number, C: number, g: Tensor<'f32'>, perExample: boolean, scale: number): Tensor<'f32'> {
+  const dlogits = Tensor.empty(rt, [N, C], 'f32', 'crossEntropy.dlogits');
+  for (const ch of batchChunks(rt, N, [C, 1])) {
+    rt.dispatch(
+      backwardKernel,
+      rt.grid(ch.count),
+      {
+        logits: logits.gpuBindingRange(ch.start * C, ch.count * C),
+        labels: labels.gpuBindingRange(ch.start, ch.count),
+        g: perExample ? g.gpuBindingRange(ch.start, ch.count) : g,
+        dlogits: dlogits.gpuBindingRange(ch.start * C, ch.count * C),
+      },
+      { rows: ch.count, C, gStride: perExample ? 1 : 0, scale, negInf: -Infinity, nan: NaN },
+    );
+  }
+  return dlogits;
+}
+
+/** dlogits for reduction 'none': (softmax - onehot) * gLosses[n] per row. */
+export function crossEntropyBackward(logits: Tensor<'f32'>, labels: Tensor<'i32'>, gLosses: Tensor<'f32'>): Tensor<'f32'> {
+  const { N, C } = check('crossEntropyBackward', logits, labels);
+  if (gLosses.size !== N) throw new Error(`crossEntropyBackward: gLosses must have ${N} elements, got ${gLosses.size}`);
+  return backward(logits.rt, logits, labels, N, C, gLosses, true, 1);
+}
+
+/**
+ * dlogits for reduction 'sum' (scale 1) or 'mean' (scale 1/N): (softmax - onehot) * gScalar[0] * scale, reading
+ * the upstream gradient from a one-element GPU tensor.
+ */
+export function crossEntropyBackwardScaled(logits: Tensor<'f32'>, labels: Tensor<'i32'>, gScalar: Tensor<'f32'>, scale: number): Tensor<'f32'> {
+  const { N, C } = check('crossEntropyBackwardScaled', logits, labels);
+  if (gScalar.size !== 1) throw new Error(`crossEntropyBackwardScaled: gScalar must have one element, got [${gScalar.shape.join(', ')}]`);
+  return backward(logits.rt, logits, labels, N, C, gScalar, false, scale);
+}
