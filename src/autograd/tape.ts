@@ -17,7 +17,19 @@ export function needsTape(...inputs: (Tensor | null | undefined)[]): boolean {
 export function record<T extends Tensor>(output: T, fn: GradFn): T {
   output.requiresGrad = true;
   output.gradFn = fn;
+  for (const input of fn.inputs) input.tapeUses++;
   return output;
+}
+
+/**
+ * The caller is done with intermediate t (a layer's output that the next layer has consumed). Taped tensors are
+ * freed by backward(); an untaped one is freed now, or after backward() if a tape entry holds it as an input
+ * (a frozen layer's output feeding a trained one).
+ */
+export function releaseIntermediate(t: Tensor): void {
+  if (t.gradFn || t.retain) return;
+  if (t.tapeUses > 0) t.releaseWithGraph = true;
+  else t.release();
 }
 
 export interface BackwardOptions {
@@ -62,6 +74,10 @@ export function backward(root: Tensor, options: BackwardOptions = {}): void {
       if (g !== options.gradient) g.release();
     }
     fn.release();
+    for (const input of fn.inputs) {
+      input.tapeUses--;
+      if (!input.gradFn && input.tapeUses === 0 && input.releaseWithGraph) input.release();
+    }
     t.gradFn = null;
     if (t !== root && !t.retain) t.release();
   }

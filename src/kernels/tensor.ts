@@ -38,6 +38,10 @@ export class Tensor<D extends DType = DType> {
   gradFn: GradFn | null = null;
   /** Keep this intermediate alive through backward() (which otherwise frees the graph's intermediates). */
   retain = false;
+  /** How many tape entries hold this tensor as an input (autograd bookkeeping). */
+  tapeUses = 0;
+  /** An untaped intermediate that tape entries still hold: backward() frees it after the last of them. */
+  releaseWithGraph = false;
   private storage: Storage | null;
 
   private constructor(

@@ -1,0 +1,159 @@
+// Modules with PyTorch's shape: parameters, buffers and children found by name, state_dict() in torch's order
+// (a module's own parameters, then its buffers, then each child's, recursively), train()/eval().
+import { Tensor } from '../kernels/tensor.js';
+import type { Runtime } from '../kernels/runtime.js';
+import { toFloat32, type StateDict, type TensorData } from './weights/state-dict.js';
+
+
+/** A module's non-tensor buffer that still belongs in the state dict (num_batches_tracked is an int64 counter). */
+export interface CounterBuffer {
+  kind: 'counter';
+  value: number;
+}
+
+export abstract class Module {
+  training = true;
+  /** Names of this module's own parameters, in torch's registration order (e.g. ['weight', 'bias']). */
+  protected parameterNames: readonly string[] = [];
+  /** Names of this module's own buffers (running_mean, running_var, num_batches_tracked). */
+  protected bufferNames: readonly string[] = [];
+
+  constructor(readonly rt: Runtime) {}
+
+  abstract forward(x: Tensor): Tensor;
+
+  /** Child modules in registration order: every own property holding a Module (so `model.fc = ...` replaces it). */
+  namedChildren(): [string, Module][] {
+    return Object.entries(this).filter((e): e is [string, Module] => e[1] instanceof Module);
+  }
+
+  namedParameters(prefix = ''): [string, Tensor][] {
+    const out: [string, Tensor][] = [];
+    for (const name of this.parameterNames) {
+      const t = this.field(name);
+      if (t instanceof Tensor) out.push([prefix + name, t]);
+    }
+    for (const [name, child] of this.namedChildren()) out.push(...child.namedParameters(`${prefix}${name}.`));
+    return out;
+  }
+
+  parameters(): Tensor[] {
+    return this.namedParameters().map(([, t]) => t);
+  }
+
+  namedBuffers(prefix = ''): [string, Tensor | CounterBuffer][] {
+    const out: [string, Tensor | CounterBuffer][] = [];
+    for (const name of this.bufferNames) {
+      const b = this.field(name);
+      if (b instanceof Tensor || isCounter(b)) out.push([prefix + name, b]);
+    }
+    for (const [name, child] of this.namedChildren()) out.push(...child.namedBuffers(`${prefix}${name}.`));
+    return out;
+  }
+
+  /** Entries in torch's state_dict order. */
+  stateEntries(prefix = ''): [string, Tensor | CounterBuffer][] {
+    const out: [string, Tensor | CounterBuffer][] = [];
+    for (const name of this.parameterNames) {
+      const t = this.field(name);
+      if (t instanceof Tensor) out.push([prefix + name, t]);
+    }
+    for (const name of this.bufferNames) {
+      const b = this.field(name);
+      if (b instanceof Tensor || isCounter(b)) out.push([prefix + name, b]);
+    }
+    for (const [name, child] of this.namedChildren()) out.push(...child.stateEntries(`${prefix}${name}.`));
+    return out;
+  }
+
+  /** Reads every parameter and buffer back from the GPU (f32; counters as int64, as torch stores them). */
+  async stateDict(): Promise<StateDict> {
+    const dict: StateDict = new Map();
+    for (const [name, v] of this.stateEntries()) {
+      if (v instanceof Tensor) dict.set(name, { dtype: 'float32', shape: [...v.shape], data: Float32Array.from(await v.read()) });
+      else dict.set(name, { dtype: 'int64', shape: [], data: BigInt64Array.of(BigInt(v.value)) });
+    }
+    return dict;
+  }
+
+  /**
+   * Copies a state dict into the module. Every problem (missing keys, unexpected keys, shape mismatches, wrong
+   * dtypes) is collected and reported in one error before anything is written; with strict=false missing and
+   * unexpected keys are allowed (shape mismatches never are), as in torch. Returns the keys it skipped.
+   */
+  loadStateDict(dict: StateDict, options: { strict?: boolean; source?: string } = {}): { missing: string[]; unexpected: string[] } {
+    const strict = options.strict ?? true;
+    const entries = new Map(this.stateEntries());
+    const missing = [...entries.keys()].filter((k) => !dict.has(k));
+    const unexpected = [...dict.keys()].filter((k) => !entries.has(k));
+    const mismatched: string[] = [];
+    for (const [name, target] of entries) {
+      const src = dict.get(name);
+      if (!src) continue;
+      const problem = checkCompatible(target, src);
+      if (problem) mismatched.push(`${name}: ${problem}`);
+    }
+    const problems: string[] = [];
+    if (strict && missing.length) problems.push(`missing keys (${missing.length}): ${missing.join(', ')}`);
+    if (strict && unexpected.length) problems.push(`unexpected keys (${unexpected.length}): ${unexpected.join(', ')}`);
+    if (mismatched.length) problems.push(`size/dtype mismatches (${mismatched.length}):\n    ${mismatched.join('\n    ')}`);
+    if (problems.length) {
+      throw new Error(
+        `cannot load the state dict${options.source ? ` from ${options.source}` : ''} into ${this.constructor.name}:\n  ${problems.join('\n  ')}`,
+      );
+    }
+    for (const [name, target] of entries) {
+      const src = dict.get(name);
+      if (!src) continue;
+      if (target instanceof Tensor) this.rt.write(target.buffer, 0, toFloat32(src));
+      else target.value = Number((src.data as BigInt64Array)[0] ?? 0n);
+    }
+    return { missing, unexpected };
+  }
+
+  train(on = true): this {
+    this.training = on;
+    for (const [, c] of this.namedChildren()) c.train(on);
+    return this;
+  }
+
+  eval(): this {
+    return this.train(false);
+  }
+
+  /** Sets requiresGrad on every parameter (freezing a backbone: model.requiresGrad(false); model.fc.requiresGrad(true)). */
+  requiresGrad(on: boolean): this {
+    for (const p of this.parameters()) p.requiresGrad = on;
+    return this;
+  }
+
+  /** Releases every parameter and buffer's GPU storage (and their gradients). */
+  release(): void {
+    for (const [, v] of this.stateEntries()) {
+      if (v instanceof Tensor) {
+        v.grad?.release();
+        v.grad = null;
+        v.release();
+      }
+    }
+  }
+
+  private field(name: string): unknown {
+    return (this as unknown as Record<string, unknown>)[name];
+  }
+}
+
+function isCounter(v: unknown): v is CounterBuffer {
+  return typeof v === 'object' && v !== null && (v as CounterBuffer).kind === 'counter';
+}
+
+function checkCompatible(target: Tensor | CounterBuffer, src: TensorData): string | null {
+  if (target instanceof Tensor) {
+    const same = src.shape.length === target.shape.length && src.shape.every((d, i) => d === target.shape[i]);
+    if (!same) return `checkpoint has shape [${src.shape.join(', ')}], the model [${target.shape.join(', ')}]`;
+    if (!['float32', 'float16', 'bfloat16', 'float64'].includes(src.dtype)) return `checkpoint dtype ${src.dtype} is not a float type`;
+    return null;
+  }
+  if (src.shape.length !== 0 || src.dtype !== 'int64') return `expected an int64 scalar, checkpoint has ${src.dtype} [${src.shape.join(', ')}]`;
+  return null;
+}

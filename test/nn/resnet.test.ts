@@ -1,0 +1,179 @@
+// PyTorch parity of the whole model: a torchvision resnet18 checkpoint written by torch.save, loaded by the
+// engine's .pth reader, must give torchvision's logits, loss, gradients, running stats and SGD trajectory.
+// Metric everywhere: max |engine - torch| / max |torch| per tensor (projections for large tensors, see
+// resnet-fixture.ts); bound 1e-4.
+import { beforeAll, describe, expect, it } from 'vitest';
+import { backward } from '../../src/autograd/tape.js';
+import { crossEntropy } from '../../src/autograd/functions.js';
+import { noGrad } from '../../src/autograd/grad-mode.js';
+import { Tensor } from '../../src/kernels/tensor.js';
+import type { Runtime } from '../../src/kernels/runtime.js';
+import { replaceHead, resnet18, type ResNet } from '../../src/nn/resnet.js';
+import { SGD } from '../../src/nn/sgd.js';
+import type { StateDict } from '../../src/nn/weights/state-dict.js';
+import { maxRelError } from '../helpers/gradcheck.js';
+import { testRuntime } from '../helpers/gpu.js';
+import { compareToFixture, Expected, loadFixtureCheckpoint } from './resnet-fixture.js';
+
+const BOUND = 1e-4;
+let rt: Runtime;
+let checkpoint: StateDict;
+let exp: Expected;
+
+function fixtureModel(): ResNet {
+  const model = resnet18(rt);
+  model.loadStateDict(checkpoint, { source: 'resnet18-seed0.pth' });
+  return model;
+}
+
+function inputs(): { x: Tensor<'f32'>; y: Tensor<'i32'> } {
+  return { x: Tensor.fromArray(rt, exp.f32('input'), exp.shape('input')), y: Tensor.fromArray(rt, exp.labels()) };
+}
+
+beforeAll(async () => {
+  rt = await testRuntime();
+  checkpoint = await loadFixtureCheckpoint();
+  exp = new Expected();
+});
+
+describe('resnet18 vs torchvision', () => {
+  it('has torchvision names, order and shapes', () => {
+    const model = resnet18(rt);
+    const names = model.stateEntries().map(([n]) => n);
+    expect(names).toEqual([...checkpoint.keys()]);
+    for (const [name, t] of model.namedParameters()) expect([...t.shape]).toEqual(checkpoint.get(name)!.shape);
+    expect(model.parameters().reduce((s, p) => s + p.size, 0)).toBe(11_689_512);
+    model.release();
+  });
+
+  it('eval-mode logits match', async () => {
+    const model = fixtureModel().eval();
+    const { x, y } = inputs();
+    const logits = noGrad(() => model.forward(x));
+    const err = maxRelError(await logits.read(), exp.f32('logits_eval'));
+    console.log(`eval logits: max rel error ${err.toExponential(2)}`);
+    expect(err).toBeLessThan(BOUND);
+    for (const t of [x, y, logits]) t.release();
+    model.release();
+  });
+
+  it('train-mode logits, summed loss, every gradient and the running stats match', async () => {
+    const model = fixtureModel().train();
+    const { x, y } = inputs();
+    const logits = model.forward(x);
+    logits.retain = true;
+    const loss = crossEntropy(logits, y, 'sum');
+    backward(loss);
+    expect(maxRelError(await logits.read(), exp.f32('logits_train'))).toBeLessThan(BOUND);
+    const lossErr = Math.abs((await loss.item()) - exp.f32('loss')[0]!) / Math.abs(exp.f32('loss')[0]!);
+    expect(lossErr).toBeLessThan(BOUND);
+    let worst = 0;
+    let worstName = '';
+    for (const [name, p] of model.namedParameters()) {
+      const err = compareToFixture(exp, 'grad', name, await p.grad!.read());
+      if (err > worst) [worst, worstName] = [err, name];
+    }
+    console.log(`gradients: worst max rel error ${worst.toExponential(2)} (${worstName}); loss rel error ${lossErr.toExponential(2)}`);
+    expect(worst).toBeLessThan(BOUND);
+    for (const [name, b] of model.namedBuffers()) {
+      if (!(b instanceof Tensor)) {
+        expect(b.value).toBe(1);
+        continue;
+      }
+      expect(maxRelError(await b.read(), exp.f32(`running/${name}`)), name).toBeLessThan(BOUND);
+    }
+    for (const t of [x, y, logits, loss]) t.release();
+    model.release();
+  });
+
+  it.each([0, 0.9])('three SGD steps with two parameter groups (fc at 10x lr, weight decay 1e-3, momentum %s) match', async (momentum) => {
+    const model = fixtureModel().train();
+    const before = new Map<string, Float32Array>();
+    for (const [name, p] of model.namedParameters()) before.set(name, await p.read());
+    const fc = [model.fc.weight, model.fc.bias!];
+    const rest = model.parameters().filter((p) => !fc.includes(p));
+    const opt = new SGD([{ params: rest }, { params: fc, lr: 0.1 }], { lr: 0.01, weightDecay: 1e-3, momentum });
+    const { x, y } = inputs();
+    for (let step = 0; step < 3; step++) {
+      opt.zeroGrad();
+      const loss = crossEntropy(model.forward(x), y, 'sum');
+      backward(loss);
+      loss.release();
+      opt.step();
+    }
+    const tag = momentum === 0 ? 'm0' : 'm0.9';
+    let worst = 0;
+    let worstName = '';
+    for (const [name, p] of model.namedParameters()) {
+      const err = compareToFixture(exp, `after3/${tag}`, name, await p.read(), before.get(name));
+      if (err > worst) [worst, worstName] = [err, name];
+    }
+    console.log(`after 3 steps (momentum ${momentum}): worst max rel error ${worst.toExponential(2)} (${worstName})`);
+    expect(worst).toBeLessThan(BOUND);
+    expect(model.bn1.num_batches_tracked.value).toBe(exp.f32(`after3/${tag}/num_batches_tracked`)[0]);
+    opt.release();
+    for (const t of [x, y]) t.release();
+    model.release();
+  });
+
+  it('replaces the 1000-way head with a xavier-initialised 2-way one and trains', async () => {
+    const model = fixtureModel().train();
+    const hotdogRow = (await model.fc.weight.read()).slice(934 * 512, 935 * 512);
+    expect(Array.from(hotdogRow)).toEqual(Array.from(checkpointRow(934)));
+    const head = replaceHead(model, 2, 7);
+    expect(model.fc).toBe(head);
+    expect(model.fc.weight.shape).toEqual([2, 512]);
+    const w = await head.weight.read();
+    const bound = Math.sqrt(6 / (512 + 2));
+    expect(Math.max(...w.map(Math.abs))).toBeLessThanOrEqual(bound);
+    expect(Math.max(...w.map(Math.abs))).toBeGreaterThan(bound * 0.9);
+    expect(model.stateEntries().find(([n]) => n === 'fc.weight')![1]).toBe(head.weight);
+    const opt = new SGD([{ params: model.parameters().filter((p) => p !== head.weight && p !== head.bias) }, { params: [head.weight, head.bias!], lr: 0.05 }], {
+      lr: 0.005,
+      weightDecay: 1e-3,
+    });
+    const { x } = inputs();
+    const y = Tensor.fromArray(rt, Int32Array.from([1, 0, 0, 1]));
+    const losses: number[] = [];
+    for (let step = 0; step < 4; step++) {
+      opt.zeroGrad();
+      const loss = crossEntropy(model.forward(x), y, 'sum');
+      backward(loss);
+      losses.push(await loss.item());
+      loss.release();
+      opt.step();
+    }
+    console.log(`2-way head, 4 steps on one batch: losses ${losses.map((l) => l.toFixed(4)).join(' ')}`);
+    expect(losses[3]!).toBeLessThan(losses[0]!);
+    opt.release();
+    for (const t of [x, y]) t.release();
+    model.release();
+  });
+
+  it('reports every missing key, unexpected key and shape mismatch of a foreign checkpoint at once', () => {
+    const model = resnet18(rt, { numClasses: 2 });
+    const foreign: StateDict = new Map(checkpoint);
+    foreign.delete('layer4.1.bn2.running_var');
+    foreign.delete('conv1.weight');
+    foreign.set('classifier.weight', checkpoint.get('fc.weight')!);
+    let message = '';
+    try {
+      model.loadStateDict(foreign, { source: 'other.pth' });
+    } catch (e) {
+      message = (e as Error).message;
+    }
+    expect(message).toMatch(/from other\.pth/);
+    expect(message).toMatch(/missing keys \(2\): conv1\.weight, layer4\.1\.bn2\.running_var/);
+    expect(message).toMatch(/unexpected keys \(1\): classifier\.weight/);
+    expect(message).toMatch(/fc\.weight: checkpoint has shape \[1000, 512\], the model \[2, 512\]/);
+    expect(message).toMatch(/fc\.bias: checkpoint has shape \[1000\], the model \[2\]/);
+    // Non-strict loading skips missing/unexpected keys but never a shape mismatch.
+    expect(() => model.loadStateDict(foreign, { strict: false })).toThrow(/fc\.weight/);
+    model.release();
+  });
+});
+
+function checkpointRow(row: number): Float32Array {
+  const t = checkpoint.get('fc.weight')!;
+  return (t.data as Float32Array).slice(row * 512, (row + 1) * 512);
+}
