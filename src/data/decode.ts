@@ -15,7 +15,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { extname } from 'node:path';
-import sharp from 'sharp';
+import sharp, { type SharpOptions } from 'sharp';
 import { decodeBmp } from './bmp.ts';
 import type { RgbImage } from './image.ts';
 import { decodeNetpbm } from './netpbm.ts';
@@ -52,10 +52,34 @@ function toUint8(buf: Buffer): Uint8Array {
   return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
 }
 
+/**
+ * Whether the image may be CMYK: JPEGs whose frame header has 4 components, and TIFFs (asked of
+ * libvips). Other formats are never CMYK, which saves a metadata call for most images.
+ */
+async function mayBeCmyk(bytes: Buffer, options: SharpOptions): Promise<boolean> {
+  if (bytes[0] === 0xff && bytes[1] === 0xd8) {
+    let p = 2;
+    while (p + 9 < bytes.length) {
+      if (bytes[p] !== 0xff) return false; // malformed: let libvips report it
+      const marker = bytes[p + 1]!;
+      if (marker === 0xff) {
+        p++;
+        continue;
+      }
+      const isSof = marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc;
+      if (isSof) return bytes[p + 9] === 4;
+      if (marker === 0xd9 || marker === 0xda) return false;
+      p += 2 + bytes.readUInt16BE(p + 2);
+    }
+    return false;
+  }
+  const tiff = (bytes[0] === 0x49 && bytes[1] === 0x49) || (bytes[0] === 0x4d && bytes[1] === 0x4d);
+  return tiff && (await sharp(bytes, options).metadata()).space === 'cmyk';
+}
+
 async function decodeWithSharp(bytes: Buffer): Promise<RgbImage> {
   const options = { failOn: 'truncated' as const, pages: 1 };
-  const meta = await sharp(bytes, options).metadata();
-  if (meta.space === 'cmyk') {
+  if (await mayBeCmyk(bytes, options)) {
     const { data, info } = await sharp(bytes, options)
       .pipelineColourspace('cmyk')
       .toColourspace('cmyk')

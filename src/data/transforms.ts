@@ -222,6 +222,31 @@ export class Normalize implements Transform {
     this.spec = { name: 'Normalize', mean: [...mean], std: [...std] };
   }
 
+  private lut: Float32Array | undefined;
+
+  /**
+   * ToTensor followed by this Normalize in one pass over an 8-bit image, through a 3 x 256 table
+   * holding exactly the values the two steps compute (Compose uses it).
+   */
+  applyToImage(img: RgbImage): TensorImage {
+    const { mean, std } = this.spec;
+    if (mean.length !== 3 && mean.length !== 1) throw new RangeError(`Normalize: ${mean.length} means for 3 channels`);
+    if (!this.lut) {
+      const unit = new ToTensor().apply({ width: 256, height: 1, data: Uint8Array.from({ length: 768 }, (_, i) => Math.floor(i / 3)) }) as TensorImage;
+      this.lut = (this.apply({ ...unit, channels: 3 }) as TensorImage).data; // channel c, value k at c * 256 + k
+    }
+    const lut = this.lut;
+    const { width, height, data } = img;
+    const plane = width * height;
+    const out = new Float32Array(plane * 3);
+    for (let p = 0, s = 0; p < plane; p++, s += 3) {
+      out[p] = lut[data[s]!]!;
+      out[plane + p] = lut[256 + data[s + 1]!]!;
+      out[2 * plane + p] = lut[512 + data[s + 2]!]!;
+    }
+    return { channels: 3, height, width, data: out };
+  }
+
   /** (x - mean) / std per channel, each step rounded to float32 like torch's sub_ / div_. */
   apply(x: Sample): Sample {
     if (!isTensor(x)) throw new TypeError('Normalize works on tensors: put it after ToTensor');
@@ -250,7 +275,17 @@ export class Compose implements Transform {
 
   apply(x: Sample, rng: Random): Sample {
     let y = x;
-    for (const t of this.transforms) y = t.apply(y, rng);
+    const ts = this.transforms;
+    for (let i = 0; i < ts.length; i++) {
+      const t = ts[i]!;
+      const next = ts[i + 1];
+      if (t instanceof ToTensor && next instanceof Normalize && !isTensor(y)) {
+        y = next.applyToImage(y); // same values, one pass
+        i++;
+      } else {
+        y = t.apply(y, rng);
+      }
+    }
     return y;
   }
 }
