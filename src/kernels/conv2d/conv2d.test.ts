@@ -1,0 +1,164 @@
+import { describe, expect, it } from 'vitest';
+import { Tensor } from '../tensor.js';
+import type { Runtime } from '../runtime.js';
+import { testRuntime } from '../../../test/helpers/gpu.js';
+import { dot, f64, maxRelError, numericGrad, randn } from '../../../test/helpers/gradcheck.js';
+import {
+  conv2dBackwardBias,
+  conv2dBackwardInput,
+  conv2dBackwardWeight,
+  conv2dForward,
+  conv2dGeometry,
+  type Conv2dOptions,
+  type ConvTiling,
+} from './conv2d.js';
+import { conv2dBackwardRef, conv2dRef } from './conv2d.reference.js';
+
+// Error metric throughout: maxRelError = max |gpu - ref| / max |ref| (test/helpers/gradcheck.ts).
+// GPU (f32) vs float64 reference: sums of up to a few hundred products of N(0,1) values; 1e-5 is a wide margin.
+const TOL = 1e-5;
+
+interface Case {
+  name: string;
+  x: [number, number, number, number];
+  w: [number, number, number, number];
+  opts: Conv2dOptions;
+  bias: boolean;
+}
+
+const cases: Case[] = [
+  { name: '1x1x1x1, 1x1 kernel', x: [1, 1, 1, 1], w: [1, 1, 1, 1], opts: {}, bias: true },
+  { name: '3x3 s1 p1, odd sizes', x: [2, 3, 7, 5], w: [5, 3, 3, 3], opts: { stride: 1, padding: 1 }, bias: true },
+  { name: '3x3 s2 p1', x: [3, 5, 9, 11], w: [6, 5, 3, 3], opts: { stride: 2, padding: 1 }, bias: false },
+  { name: '7x7 s2 p3 (conv1)', x: [2, 3, 15, 13], w: [8, 3, 7, 7], opts: { stride: 2, padding: 3 }, bias: false },
+  { name: '1x1 s2 p0 (downsample)', x: [2, 8, 10, 9], w: [12, 8, 1, 1], opts: { stride: 2, padding: 0 }, bias: false },
+  { name: '2x2 s3 p2 (taps skip rows)', x: [1, 4, 6, 7], w: [4, 4, 2, 2], opts: { stride: 3, padding: 2 }, bias: true },
+  { name: '5x3 stride [1,2] padding [2,0]', x: [2, 2, 8, 9], w: [3, 2, 5, 3], opts: { stride: [1, 2], padding: [2, 0] }, bias: true },
+  { name: '3x3 s1 p0, 33 channels out', x: [1, 7, 6, 6], w: [33, 7, 3, 3], opts: { stride: 1, padding: 0 }, bias: true },
+];
+
+interface Result {
+  y: Float32Array;
+  gx: Float32Array;
+  gw: Float32Array;
+  gb: Float32Array;
+}
+
+async function runAll(rt: Runtime, c: Case, xs: Float32Array, ws: Float32Array, bs: Float32Array | null, gys: Float32Array, tiling?: ConvTiling): Promise<Result> {
+  const x = Tensor.fromArray(rt, xs, c.x);
+  const w = Tensor.fromArray(rt, ws, c.w);
+  const b = bs ? Tensor.fromArray(rt, bs, [c.w[0]]) : null;
+  const g = conv2dGeometry(c.x, c.w, c.opts);
+  const gy = Tensor.fromArray(rt, gys, [g.n, g.cout, g.oh, g.ow]);
+  const y = conv2dForward(rt, x, w, b, c.opts, tiling);
+  const gx = conv2dBackwardInput(rt, gy, w, c.x, c.opts, tiling);
+  const gw = conv2dBackwardWeight(rt, gy, x, c.w, c.opts, tiling);
+  const gb = conv2dBackwardBias(rt, gy);
+  const out = {
+    y: (await y.read()) as Float32Array,
+    gx: (await gx.read()) as Float32Array,
+    gw: (await gw.read()) as Float32Array,
+    gb: (await gb.read()) as Float32Array,
+  };
+  for (const t of [x, w, b, gy, y, gx, gw, gb]) t?.release();
+  return out;
+}
+
+function data(c: Case, seed: number): { xs: Float32Array; ws: Float32Array; bs: Float32Array | null; gys: Float32Array } {
+  const g = conv2dGeometry(c.x, c.w, c.opts);
+  return {
+    xs: randn(c.x.reduce((a, b) => a * b), seed),
+    ws: randn(c.w.reduce((a, b) => a * b), seed + 1),
+    bs: c.bias ? randn(c.w[0], seed + 2) : null,
+    gys: randn(g.n * g.cout * g.oh * g.ow, seed + 3),
+  };
+}
+
+describe('conv2d vs the float64 reference', () => {
+  cases.forEach((c, idx) => {
+    it(c.name, async () => {
+      const rt = await testRuntime();
+      const { xs, ws, bs, gys } = data(c, 100 * idx);
+      const g = conv2dGeometry(c.x, c.w, c.opts);
+      const got = await runAll(rt, c, xs, ws, bs, gys);
+      const ref = conv2dBackwardRef(f64(xs), f64(ws), f64(gys), g);
+      expect(maxRelError(got.y, conv2dRef(f64(xs), f64(ws), bs && f64(bs), g)), 'y').toBeLessThan(TOL);
+      expect(maxRelError(got.gx, ref.gx), 'gx').toBeLessThan(TOL);
+      expect(maxRelError(got.gw, ref.gw), 'gw').toBeLessThan(TOL);
+      expect(maxRelError(got.gb, ref.gb), 'gb').toBeLessThan(TOL);
+    });
+  });
+
+  // The GPU tile shapes (wide workgroups) run here too.
+  const gpuTilings: ConvTiling[] = [
+    { tm: 8, tnv: 1, wg: 32 },
+    { tm: 4, tnv: 2, wg: 8 },
+  ];
+  for (const tiling of gpuTilings) {
+    it(`tiling tm=${tiling.tm} tnv=${tiling.tnv} wg=${tiling.wg}`, async () => {
+      const rt = await testRuntime();
+      for (const c of [cases[2]!, cases[7]!]) {
+        const { xs, ws, bs, gys } = data(c, 7);
+        const g = conv2dGeometry(c.x, c.w, c.opts);
+        const got = await runAll(rt, c, xs, ws, bs, gys, tiling);
+        const ref = conv2dBackwardRef(f64(xs), f64(ws), f64(gys), g);
+        expect(maxRelError(got.y, conv2dRef(f64(xs), f64(ws), bs && f64(bs), g))).toBeLessThan(TOL);
+        expect(maxRelError(got.gx, ref.gx)).toBeLessThan(TOL);
+        expect(maxRelError(got.gw, ref.gw)).toBeLessThan(TOL);
+      }
+    });
+  }
+});
+
+describe('conv2d gradient check (central differences of the float64 reference)', () => {
+  // loss = sum(conv2d(x, w, b) * R): the GPU backward with gy = R vs numeric gradients, eps 1e-6 in float64.
+  // The loss is linear in each input, so the numeric gradient is exact up to rounding; the GPU side is f32.
+  // Bound: maxRelError < 1e-4.
+  const tiny: Case[] = [
+    { name: '3x3 s1 p1', x: [2, 2, 5, 4], w: [3, 2, 3, 3], opts: { stride: 1, padding: 1 }, bias: true },
+    { name: '3x3 s2 p1', x: [1, 3, 5, 6], w: [2, 3, 3, 3], opts: { stride: 2, padding: 1 }, bias: true },
+    { name: '7x7 s2 p3', x: [1, 2, 7, 6], w: [2, 2, 7, 7], opts: { stride: 2, padding: 3 }, bias: false },
+    { name: '1x1 s2 p0', x: [2, 3, 5, 5], w: [4, 3, 1, 1], opts: { stride: 2, padding: 0 }, bias: true },
+  ];
+  for (const c of tiny) {
+    it(c.name, async () => {
+      const rt = await testRuntime();
+      const { xs, ws, bs, gys } = data(c, 55);
+      const g = conv2dGeometry(c.x, c.w, c.opts);
+      const got = await runAll(rt, c, xs, ws, bs, gys);
+      const inputs = [f64(xs), f64(ws), ...(bs ? [f64(bs)] : [])];
+      const loss = (v: Float64Array[]): number => dot(conv2dRef(v[0]!, v[1]!, v[2] ?? null, g), gys);
+      const errs = [maxRelError(got.gx, numericGrad(loss, inputs, 0)), maxRelError(got.gw, numericGrad(loss, inputs, 1))];
+      if (bs) errs.push(maxRelError(got.gb, numericGrad(loss, inputs, 2)));
+      for (const e of errs) expect(e).toBeLessThan(1e-4);
+    });
+  }
+});
+
+describe('conv2d over the binding limit', () => {
+  it('splits the batch and gives the same results as one piece', async () => {
+    const rt = await testRuntime();
+    // 4 KiB per input sample, 16 KiB limit: slices of at most 3 samples (and the padded copy must fit too).
+    const c: Case = { name: 'split', x: [7, 4, 16, 16], w: [8, 4, 3, 3], opts: { stride: 2, padding: 1 }, bias: true };
+    const { xs, ws, bs, gys } = data(c, 9);
+    const d0 = rt.stats.dispatches;
+    const whole = await runAll(rt, c, xs, ws, bs, gys);
+    const wholeDispatches = rt.stats.dispatches - d0;
+    const saved = rt.bindingLimit;
+    rt.bindingLimit = 16 * 1024;
+    let split: Result;
+    try {
+      const d1 = rt.stats.dispatches;
+      split = await runAll(rt, c, xs, ws, bs, gys);
+      // More dispatches than the one-piece run: it really was sliced.
+      expect(rt.stats.dispatches - d1).toBeGreaterThan(2 * wholeDispatches);
+    } finally {
+      rt.bindingLimit = saved;
+    }
+    // Slices change only the order of the batch sum in gw and gb.
+    expect(maxRelError(split.y, whole.y)).toBe(0);
+    expect(maxRelError(split.gx, whole.gx)).toBe(0);
+    expect(maxRelError(split.gw, whole.gw)).toBeLessThan(1e-6);
+    expect(maxRelError(split.gb, whole.gb)).toBeLessThan(1e-6);
+  });
+});

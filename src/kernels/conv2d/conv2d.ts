@@ -1,0 +1,446 @@
+// conv2d (dilation 1, groups 1) with PyTorch layouts: x [N, Cin, H, W], w [Cout, Cin, KH, KW], y [N, Cout, OH, OW].
+//
+// All three products run as implicit GEMMs (conv2d.wgsl.ts) over a zero-padded copy of the input; nothing is
+// im2col-expanded. Internal layouts, all made per call by cheap copy kernels:
+// - forward: weights transposed to [Cin*KH*KW, Cout] (output channels contiguous, read as vec4 per invocation);
+// - data gradient: weights as [Cout, KH, KW, Cin]; gx is computed per stride phase (rh, rw) = (ih mod sh, iw mod sw):
+//   inside one phase only the taps kh = kh0 + sh*j with kh0 = (rh + ph) mod sh reach an output row, and
+//   oh = t + c - j for ih = rh + sh*t, c = (rh + ph - kh0) / sh, so each phase is a dense stride-1 correlation of
+//   the padded gy with J = ceil((KH - kh0) / sh) taps (for stride 1 it is the usual flipped-kernel convolution);
+// - weight gradient: gy transposed to [N, OH, OW, Cout]; partial sums over disjoint position ranges are added in
+//   a fixed order.
+// Batches whose tensors exceed the storage binding limit are processed in slices of samples (see convChunks).
+import type { BatchChunk } from '../chunks.js';
+import type { BufferSource, Runtime } from '../runtime.js';
+import { Tensor } from '../tensor.js';
+import { recordChannelSum } from '../matmul/matmul.js';
+import { convGemmKernel, convPadWgsl, convWeightGradKernel, sumPartialsWgsl, transposeWgsl } from './conv2d.wgsl.js';
+
+export interface Conv2dOptions {
+  stride?: number | readonly [number, number];
+  padding?: number | readonly [number, number];
+}
+
+export interface ConvTiling {
+  tm: number;
+  tnv: number;
+  wg: number;
+}
+
+export interface Conv2dGeometry {
+  n: number;
+  cin: number;
+  h: number;
+  w: number;
+  cout: number;
+  kh: number;
+  kw: number;
+  sh: number;
+  sw: number;
+  ph: number;
+  pw: number;
+  oh: number;
+  ow: number;
+}
+
+function pair(v: number | readonly [number, number] | undefined, dflt: number): [number, number] {
+  if (v === undefined) return [dflt, dflt];
+  return typeof v === 'number' ? [v, v] : [v[0], v[1]];
+}
+
+/** Checks shapes and options and derives the output size (PyTorch's floor formula). */
+export function conv2dGeometry(xShape: readonly number[], wShape: readonly number[], opts: Conv2dOptions = {}): Conv2dGeometry {
+  if (xShape.length !== 4 || wShape.length !== 4) {
+    throw new Error(`conv2d: x must be [N, C, H, W] and w [Cout, Cin, KH, KW], got [${xShape.join(', ')}] and [${wShape.join(', ')}]`);
+  }
+  const [n, cin, h, w] = xShape as [number, number, number, number];
+  const [cout, cinW, kh, kw] = wShape as [number, number, number, number];
+  if (cinW !== cin) throw new Error(`conv2d: x has ${cin} channels but w expects ${cinW} (groups are not supported)`);
+  const [sh, sw] = pair(opts.stride, 1);
+  const [ph, pw] = pair(opts.padding, 0);
+  if (!(sh >= 1 && sw >= 1 && ph >= 0 && pw >= 0) || ![sh, sw, ph, pw].every(Number.isInteger)) {
+    throw new Error(`conv2d: invalid stride ${sh}x${sw} or padding ${ph}x${pw}`);
+  }
+  const oh = Math.floor((h + 2 * ph - kh) / sh) + 1;
+  const ow = Math.floor((w + 2 * pw - kw) / sw) + 1;
+  if (oh < 1 || ow < 1 || kh < 1 || kw < 1) throw new Error(`conv2d: a ${kh}x${kw} kernel does not fit the padded ${h}x${w} input`);
+  return { n, cin, h, w, cout, kh, kw, sh, sw, ph, pw, oh, ow };
+}
+
+/**
+ * Tile shape per adapter: on CPU drivers one 8-wide subgroup per workgroup with 8 positions x 4 channels per
+ * invocation; on GPUs a full warp or two per workgroup, narrowed for few channels.
+ */
+export function convTiling(rt: Runtime, cols: number): ConvTiling {
+  if (rt.ctx.isCpuDriver) return { tm: 8, tnv: 1, wg: 8 };
+  const wg = Math.min(64, Math.max(32, 2 ** Math.ceil(Math.log2(Math.max(1, Math.ceil(cols / 4))))));
+  return { tm: 8, tnv: 1, wg };
+}
+
+// ---- small helpers ------------------------------------------------------------------------------------------
+
+const tables = new WeakMap<Runtime, Map<string, Tensor>>();
+
+/** Offset tables depend only on the geometry: built once per runtime and kept. */
+function table(rt: Runtime, key: string, make: () => Uint32Array): Tensor {
+  let m = tables.get(rt);
+  if (!m) tables.set(rt, (m = new Map()));
+  let t = m.get(key);
+  if (!t) {
+    const made = make();
+    // Never empty, and an even length so it can be bound as array<vec2u>.
+    const data = new Uint32Array(Math.max(2, made.length + (made.length % 2)));
+    data.set(made);
+    t = Tensor.fromArray(rt, data, [data.length], 'conv2d.table');
+    m.set(key, t);
+  }
+  return t;
+}
+
+/**
+ * Batch slices for one conv call: `bound` lists the per-sample sizes of tensors bound at slice offsets (they set
+ * the offset alignment, as in chunks.ts' batchChunks), `temps` those of per-slice scratch tensors bound from offset 0 (they
+ * only have to fit).
+ */
+function convChunks(rt: Runtime, n: number, bound: number[], temps: number[]): BatchChunk[] {
+  const largest = Math.max(1, ...bound, ...temps);
+  const fit = Math.floor(rt.bindingLimit / (largest * 4));
+  if (fit >= n) return [{ start: 0, count: n }];
+  const unit = alignmentStep(rt, bound);
+  const count = Math.floor(fit / unit) * unit;
+  if (count === 0) throw new Error(`conv2d: one sample (${largest * 4} bytes, x${unit} for alignment) exceeds the ${rt.bindingLimit}-byte binding limit`);
+  const out: BatchChunk[] = [];
+  for (let start = 0; start < n; start += count) out.push({ start, count: Math.min(count, n - start) });
+  return out;
+}
+
+function alignmentStep(rt: Runtime, perSample: number[]): number {
+  const gcd = (a: number, b: number): number => (b ? gcd(b, a % b) : a);
+  let step = 1;
+  for (const p of perSample) {
+    if (p === 0) continue;
+    const s = rt.storageAlign / gcd(p * 4, rt.storageAlign);
+    step = (step / gcd(step, s)) * s;
+  }
+  return step;
+}
+
+function dispatchFlat(rt: Runtime, total: number): [number, number] {
+  return rt.grid(Math.ceil(total / 64));
+}
+
+function recordPad(
+  rt: Runtime,
+  src: BufferSource,
+  dst: BufferSource,
+  planes: number,
+  srcH: number,
+  srcW: number,
+  dstH: number,
+  dstW: number,
+  top: number,
+  left: number,
+): void {
+  const total = planes * dstH * dstW;
+  rt.dispatch(convPadWgsl, dispatchFlat(rt, total), { src, dst }, { total, srcH, srcW, dstH, dstW, top, left });
+}
+
+function recordTranspose(rt: Runtime, src: BufferSource, dst: BufferSource, batch: number, rows: number, cols: number): void {
+  const total = batch * rows * cols;
+  rt.dispatch(transposeWgsl, dispatchFlat(rt, total), { src, dst }, { total, rows, cols });
+}
+
+function tiles(rt: Runtime, t: ConvTiling, rowsM: number, cols: number): { tilesM: number; tilesN: number; grid: [number, number] } {
+  const tilesN = Math.ceil(cols / (t.wg * 4 * t.tnv));
+  const tilesM = Math.ceil(rowsM / t.tm);
+  return { tilesM, tilesN, grid: rt.grid(tilesM * tilesN) };
+}
+
+/** The input as the GEMM reads it: padded copy dims, or the tensor itself when there is no padding. */
+function paddedInputDims(g: Conv2dGeometry): { hs: number; ws: number; copy: boolean } {
+  if (g.ph === 0 && g.pw === 0) return { hs: g.h, ws: g.w, copy: false };
+  // Only rows/columns some window touches are kept.
+  return { hs: (g.oh - 1) * g.sh + g.kh, ws: (g.ow - 1) * g.sw + g.kw, copy: true };
+}
+
+// ---- forward ------------------------------------------------------------------------------------------------
+
+/** y = conv2d(x, w) + b, as torch.nn.functional.conv2d (dilation 1, groups 1). */
+export function conv2dForward(rt: Runtime, x: Tensor, w: Tensor, b: Tensor | null, opts: Conv2dOptions = {}, tiling?: ConvTiling): Tensor {
+  const g = conv2dGeometry(x.shape, w.shape, opts);
+  if (b && (b.shape.length !== 1 || b.shape[0] !== g.cout)) throw new Error(`conv2d: bias must be [${g.cout}], got [${b.shape.join(', ')}]`);
+  const { hs, ws, copy } = paddedInputDims(g);
+  const kTotal = g.cin * g.kh * g.kw;
+  const tab = table(rt, `fwd:${g.cin},${g.kh},${g.kw},${hs},${ws}`, () => {
+    const t = new Uint32Array(kTotal * 2);
+    let k = 0;
+    for (let ci = 0; ci < g.cin; ci++) {
+      for (let i = 0; i < g.kh; i++) {
+        for (let j = 0; j < g.kw; j++, k++) {
+          t[2 * k] = (ci * hs + i) * ws + j;
+          t[2 * k + 1] = k;
+        }
+      }
+    }
+    return t;
+  });
+  const wt = Tensor.empty(rt, [kTotal, g.cout], 'f32', 'conv2d.wT');
+  recordTranspose(rt, w, wt, 1, g.cout, kTotal);
+
+  const y = Tensor.empty(rt, [g.n, g.cout, g.oh, g.ow], 'f32', 'conv2d');
+  const inPer = g.cin * g.h * g.w;
+  const padPer = copy ? g.cin * hs * ws : 0;
+  const outPer = g.cout * g.oh * g.ow;
+  const chunks = convChunks(rt, g.n, [inPer, outPer], [padPer]);
+  const maxCount = Math.max(...chunks.map((c) => c.count));
+  const xp = copy ? Tensor.empty(rt, [maxCount * padPer], 'f32', 'conv2d.xpad') : null;
+  const t = tiling ?? convTiling(rt, g.cout);
+  const vecW = g.cout % 4 === 0;
+  const def = { ...convGemmKernel({ tm: t.tm, tnv: t.tnv, vecW, bias: !!b }), constants: { WG: t.wg } };
+  for (const ch of chunks) {
+    const xs = x.gpuBindingRange(ch.start * inPer, ch.count * inPer);
+    let src: BufferSource = xs;
+    if (xp) {
+      src = xp.gpuBindingRange(0, ch.count * padPer);
+      recordPad(rt, xs, src, ch.count * g.cin, g.h, g.w, hs, ws, g.ph, g.pw);
+    }
+    const P = ch.count * g.oh * g.ow;
+    const tl = tiles(rt, t, P, g.cout);
+    const buffers: Record<string, BufferSource> = { X: src, tab, [vecW ? 'Wv' : 'W']: wt, Y: y.gpuBindingRange(ch.start * outPer, ch.count * outPer) };
+    if (b) buffers.bias = b;
+    rt.dispatch(def, tl.grid, buffers, {
+      P,
+      OW: g.ow,
+      OHW: g.oh * g.ow,
+      cols: g.cout,
+      K: kTotal,
+      inBatch: g.cin * hs * ws,
+      inRow: g.sh * ws,
+      inCol: g.sw,
+      inBase: 0,
+      outBatch: outPer,
+      outRow: g.ow,
+      outCol: 1,
+      outBase: 0,
+      outChan: g.oh * g.ow,
+      tilesN: tl.tilesN,
+      tilesM: tl.tilesM,
+    });
+  }
+  xp?.release();
+  wt.release();
+  return y;
+}
+
+// ---- data gradient ------------------------------------------------------------------------------------------
+
+interface Phase {
+  /** First input row/column of the phase. */
+  r: number;
+  /** First tap of the phase and the number of taps (stride apart). */
+  k0: number;
+  taps: number;
+  /** oh = t + c - j for input index r + s*t and tap j. */
+  c: number;
+  /** Input rows/columns in the phase. */
+  count: number;
+}
+
+function phases(size: number, k: number, s: number, p: number): Phase[] {
+  const out: Phase[] = [];
+  for (let r = 0; r < Math.min(s, size); r++) {
+    const k0 = (r + p) % s;
+    const taps = k0 < k ? Math.ceil((k - k0) / s) : 0;
+    out.push({ r, k0, taps, c: (r + p - k0) / s, count: Math.ceil((size - r) / s) });
+  }
+  return out;
+}
+
+/** Padding of gy (top/left, and the padded size) so every phase reads in bounds. */
+function gyPadding(ph: Phase[], outSize: number): { before: number; size: number } {
+  let before = 0;
+  for (const q of ph) if (q.taps > 0) before = Math.max(before, q.taps - 1 - q.c);
+  let size = before + outSize;
+  for (const q of ph) if (q.taps > 0) size = Math.max(size, q.count + q.c + before);
+  return { before, size };
+}
+
+/** dL/dx for y = conv2d(x, w): gy [N, Cout, OH, OW] -> [N, Cin, H, W] (xShape gives H and W). */
+export function conv2dBackwardInput(
+  rt: Runtime,
+  gy: Tensor,
+  w: Tensor,
+  xShape: readonly number[],
+  opts: Conv2dOptions = {},
+  tiling?: ConvTiling,
+): Tensor {
+  const g = conv2dGeometry(xShape, w.shape, opts);
+  checkGy(gy, g);
+  const phH = phases(g.h, g.kh, g.sh, g.ph);
+  const phW = phases(g.w, g.kw, g.sw, g.pw);
+  const padH = gyPadding(phH, g.oh);
+  const padW = gyPadding(phW, g.ow);
+  const [hq, wq] = [padH.size, padW.size];
+  const copy = !(padH.before === 0 && padW.before === 0 && hq === g.oh && wq === g.ow);
+  const khw = g.kh * g.kw;
+
+  // Weights as [Cout, KH*KW, Cin]: rows (co, kh, kw), the input channel contiguous.
+  const wb = Tensor.empty(rt, [g.cout * khw, g.cin], 'f32', 'conv2d.wB');
+  recordTranspose(rt, w, wb, g.cout, g.cin, khw);
+
+  const gx = Tensor.empty(rt, [g.n, g.cin, g.h, g.w], 'f32', 'conv2d.gx');
+  const gyPer = g.cout * g.oh * g.ow;
+  const padPer = copy ? g.cout * hq * wq : 0;
+  const gxPer = g.cin * g.h * g.w;
+  const chunks = convChunks(rt, g.n, [gyPer, gxPer], [padPer]);
+  const maxCount = Math.max(...chunks.map((c) => c.count));
+  const gp = copy ? Tensor.empty(rt, [maxCount * padPer], 'f32', 'conv2d.gypad') : null;
+  const t = tiling ?? convTiling(rt, g.cin);
+  const vecW = g.cin % 4 === 0;
+  const def = { ...convGemmKernel({ tm: t.tm, tnv: t.tnv, vecW, bias: false }), constants: { WG: t.wg } };
+  for (const ch of chunks) {
+    const gys = gy.gpuBindingRange(ch.start * gyPer, ch.count * gyPer);
+    let src: BufferSource = gys;
+    if (gp) {
+      src = gp.gpuBindingRange(0, ch.count * padPer);
+      recordPad(rt, gys, src, ch.count * g.cout, g.oh, g.ow, hq, wq, padH.before, padW.before);
+    }
+    const dst = gx.gpuBindingRange(ch.start * gxPer, ch.count * gxPer);
+    for (const a of phH) {
+      for (const bq of phW) {
+        const kTotal = g.cout * a.taps * bq.taps;
+        const tab = table(rt, `bwd:${g.cout},${g.kh},${g.kw},${g.sh},${g.sw},${hq},${wq},${a.k0},${a.taps},${bq.k0},${bq.taps}`, () => {
+          const tb = new Uint32Array(kTotal * 2);
+          let k = 0;
+          for (let co = 0; co < g.cout; co++) {
+            for (let i = 0; i < a.taps; i++) {
+              for (let j = 0; j < bq.taps; j++, k++) {
+                tb[2 * k] = (co * hq + (a.taps - 1 - i)) * wq + (bq.taps - 1 - j);
+                tb[2 * k + 1] = co * khw + (a.k0 + g.sh * i) * g.kw + (bq.k0 + g.sw * j);
+              }
+            }
+          }
+          return tb;
+        });
+        const P = ch.count * a.count * bq.count;
+        const tl = tiles(rt, t, P, g.cin);
+        rt.dispatch(def, tl.grid, { X: src, tab, [vecW ? 'Wv' : 'W']: wb, Y: dst }, {
+          P,
+          OW: bq.count,
+          OHW: a.count * bq.count,
+          cols: g.cin,
+          K: kTotal,
+          inBatch: g.cout * hq * wq,
+          inRow: wq,
+          inCol: 1,
+          // Taps are stored reversed (offset taps-1-j), so the window starts taps-1 rows above oh = t + c.
+          inBase: (a.c + padH.before - Math.max(a.taps - 1, 0)) * wq + (bq.c + padW.before - Math.max(bq.taps - 1, 0)),
+          outBatch: gxPer,
+          outRow: g.sh * g.w,
+          outCol: g.sw,
+          outBase: a.r * g.w + bq.r,
+          outChan: g.h * g.w,
+          tilesN: tl.tilesN,
+          tilesM: tl.tilesM,
+        });
+      }
+    }
+  }
+  gp?.release();
+  wb.release();
+  return gx;
+}
+
+function checkGy(gy: Tensor, g: Conv2dGeometry): void {
+  const want = [g.n, g.cout, g.oh, g.ow];
+  if (gy.shape.length !== 4 || gy.shape.some((d, i) => d !== want[i])) {
+    throw new Error(`conv2d backward: gy is [${gy.shape.join(', ')}], expected [${want.join(', ')}]`);
+  }
+}
+
+// ---- weight gradient ----------------------------------------------------------------------------------------
+
+/** dL/dw for y = conv2d(x, w): [Cout, Cin, KH, KW] (wShape), summed over the batch in a fixed order. */
+export function conv2dBackwardWeight(
+  rt: Runtime,
+  gy: Tensor,
+  x: Tensor,
+  wShape: readonly number[],
+  opts: Conv2dOptions = {},
+  tiling?: ConvTiling,
+): Tensor {
+  const g = conv2dGeometry(x.shape, wShape, opts);
+  checkGy(gy, g);
+  const { hs, ws, copy } = paddedInputDims(g);
+  const R = g.cin * g.kh * g.kw;
+  const xtab = table(rt, `wgrad:${g.cin},${g.kh},${g.kw},${hs},${ws}`, () => {
+    const tb = new Uint32Array(R);
+    let r = 0;
+    for (let ci = 0; ci < g.cin; ci++) for (let i = 0; i < g.kh; i++) for (let j = 0; j < g.kw; j++, r++) tb[r] = (ci * hs + i) * ws + j;
+    return tb;
+  });
+  const gw = Tensor.empty(rt, [g.cout, g.cin, g.kh, g.kw], 'f32', 'conv2d.gw');
+  const inPer = g.cin * g.h * g.w;
+  const padPer = copy ? g.cin * hs * ws : 0;
+  const gyPer = g.cout * g.oh * g.ow;
+  const chunks = convChunks(rt, g.n, [inPer, gyPer], [padPer]);
+  const maxCount = Math.max(...chunks.map((c) => c.count));
+  const xp = copy ? Tensor.empty(rt, [maxCount * padPer], 'f32', 'conv2d.xpad') : null;
+  const gyT = Tensor.empty(rt, [maxCount * gyPer], 'f32', 'conv2d.gyT');
+  const t = tiling ?? convTiling(rt, g.cout);
+  const vecG = g.cout % 4 === 0;
+  const def = { ...convWeightGradKernel({ tm: t.tm, tnv: t.tnv, vecG }), constants: { WG: t.wg } };
+  const tl = tiles(rt, t, R, g.cout);
+  // Enough workgroups to keep every thread busy: split the positions when the output has few tiles.
+  const rowsTotalMax = maxCount * g.oh;
+  const wantSplits = Math.ceil(256 / (tl.tilesM * tl.tilesN));
+  // (Capped so the partial sums stay bindable.)
+  const splits = Math.max(1, Math.min(wantSplits, rowsTotalMax, Math.floor(rt.bindingLimit / (4 * g.cout * R))));
+  const part = splits > 1 || chunks.length > 1 ? Tensor.empty(rt, [splits * g.cout * R], 'f32', 'conv2d.gwPart') : null;
+  chunks.forEach((ch, idx) => {
+    const xs = x.gpuBindingRange(ch.start * inPer, ch.count * inPer);
+    let src: BufferSource = xs;
+    if (xp) {
+      src = xp.gpuBindingRange(0, ch.count * padPer);
+      recordPad(rt, xs, src, ch.count * g.cin, g.h, g.w, hs, ws, g.ph, g.pw);
+    }
+    const gT = gyT.gpuBindingRange(0, ch.count * gyPer);
+    recordTranspose(rt, gy.gpuBindingRange(ch.start * gyPer, ch.count * gyPer), gT, ch.count, g.cout, g.oh * g.ow);
+    const rowsTotal = ch.count * g.oh;
+    const s = Math.min(splits, rowsTotal);
+    const rowsPerSplit = Math.ceil(rowsTotal / s);
+    const usedSplits = Math.ceil(rowsTotal / rowsPerSplit);
+    rt.dispatch(def, [tl.grid[0], tl.grid[1], usedSplits], { X: src, xtab, [vecG ? 'Gv' : 'G']: gT, part: part ?? gw }, {
+      R,
+      cols: g.cout,
+      OH: g.oh,
+      OW: g.ow,
+      inBatch: g.cin * hs * ws,
+      inRow: g.sh * ws,
+      inCol: g.sw,
+      rowsTotal,
+      rowsPerSplit,
+      tilesN: tl.tilesN,
+      tilesM: tl.tilesM,
+    });
+    if (part) {
+      const n = g.cout * R;
+      rt.dispatch(sumPartialsWgsl, dispatchFlat(rt, n), { part, out: gw }, { n, splits: usedSplits, accumulate: idx > 0 ? 1 : 0 });
+    }
+  });
+  part?.release();
+  gyT.release();
+  xp?.release();
+  return gw;
+}
+
+// ---- bias gradient ------------------------------------------------------------------------------------------
+
+/** dL/db[Cout] = sum of gy over N, OH, OW (fixed-order reduction). */
+export function conv2dBackwardBias(rt: Runtime, gy: Tensor): Tensor {
+  if (gy.shape.length !== 4) throw new Error(`conv2dBackwardBias: gy must be [N, C, H, W], got [${gy.shape.join(', ')}]`);
+  const [n, c, h, w] = gy.shape as [number, number, number, number];
+  const gb = Tensor.empty(rt, [c], 'f32', 'conv2d.gb');
+  recordChannelSum(rt, gy, gb, n, c, h * w);
+  return gb;
+}
