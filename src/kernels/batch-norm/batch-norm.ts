@@ -7,7 +7,7 @@ import { batchChunks, type BatchChunk } from '../chunks.js';
 import type { Runtime } from '../runtime.js';
 import { Tensor } from '../tensor.js';
 import {
-  ELEMENTWISE_WG,
+  ELEMENTWISE_SPAN,
   REDUCE_WG,
   bnEvalInvStd,
   bnGradFinal,
@@ -90,20 +90,21 @@ function reduceParams(g: Geometry, s: { M: number; per: number; base: number }):
   return { C: g.C, HW: g.HW, M: s.M, per: s.per, partBase: s.base, stepQ: g.HW ? Math.floor(REDUCE_WG / g.HW) : 0, stepR: g.HW ? REDUCE_WG % g.HW : 0 };
 }
 
-function elementwise(rt: Runtime, g: Geometry, run: (chunk: BatchChunk, n: number, grid: [number, number]) => void): void {
+function elementwise(rt: Runtime, g: Geometry, run: (chunk: BatchChunk, n: number, grid: [number, number], params: Record<string, number>) => void): void {
   const perSample = g.C * g.HW;
+  const pieces = Math.max(1, Math.ceil(g.HW / ELEMENTWISE_SPAN));
   for (const chunk of g.chunks) {
-    const n = chunk.count * perSample;
-    run(chunk, n, rt.grid(Math.ceil(n / ELEMENTWISE_WG)));
+    const planes = chunk.count * g.C;
+    run(chunk, chunk.count * perSample, rt.grid(planes * pieces), { C: g.C, HW: g.HW, planes, pieces });
   }
 }
 
 function normalize(rt: Runtime, g: Geometry, x: F32, mean: F32, invStd: F32, weight: F32, bias: F32): F32 {
   const y = Tensor.empty(rt, x.shape, 'f32', 'batchNorm.y');
   const perSample = g.C * g.HW;
-  elementwise(rt, g, (chunk, n, grid) => {
+  elementwise(rt, g, (chunk, n, grid, params) => {
     const range = (t: F32) => t.gpuBindingRange(chunk.start * perSample, n);
-    rt.dispatch(bnNormalize, grid, { x: range(x), mean, invStd, weight, bias, y: range(y) }, { C: g.C, HW: g.HW, n });
+    rt.dispatch(bnNormalize, grid, { x: range(x), mean, invStd, weight, bias, y: range(y) }, params);
   });
   return y;
 }
@@ -210,9 +211,9 @@ export function batchNormBackward(gy: F32, x: F32, weight: F32, saveMean: F32, s
   if (needs.input) {
     const out = Tensor.empty(rt, x.shape, 'f32', 'batchNorm.gx');
     const perSample = g.C * g.HW;
-    elementwise(rt, g, (chunk, n, grid) => {
+    elementwise(rt, g, (chunk, n, grid, params) => {
       const range = (t: F32) => t.gpuBindingRange(chunk.start * perSample, n);
-      rt.dispatch(bnGradInputTrain, grid, { gy: range(gy), x: range(x), mean: saveMean, coef, gx: range(out) }, { C: g.C, HW: g.HW, n });
+      rt.dispatch(bnGradInputTrain, grid, { gy: range(gy), x: range(x), mean: saveMean, coef, gx: range(out) }, params);
     });
     gx = out;
   }
@@ -239,9 +240,9 @@ export function batchNormEvalBackward(
   if (needs.input) {
     const out = Tensor.empty(rt, x.shape, 'f32', 'batchNorm.gx');
     const perSample = g.C * g.HW;
-    elementwise(rt, g, (chunk, n, grid) => {
+    elementwise(rt, g, (chunk, n, grid, params) => {
       const range = (t: F32) => t.gpuBindingRange(chunk.start * perSample, n);
-      rt.dispatch(bnGradInputEval, grid, { gy: range(gy), invStd, weight, gx: range(out) }, { C: g.C, HW: g.HW, n });
+      rt.dispatch(bnGradInputEval, grid, { gy: range(gy), invStd, weight, gx: range(out) }, params);
     });
     gx = out;
   }

@@ -12,7 +12,8 @@ import type { KernelDef } from '../kernel.js';
 // variance does not cancel catastrophically when activations have a large mean.
 
 export const REDUCE_WG = 64;
-export const ELEMENTWISE_WG = 256;
+export const ELEMENTWISE_WG = 64;
+export const ELEMENTWISE_SPAN = ELEMENTWISE_WG * 4;
 
 // Walks channel c's elements j in [start, end) of the bound slice with stride REDUCE_WG without dividing per
 // element: j = img * HW + s, and a stride of REDUCE_WG advances (img, s) by (stepQ, stepR) = divmod(REDUCE_WG, HW).
@@ -158,29 +159,44 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 `,
 };
 
-const elementwiseIndex = /* wgsl */ `
-  let i = gid.x + gid.y * nwg.x * ${ELEMENTWISE_WG}u;
-  if (i >= params.n) { return; }
-  let c = (i / params.HW) % params.C;
+// Elementwise kernels: a workgroup covers ELEMENTWISE_SPAN consecutive elements of one (n, c) plane, so the
+// channel comes from the workgroup index (divisions per workgroup, not per element: they are slow on lavapipe) and
+// consecutive invocations touch consecutive elements. Workgroups are numbered over the 2-D grid (planes x pieces
+// can exceed 65535).
+const elementwiseHead = /* wgsl */ `
+struct Params { C: u32, HW: u32, planes: u32, pieces: u32 }
+@group(0) @binding(0) var<uniform> params: Params;
 `;
+const elementwisePlane = /* wgsl */ `
+  let L = wid.x + wid.y * nwg.x;
+  let plane = L / params.pieces;
+  if (plane >= params.planes) { return; }
+  let c = plane % params.C;
+  let first = plane * params.HW;
+  let start = (L - plane * params.pieces) * ${ELEMENTWISE_SPAN}u + lid.x;
+  let end = min(start + ${ELEMENTWISE_SPAN}u - lid.x, params.HW);
+`;
+const elementwiseEntry = /* wgsl */ `@compute @workgroup_size(${ELEMENTWISE_WG})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u)`;
 
 /** y = (x - mean) * invStd * weight + bias, with (mean, invStd) the batch stats in training, the running ones in eval. */
 export const bnNormalize: KernelDef = {
   name: 'batchNormNormalize',
   wgsl: /* wgsl */ `
-struct Params { C: u32, HW: u32, n: u32 }
-@group(0) @binding(0) var<uniform> params: Params;
+${elementwiseHead}
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> mean: array<f32>;
 @group(0) @binding(3) var<storage, read> invStd: array<f32>;
 @group(0) @binding(4) var<storage, read> weight: array<f32>;
 @group(0) @binding(5) var<storage, read> bias: array<f32>;
 @group(0) @binding(6) var<storage, read_write> y: array<f32>;
-@compute @workgroup_size(${ELEMENTWISE_WG})
-fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-${elementwiseIndex}
+${elementwiseEntry} {
+${elementwisePlane}
+  let mu = mean[c];
+  let k = invStd[c] * weight[c];
+  let b = bias[c];
   // (x - mean) first: folding mean into a per-channel shift would cancel badly when |mean| >> std.
-  y[i] = (x[i] - mean[c]) * (invStd[c] * weight[c]) + bias[c];
+  for (var s = start; s < end; s += ${ELEMENTWISE_WG}u) { y[first + s] = (x[first + s] - mu) * k + b; }
 }
 `,
 };
@@ -276,17 +292,22 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
 export const bnGradInputTrain: KernelDef = {
   name: 'batchNormGradInputTrain',
   wgsl: /* wgsl */ `
-struct Params { C: u32, HW: u32, n: u32 }
-@group(0) @binding(0) var<uniform> params: Params;
+${elementwiseHead}
 @group(0) @binding(1) var<storage, read> gy: array<f32>;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 @group(0) @binding(3) var<storage, read> mean: array<f32>;
 @group(0) @binding(4) var<storage, read> coef: array<f32>;
 @group(0) @binding(5) var<storage, read_write> gx: array<f32>;
-@compute @workgroup_size(${ELEMENTWISE_WG})
-fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-${elementwiseIndex}
-  gx[i] = coef[3u * c] * (gy[i] - coef[3u * c + 1u] - (x[i] - mean[c]) * coef[3u * c + 2u]);
+${elementwiseEntry} {
+${elementwisePlane}
+  let mu = mean[c];
+  let k0 = coef[3u * c];
+  let k1 = coef[3u * c + 1u];
+  let k2 = coef[3u * c + 2u];
+  for (var s = start; s < end; s += ${ELEMENTWISE_WG}u) {
+    let i = first + s;
+    gx[i] = k0 * (gy[i] - k1 - (x[i] - mu) * k2);
+  }
 }
 `,
 };
@@ -295,16 +316,15 @@ ${elementwiseIndex}
 export const bnGradInputEval: KernelDef = {
   name: 'batchNormGradInputEval',
   wgsl: /* wgsl */ `
-struct Params { C: u32, HW: u32, n: u32 }
-@group(0) @binding(0) var<uniform> params: Params;
+${elementwiseHead}
 @group(0) @binding(1) var<storage, read> gy: array<f32>;
 @group(0) @binding(2) var<storage, read> invStd: array<f32>;
 @group(0) @binding(3) var<storage, read> weight: array<f32>;
 @group(0) @binding(4) var<storage, read_write> gx: array<f32>;
-@compute @workgroup_size(${ELEMENTWISE_WG})
-fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-${elementwiseIndex}
-  gx[i] = gy[i] * (weight[c] * invStd[c]);
+${elementwiseEntry} {
+${elementwisePlane}
+  let k = weight[c] * invStd[c];
+  for (var s = start; s < end; s += ${ELEMENTWISE_WG}u) { gx[first + s] = gy[first + s] * k; }
 }
 `,
 };

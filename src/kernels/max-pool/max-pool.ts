@@ -1,7 +1,7 @@
 // max_pool2d (NCHW) forward with argmax indices, and its backward, as torch.nn.functional.max_pool2d.
 import { batchChunks } from '../chunks.js';
 import { Tensor } from '../tensor.js';
-import { POOL_WG, maxPoolBackward, maxPoolForward } from './max-pool.wgsl.js';
+import { POOL_WG, POOL_WG_ROWS, maxPoolBackward, maxPoolForward } from './max-pool.wgsl.js';
 
 type Pair = number | readonly [number, number];
 
@@ -95,12 +95,12 @@ export function maxPool2dBackward(gy: Tensor<'f32'>, indices: Tensor<'i32'>, inp
   const outPer = g.C * g.OH * g.OW;
   const gx = Tensor.empty(rt, inputShape, 'f32', 'maxPool.gx');
   for (const c of batchChunks(rt, g.N, [inPer, outPer])) {
-    const n = c.count * inPer;
+    const rows = c.count * g.C * g.H;
     rt.dispatch(
       maxPoolBackward,
-      rt.grid(Math.ceil(n / POOL_WG)),
-      { gy: gy.gpuBindingRange(c.start * outPer, c.count * outPer), indices: indices.gpuBindingRange(c.start * outPer, c.count * outPer), gx: gx.gpuBindingRange(c.start * inPer, n) },
-      params(g, n),
+      rt.grid(Math.ceil(rows / POOL_WG_ROWS)),
+      { gy: gy.gpuBindingRange(c.start * outPer, c.count * outPer), indices: indices.gpuBindingRange(c.start * outPer, c.count * outPer), gx: gx.gpuBindingRange(c.start * inPer, c.count * inPer) },
+      params(g, rows),
     );
   }
   return gx;
