@@ -16,6 +16,7 @@ export {
   resizedShape,
   roundHalfEven,
   transformFromSpec,
+  isSerializable,
   trainTransform,
   evalTransform,
   isTensor,

@@ -20,7 +20,7 @@ import { DecodeError } from './decode.ts';
 import type { ImageFolder, ImageSample } from './image-folder.ts';
 import { deriveSeed, Random } from './random.ts';
 import { loadSample } from './sample.ts';
-import type { TensorImage, Transform } from './transforms.ts';
+import { isSerializable, type TensorImage, type Transform } from './transforms.ts';
 import { WorkerPool } from './worker-pool.ts';
 
 export interface Batch {
@@ -40,9 +40,12 @@ export interface DataLoaderOptions {
   readonly seed?: number;
   /** Batches prepared ahead of the one the consumer holds (default 2). */
   readonly prefetch?: number;
-  /** Images decoded/transformed at once (default 4, or 2 per worker). */
+  /** Images decoded/transformed at once (default 4, or 4 per worker). */
   readonly concurrency?: number;
-  /** Worker threads for decoding + transforms; 0 (default) keeps the JS part on the main thread. */
+  /**
+   * Worker threads for decoding + transforms (built-in transforms only); 0 (default) keeps the JS
+   * part (resampling, normalisation) on the main thread while sharp decodes on libvips' threads.
+   */
   readonly workers?: number;
   /** Skip (and count) images that cannot be decoded instead of failing the epoch. */
   readonly skipCorrupt?: boolean;
@@ -110,7 +113,10 @@ export class DataLoader {
     if (!Number.isSafeInteger(this.seed)) throw new RangeError(`DataLoader: seed must be an integer, got ${this.seed}`);
     this.prefetch = positiveInt(options.prefetch ?? 2, 'prefetch', true);
     this.workers = positiveInt(options.workers ?? 0, 'workers', true);
-    this.concurrency = positiveInt(options.concurrency ?? (this.workers > 0 ? 2 * this.workers : 4), 'concurrency');
+    if (this.workers > 0 && !isSerializable(this.transform)) {
+      throw new TypeError('DataLoader: worker threads can only run the built-in transforms (rebuilt from transform.spec); use workers: 0 for a custom transform');
+    }
+    this.concurrency = positiveInt(options.concurrency ?? (this.workers > 0 ? 4 * this.workers : 4), 'concurrency');
     this.skipCorrupt = options.skipCorrupt ?? false;
     this.dropLast = options.dropLast ?? false;
     this.limiter = new Limiter(this.concurrency);

@@ -290,6 +290,12 @@ export class Compose implements Transform {
   }
 }
 
+/** Whether `transformFromSpec(t.spec)` rebuilds `t` exactly: only built-in transforms (what worker threads can run). */
+export function isSerializable(t: Transform): boolean {
+  if (t instanceof Compose) return t.transforms.every(isSerializable);
+  return [RandomResizedCrop, RandomHorizontalFlip, Resize, CenterCrop, ToTensor, Normalize].some((cls) => t instanceof cls);
+}
+
 export function transformFromSpec(spec: TransformSpec): Transform {
   switch (spec.name) {
     case 'RandomResizedCrop':
