@@ -28,14 +28,21 @@ describe('Random', () => {
     const r = new Random(7);
     const counts = new Array<number>(6).fill(0);
     let sum = 0;
+    let lo = Infinity;
+    let hi = -Infinity;
     for (let i = 0; i < 60000; i++) {
       const u = r.uniform(2, 5);
-      expect(u).toBeGreaterThanOrEqual(2);
-      expect(u).toBeLessThan(5);
+      lo = Math.min(lo, u);
+      hi = Math.max(hi, u);
       sum += u;
       const k = r.randint(10, 15);
       counts[k - 10]!++;
     }
+    expect(lo).toBeGreaterThanOrEqual(2);
+    expect(lo).toBeLessThan(2.01);
+    expect(hi).toBeLessThan(5);
+    expect(hi).toBeGreaterThan(4.99);
+    expect(counts.reduce((a, b) => a + b)).toBe(60000); // nothing outside [10, 15]
     expect(sum / 60000).toBeCloseTo(3.5, 1);
     for (const n of counts) expect(Math.abs(n - 10000)).toBeLessThan(500);
     expect(r.randint(3, 3)).toBe(3);
