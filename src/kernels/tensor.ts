@@ -1,6 +1,7 @@
 // GPU tensors: contiguous row-major storage in a pooled GPUBuffer, f32 for data and i32/u32 for labels and indices.
 // Views (reshape/flatten) share the storage; the buffer goes back to the pool when the last holder releases it.
 import type { Runtime } from './runtime.js';
+import { flatChunks } from './chunks.js';
 import { fillWgsl } from './fill.wgsl.js';
 
 export type DType = 'f32' | 'i32' | 'u32';
@@ -123,8 +124,12 @@ export class Tensor<D extends DType = DType> {
     if (this.dtype === 'f32') bits.setFloat32(0, value, true);
     else if (this.dtype === 'i32') bits.setInt32(0, value, true);
     else bits.setUint32(0, value, true);
-    const [x, y] = this.rt.grid(Math.ceil(this.size / 256));
-    this.rt.dispatch(fillWgsl, [x, y], { out: this }, { n: this.size, bits: bits.getUint32(0, true) });
+    for (const c of flatChunks(this.rt, this.size)) {
+      this.rt.dispatch(fillWgsl, this.rt.grid(Math.ceil(c.count / 256)), { out: this.gpuBindingRange(c.start, c.count) }, {
+        n: c.count,
+        bits: bits.getUint32(0, true),
+      });
+    }
     return this;
   }
 

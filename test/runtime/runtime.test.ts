@@ -142,3 +142,18 @@ describe('runtime', () => {
     expect(() => t.view([7])).toThrow(/released/);
   });
 });
+
+describe('tensors over the binding limit', () => {
+  it('fill splits into bindable slices', async () => {
+    const rt = await testRuntime();
+    rt.bindingLimit = 4096;
+    try {
+      const t = Tensor.full(rt, [3, 1001], 1.25);
+      const got = await t.read();
+      expect(got.every((v) => v === 1.25)).toBe(true);
+      t.release();
+    } finally {
+      rt.bindingLimit = rt.maxBindingSize;
+    }
+  });
+});
