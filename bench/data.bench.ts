@@ -45,6 +45,8 @@ const evalT = evalTransform(224, 256);
 
 const summary = await b.suite(
   'data pipeline (hotdog-mini)',
+  // Epoch ops run at 1-5 ops/sec: keep decimals (benny rounds ops to integers by default).
+  b.configure({ minDisplayPrecision: 3 }),
   epochCase('train: decode + RandomResizedCrop(224) + flip + normalise, batch 32, main thread', train, () =>
     new DataLoader(train, { batchSize: 32, shuffle: true, seed: 1, transform: trainTransform(224) }),
   ),
