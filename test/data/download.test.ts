@@ -22,7 +22,9 @@ const goodZip = zipSync({
   'hotdog/test/not-hotdog/4.png': enc('d'),
 });
 const evilZip = zipSync({ 'hotdog/ok.txt': enc('fine'), '../evil.txt': enc('escaped') });
-const absZip = zipSync({ '/tmp/abs-evil.txt': enc('escaped') });
+// An absolute entry name, built from the temp dir so that the test would notice an escape.
+const ABS_TARGET = join(tmpdir(), `hotdog-abs-evil-${process.pid}.txt`);
+const absZip = zipSync({ [ABS_TARGET]: enc('escaped') });
 const weights = Buffer.alloc(200_000, 7);
 
 let server: Server;
@@ -128,7 +130,8 @@ describe('download', () => {
     expect(readdirSync(cache)).toEqual(['hotdog.zip']); // the verified download stays, no extraction
     const abs = await downloadExtract(entry('abs', sha1(absZip)), { cacheDir: mkdtempSync(join(tmpdir(), 'hub-abs-')), ...quiet }).catch((e: unknown) => e);
     expect(abs).toBeInstanceOf(UnsafeZipError);
-    expect(existsSync('/tmp/abs-evil.txt')).toBe(false);
+    expect((abs as Error).message).toContain(ABS_TARGET);
+    expect(existsSync(ABS_TARGET)).toBe(false);
   });
 
   it('says what could not be fetched and where to put it when offline', async () => {
