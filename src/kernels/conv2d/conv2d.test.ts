@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { Tensor } from '../tensor.js';
 import type { Runtime } from '../runtime.js';
@@ -161,4 +162,48 @@ describe('conv2d over the binding limit', () => {
     expect(maxRelError(split.gw, whole.gw)).toBeLessThan(1e-6);
     expect(maxRelError(split.gb, whole.gb)).toBeLessThan(1e-6);
   });
+});
+
+interface FixtureTensor {
+  shape: number[];
+  data: number[];
+}
+interface ConvFixture {
+  name: string;
+  stride: [number, number];
+  padding: [number, number];
+  x: FixtureTensor;
+  w: FixtureTensor;
+  b: FixtureTensor | null;
+  y: FixtureTensor;
+  gy: FixtureTensor;
+  gx: FixtureTensor;
+  gw: FixtureTensor;
+  gb: FixtureTensor | null;
+}
+
+describe('conv2d vs PyTorch 1.13 (fixtures/ops/conv2d.json, scripts/fixtures/make_conv_linear_fixtures.py)', () => {
+  const fixture = JSON.parse(readFileSync(new URL('../../../fixtures/ops/conv2d.json', import.meta.url), 'utf8')) as { cases: ConvFixture[] };
+  // Metric: maxRelError (max |gpu - torch| / max |torch|) < 1e-4 for y and every gradient.
+  for (const c of fixture.cases) {
+    it(c.name, async () => {
+      const rt = await testRuntime();
+      const t = (f: FixtureTensor): Tensor => Tensor.fromArray(rt, Float32Array.from(f.data), f.shape);
+      const opts: Conv2dOptions = { stride: c.stride, padding: c.padding };
+      const [x, w, gy] = [t(c.x), t(c.w), t(c.gy)];
+      const b = c.b ? t(c.b) : null;
+      const outs: [Tensor, FixtureTensor][] = [
+        [conv2dForward(rt, x, w, b, opts), c.y],
+        [conv2dBackwardInput(rt, gy, w, c.x.shape, opts), c.gx],
+        [conv2dBackwardWeight(rt, gy, x, c.w.shape, opts), c.gw],
+      ];
+      if (c.gb) outs.push([conv2dBackwardBias(rt, gy), c.gb]);
+      for (const [got, want] of outs) {
+        expect(got.shape).toEqual(want.shape);
+        expect(maxRelError(await got.read(), want.data)).toBeLessThan(1e-4);
+        got.release();
+      }
+      for (const z of [x, w, gy, b]) z?.release();
+    });
+  }
 });

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { Tensor } from '../tensor.js';
 import type { Runtime } from '../runtime.js';
@@ -184,4 +185,45 @@ describe('linear', () => {
     }
     for (const t of [X, W, B, G]) t.release();
   });
+});
+
+interface FixtureTensor {
+  shape: number[];
+  data: number[];
+}
+interface LinearFixture {
+  name: string;
+  x: FixtureTensor;
+  w: FixtureTensor;
+  b: FixtureTensor | null;
+  y: FixtureTensor;
+  gy: FixtureTensor;
+  gx: FixtureTensor;
+  gw: FixtureTensor;
+  gb: FixtureTensor | null;
+}
+
+describe('linear vs PyTorch 1.13 (fixtures/ops/linear.json, scripts/fixtures/make_conv_linear_fixtures.py)', () => {
+  const fixture = JSON.parse(readFileSync(new URL('../../../fixtures/ops/linear.json', import.meta.url), 'utf8')) as { cases: LinearFixture[] };
+  // Metric: maxRelError (max |gpu - torch| / max |torch|) < 1e-4 for y and every gradient.
+  for (const c of fixture.cases) {
+    it(c.name, async () => {
+      const rt = await testRuntime();
+      const t = (f: FixtureTensor): Tensor => Tensor.fromArray(rt, Float32Array.from(f.data), f.shape);
+      const [x, w, gy] = [t(c.x), t(c.w), t(c.gy)];
+      const b = c.b ? t(c.b) : null;
+      const outs: [Tensor, FixtureTensor][] = [
+        [linearForward(rt, x, w, b), c.y],
+        [linearBackwardInput(rt, gy, w), c.gx],
+        [linearBackwardWeight(rt, gy, x), c.gw],
+      ];
+      if (c.gb) outs.push([linearBackwardBias(rt, gy), c.gb]);
+      for (const [got, want] of outs) {
+        expect(got.shape).toEqual(want.shape);
+        expect(maxRelError(await got.read(), want.data)).toBeLessThan(1e-4);
+        got.release();
+      }
+      for (const z of [x, w, gy, b]) z?.release();
+    });
+  }
 });

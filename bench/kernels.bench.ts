@@ -1,0 +1,190 @@
+/**
+ * GEMM and conv2d kernel throughput in GFLOP/s (2 FLOPs per multiply-add) at ResNet-18's conv shapes, batch 32,
+ * 224x224 input, plus matmul 1024^3 and 2048^3.
+ * Run: npx tsx bench/kernels.bench.ts   (under the shared GPU lock on the dev machine:
+ *      flock /tmp/hotdog-test.lock npx tsx bench/kernels.bench.ts)
+ * Env: BENCH_BATCH (default 32), BENCH_FILTER (substring of case names to run).
+ * Writes bench/results/kernels-<suite>.json (benny's json), bench/results/kernels.json (all suites' summaries)
+ * and bench/results/kernels-gflops.json (GFLOP/s per case).
+ *
+ * One benchmark op records the kernel's dispatches for one call and waits for the GPU (rt.sync()), so an op
+ * measures GPU work, not just recording. Kernels are compiled before timing (benny runs each case once while
+ * preparing it).
+ */
+import { writeFileSync, mkdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import b from 'benny';
+import type { Summary } from 'benny/lib/internal/common-types.js';
+import { createNodeRuntime, destroyNodeRuntime } from '../src/node/engine-node.ts';
+import { describeAdapter } from '../src/kernels/device.ts';
+import { Tensor } from '../src/kernels/tensor.ts';
+import { matmul } from '../src/kernels/matmul/matmul.ts';
+import {
+  conv2dBackwardInput,
+  conv2dBackwardWeight,
+  conv2dForward,
+  conv2dGeometry,
+  type Conv2dOptions,
+} from '../src/kernels/conv2d/conv2d.ts';
+
+const RESULTS = fileURLToPath(new URL('./results', import.meta.url));
+const BATCH = Number(process.env.BENCH_BATCH ?? 32);
+const FILTER = process.env.BENCH_FILTER ?? '';
+
+const rt = await createNodeRuntime();
+
+interface CaseInfo {
+  suite: string;
+  name: string;
+  flop: number;
+  shape: string;
+}
+const infos = new Map<string, CaseInfo>();
+const cleanups = new Map<string, () => void>();
+
+// benny prepares every case of a suite at once (and calls each case function during preparation); one chain
+// keeps the GPU work of all calls strictly one after another.
+let chain: Promise<unknown> = Promise.resolve();
+function serial(fn: () => Promise<void>): Promise<void> {
+  const next = chain.then(fn);
+  chain = next.catch(() => undefined);
+  return next;
+}
+
+type Setup = () => { run: () => Tensor; release: () => void };
+
+function gpuCase(suite: string, name: string, flop: number, shape: string, setup: Setup, slow: boolean): ReturnType<typeof b.add> {
+  infos.set(name, { suite, name, flop, shape });
+  let state: ReturnType<Setup> | null = null;
+  cleanups.set(name, () => {
+    state?.release();
+    state = null;
+  });
+  return b.add(
+    name,
+    () =>
+      serial(async () => {
+        state ??= setup();
+        state.run().release();
+        await rt.sync();
+      }),
+    slow ? { minSamples: 2, maxTime: 1, initCount: 1 } : { minSamples: 3, maxTime: 1, initCount: 1 },
+  );
+}
+
+function random(shape: number[]): Tensor {
+  const n = shape.reduce((a, c) => a * c, 1);
+  const data = new Float32Array(n);
+  let s = 12345;
+  for (let i = 0; i < n; i++) {
+    s = (s * 1103515245 + 12345) >>> 0;
+    data[i] = s / 2 ** 32 - 0.5;
+  }
+  return Tensor.fromArray(rt, data, shape);
+}
+
+// ResNet-18's distinct conv shapes at 224x224: [label, Cin, Cout, input H=W, kernel, stride, padding].
+const CONVS: [string, number, number, number, number, number, number][] = [
+  ['conv1 3->64 7x7 s2 @224', 3, 64, 224, 7, 2, 3],
+  ['layer1 64->64 3x3 s1 @56', 64, 64, 56, 3, 1, 1],
+  ['layer2 64->128 3x3 s2 @56', 64, 128, 56, 3, 2, 1],
+  ['layer2 128->128 3x3 s1 @28', 128, 128, 28, 3, 1, 1],
+  ['layer2.down 64->128 1x1 s2 @56', 64, 128, 56, 1, 2, 0],
+  ['layer3 128->256 3x3 s2 @28', 128, 256, 28, 3, 2, 1],
+  ['layer3 256->256 3x3 s1 @14', 256, 256, 14, 3, 1, 1],
+  ['layer3.down 128->256 1x1 s2 @28', 128, 256, 28, 1, 2, 0],
+  ['layer4 256->512 3x3 s2 @14', 256, 512, 14, 3, 2, 1],
+  ['layer4 512->512 3x3 s1 @7', 512, 512, 7, 3, 1, 1],
+  ['layer4.down 256->512 1x1 s2 @14', 256, 512, 14, 1, 2, 0],
+];
+
+type ConvOp = 'forward' | 'backward-data' | 'backward-weight';
+
+function convCases(op: ConvOp): ReturnType<typeof b.add>[] {
+  const out: ReturnType<typeof b.add>[] = [];
+  for (const [label, cin, cout, hw, k, s, p] of CONVS) {
+    const name = `conv2d ${op} ${label} N${BATCH}`;
+    if (!name.includes(FILTER)) continue;
+    const opts: Conv2dOptions = { stride: s, padding: p };
+    const xShape = [BATCH, cin, hw, hw];
+    const wShape = [cout, cin, k, k];
+    const g = conv2dGeometry(xShape, wShape, opts);
+    const flop = 2 * BATCH * cout * g.oh * g.ow * cin * k * k;
+    const setup: Setup = () => {
+      const x = op === 'backward-data' ? null : random(xShape);
+      const w = op === 'backward-weight' ? null : random(wShape);
+      const gy = op === 'forward' ? null : random([BATCH, cout, g.oh, g.ow]);
+      const run =
+        op === 'forward'
+          ? () => conv2dForward(rt, x!, w!, null, opts)
+          : op === 'backward-data'
+            ? () => conv2dBackwardInput(rt, gy!, w!, xShape, opts)
+            : () => conv2dBackwardWeight(rt, gy!, x!, wShape, opts);
+      return { run, release: () => [x, w, gy].forEach((t) => t?.release()) };
+    };
+    out.push(gpuCase(`conv2d ${op}`, name, flop, `x[${xShape}] w[${wShape}] s${s} p${p}`, setup, flop > 5e9));
+  }
+  return out;
+}
+
+function matmulCases(): ReturnType<typeof b.add>[] {
+  const out: ReturnType<typeof b.add>[] = [];
+  for (const n of [1024, 2048]) {
+    const name = `matmul ${n}x${n}x${n}`;
+    if (!name.includes(FILTER)) continue;
+    const setup: Setup = () => {
+      const a = random([n, n]);
+      const c = random([n, n]);
+      return { run: () => matmul(rt, a, c), release: () => [a, c].forEach((t) => t.release()) };
+    };
+    out.push(gpuCase('matmul', name, 2 * n ** 3, `[${n}, ${n}] @ [${n}, ${n}]`, setup, n >= 2048));
+  }
+  return out;
+}
+
+mkdirSync(RESULTS, { recursive: true });
+const summaries: Summary[] = [];
+const suites: [string, string, ReturnType<typeof b.add>[]][] = [
+  ['matmul', 'matmul', matmulCases()],
+  ['conv2d forward', 'conv2d-forward', convCases('forward')],
+  ['conv2d backward-data', 'conv2d-backward-data', convCases('backward-data')],
+  ['conv2d backward-weight', 'conv2d-backward-weight', convCases('backward-weight')],
+];
+console.log(`adapter: ${describeAdapter(rt.ctx)}; LP_NUM_THREADS=${process.env.LP_NUM_THREADS ?? '(unset)'}; batch ${BATCH}`);
+for (const [title, file, cases] of suites) {
+  if (!cases.length) continue;
+  summaries.push(
+    await b.suite(
+      title,
+      ...cases,
+      b.cycle((result) => {
+        cleanups.get(result.name)?.();
+        const info = infos.get(result.name)!;
+        return `${result.name}: ${(info.flop / result.details.median / 1e9).toFixed(2)} GFLOP/s (median ${(result.details.median * 1e3).toFixed(1)} ms, ${result.samples} samples)`;
+      }),
+      b.complete(),
+      b.save({ file: `kernels-${file}`, folder: RESULTS, format: 'json', details: true }),
+    ),
+  );
+}
+
+const rows = summaries.flatMap((s) =>
+  s.results.map((r) => {
+    const info = infos.get(r.name)!;
+    return {
+      suite: info.suite,
+      name: r.name,
+      shape: info.shape,
+      gflop: info.flop / 1e9,
+      medianMs: r.details.median * 1e3,
+      gflops: info.flop / r.details.median / 1e9,
+      samples: r.samples,
+    };
+  }),
+);
+const meta = { date: new Date().toISOString(), adapter: describeAdapter(rt.ctx), lpNumThreads: process.env.LP_NUM_THREADS ?? null, batch: BATCH };
+writeFileSync(`${RESULTS}/kernels.json`, JSON.stringify({ ...meta, suites: summaries }, null, 2));
+writeFileSync(`${RESULTS}/kernels-gflops.json`, JSON.stringify({ ...meta, cases: rows }, null, 2));
+console.log('\n| case | GFLOP/s | median ms |\n| --- | --- | --- |');
+for (const r of rows) console.log(`| ${r.name} | ${r.gflops.toFixed(2)} | ${r.medianMs.toFixed(1)} |`);
+destroyNodeRuntime(rt);
