@@ -45,14 +45,25 @@ interface Result {
   gb: Float32Array;
 }
 
-async function runAll(rt: Runtime, c: Case, xs: Float32Array, ws: Float32Array, bs: Float32Array | null, gys: Float32Array, tiling?: ConvTiling): Promise<Result> {
+type DataGradMethod = 'implicit' | 'col2im' | 'auto';
+
+async function runAll(
+  rt: Runtime,
+  c: Case,
+  xs: Float32Array,
+  ws: Float32Array,
+  bs: Float32Array | null,
+  gys: Float32Array,
+  tiling?: ConvTiling,
+  method: DataGradMethod = 'auto',
+): Promise<Result> {
   const x = Tensor.fromArray(rt, xs, c.x);
   const w = Tensor.fromArray(rt, ws, c.w);
   const b = bs ? Tensor.fromArray(rt, bs, [c.w[0]]) : null;
   const g = conv2dGeometry(c.x, c.w, c.opts);
   const gy = Tensor.fromArray(rt, gys, [g.n, g.cout, g.oh, g.ow]);
   const y = conv2dForward(rt, x, w, b, c.opts, tiling);
-  const gx = conv2dBackwardInput(rt, gy, w, c.x, c.opts, tiling);
+  const gx = conv2dBackwardInput(rt, gy, w, c.x, c.opts, tiling, method);
   const gw = conv2dBackwardWeight(rt, gy, x, c.w, c.opts, tiling);
   const gb = conv2dBackwardBias(rt, gy);
   const out = {
@@ -81,12 +92,15 @@ describe('conv2d vs the float64 reference', () => {
       const rt = await testRuntime();
       const { xs, ws, bs, gys } = data(c, 100 * idx);
       const g = conv2dGeometry(c.x, c.w, c.opts);
-      const got = await runAll(rt, c, xs, ws, bs, gys);
+      const got = await runAll(rt, c, xs, ws, bs, gys, undefined, 'implicit');
       const ref = conv2dBackwardRef(f64(xs), f64(ws), f64(gys), g);
       expect(maxRelError(got.y, conv2dRef(f64(xs), f64(ws), bs && f64(bs), g)), 'y').toBeLessThan(TOL);
       expect(maxRelError(got.gx, ref.gx), 'gx').toBeLessThan(TOL);
       expect(maxRelError(got.gw, ref.gw), 'gw').toBeLessThan(TOL);
       expect(maxRelError(got.gb, ref.gb), 'gb').toBeLessThan(TOL);
+      // The data gradient's other method (GEMM + col2im, used for few input channels).
+      const viaCols = await runAll(rt, c, xs, ws, bs, gys, undefined, 'col2im');
+      expect(maxRelError(viaCols.gx, ref.gx), 'gx via col2im').toBeLessThan(TOL);
     });
   });
 
@@ -101,7 +115,7 @@ describe('conv2d vs the float64 reference', () => {
       for (const c of [cases[2]!, cases[7]!]) {
         const { xs, ws, bs, gys } = data(c, 7);
         const g = conv2dGeometry(c.x, c.w, c.opts);
-        const got = await runAll(rt, c, xs, ws, bs, gys, tiling);
+        const got = await runAll(rt, c, xs, ws, bs, gys, tiling, 'implicit');
         const ref = conv2dBackwardRef(f64(xs), f64(ws), f64(gys), g);
         expect(maxRelError(got.y, conv2dRef(f64(xs), f64(ws), bs && f64(bs), g))).toBeLessThan(TOL);
         expect(maxRelError(got.gx, ref.gx)).toBeLessThan(TOL);
@@ -137,31 +151,33 @@ describe('conv2d gradient check (central differences of the float64 reference)',
 });
 
 describe('conv2d over the binding limit', () => {
-  it('splits the batch and gives the same results as one piece', async () => {
-    const rt = await testRuntime();
-    // 4 KiB per input sample, 16 KiB limit: slices of at most 3 samples (and the padded copy must fit too).
-    const c: Case = { name: 'split', x: [7, 4, 16, 16], w: [8, 4, 3, 3], opts: { stride: 2, padding: 1 }, bias: true };
-    const { xs, ws, bs, gys } = data(c, 9);
-    const d0 = rt.stats.dispatches;
-    const whole = await runAll(rt, c, xs, ws, bs, gys);
-    const wholeDispatches = rt.stats.dispatches - d0;
-    const saved = rt.bindingLimit;
-    rt.bindingLimit = 16 * 1024;
-    let split: Result;
-    try {
-      const d1 = rt.stats.dispatches;
-      split = await runAll(rt, c, xs, ws, bs, gys);
-      // More dispatches than the one-piece run: it really was sliced.
-      expect(rt.stats.dispatches - d1).toBeGreaterThan(2 * wholeDispatches);
-    } finally {
-      rt.bindingLimit = saved;
-    }
-    // Slices change only the order of the batch sum in gw and gb.
-    expect(maxRelError(split.y, whole.y)).toBe(0);
-    expect(maxRelError(split.gx, whole.gx)).toBe(0);
-    expect(maxRelError(split.gw, whole.gw)).toBeLessThan(1e-6);
-    expect(maxRelError(split.gb, whole.gb)).toBeLessThan(1e-6);
-  });
+  for (const method of ['implicit', 'col2im'] as const) {
+    it(`splits the batch and gives the same results as one piece (data gradient: ${method})`, async () => {
+      const rt = await testRuntime();
+      // 4 KiB per input sample, 16 KiB limit: slices of at most 3 samples (and the padded copy must fit too).
+      const c: Case = { name: 'split', x: [7, 4, 16, 16], w: [8, 4, 3, 3], opts: { stride: 2, padding: 1 }, bias: true };
+      const { xs, ws, bs, gys } = data(c, 9);
+      const d0 = rt.stats.dispatches;
+      const whole = await runAll(rt, c, xs, ws, bs, gys, undefined, method);
+      const wholeDispatches = rt.stats.dispatches - d0;
+      const saved = rt.bindingLimit;
+      rt.bindingLimit = 16 * 1024;
+      let split: Result;
+      try {
+        const d1 = rt.stats.dispatches;
+        split = await runAll(rt, c, xs, ws, bs, gys, undefined, method);
+        // More dispatches than the one-piece run: it really was sliced.
+        expect(rt.stats.dispatches - d1).toBeGreaterThan(2 * wholeDispatches);
+      } finally {
+        rt.bindingLimit = saved;
+      }
+      // Slices change only the order of the batch sum in gw and gb.
+      expect(maxRelError(split.y, whole.y)).toBe(0);
+      expect(maxRelError(split.gx, whole.gx)).toBe(0);
+      expect(maxRelError(split.gw, whole.gw)).toBeLessThan(1e-6);
+      expect(maxRelError(split.gb, whole.gb)).toBeLessThan(1e-6);
+    });
+  }
 });
 
 interface FixtureTensor {

@@ -13,8 +13,8 @@
 import type { BatchChunk } from '../chunks.js';
 import type { BufferSource, Runtime } from '../runtime.js';
 import { Tensor } from '../tensor.js';
-import { recordChannelSum } from '../matmul/matmul.js';
-import { convGemmKernel, convPadWgsl, convWeightGradKernel, sumPartialsWgsl, transposeWgsl } from './conv2d.wgsl.js';
+import { recordChannelSum, recordGemm } from '../matmul/matmul.js';
+import { col2imWgsl, convGemmKernel, convPadWgsl, convWeightGradKernel, sumPartialsWgsl, transposeWgsl } from './conv2d.wgsl.js';
 
 export interface Conv2dOptions {
   stride?: number | readonly [number, number];
@@ -68,11 +68,12 @@ export function conv2dGeometry(xShape: readonly number[], wShape: readonly numbe
 }
 
 /**
- * Tile shape per adapter: on CPU drivers one 8-wide subgroup per workgroup with 8 positions x 4 channels per
- * invocation; on GPUs a full warp or two per workgroup, narrowed for few channels.
+ * Tile shape per adapter: on CPU drivers one 8-wide subgroup per workgroup with 12 positions x 8 channels per
+ * invocation (measured best of 8..16 x 4..12, docs/kernels-performance.md); on GPUs a full warp or two per
+ * workgroup, narrowed for few channels.
  */
 export function convTiling(rt: Runtime, cols: number): ConvTiling {
-  if (rt.ctx.isCpuDriver) return { tm: 8, tnv: 1, wg: 8 };
+  if (rt.ctx.isCpuDriver) return { tm: 12, tnv: cols > 32 ? 2 : 1, wg: 8 };
   const wg = Math.min(64, Math.max(32, 2 ** Math.ceil(Math.log2(Math.max(1, Math.ceil(cols / 4))))));
   return { tm: 8, tnv: 1, wg };
 }
@@ -273,9 +274,11 @@ export function conv2dBackwardInput(
   xShape: readonly number[],
   opts: Conv2dOptions = {},
   tiling?: ConvTiling,
+  method: 'auto' | 'implicit' | 'col2im' = 'auto',
 ): Tensor {
   const g = conv2dGeometry(xShape, w.shape, opts);
   checkGy(gy, g);
+  if (method === 'col2im' || (method === 'auto' && g.cin < COL2IM_BELOW_CHANNELS)) return backwardInputCol2im(rt, gy, w, g);
   const phH = phases(g.h, g.kh, g.sh, g.ph);
   const phW = phases(g.w, g.kw, g.sw, g.pw);
   const padH = gyPadding(phH, g.oh);
@@ -348,6 +351,59 @@ export function conv2dBackwardInput(
   }
   gp?.release();
   wb.release();
+  return gx;
+}
+
+/**
+ * With few input channels (conv1: 3) the implicit GEMM would leave most of its channel columns idle, so the data
+ * gradient is computed as cols[n] = w^T @ gy[n] ([Cin*KH*KW, OH*OW] per sample, positions as GEMM columns) and
+ * summed back into place by col2im. cols is scratch, one batch slice at a time.
+ */
+const COL2IM_BELOW_CHANNELS = 16;
+
+function backwardInputCol2im(rt: Runtime, gy: Tensor, w: Tensor, g: Conv2dGeometry): Tensor {
+  const rows = g.cin * g.kh * g.kw;
+  const ohw = g.oh * g.ow;
+  const gx = Tensor.empty(rt, [g.n, g.cin, g.h, g.w], 'f32', 'conv2d.gx');
+  const gyPer = g.cout * ohw;
+  const colsPer = rows * ohw;
+  const gxPer = g.cin * g.h * g.w;
+  const chunks = convChunks(rt, g.n, [gyPer, gxPer], [colsPer]);
+  const maxCount = Math.max(...chunks.map((c) => c.count));
+  const cols = Tensor.empty(rt, [maxCount * colsPer], 'f32', 'conv2d.cols');
+  for (const ch of chunks) {
+    const colsBinding = cols.gpuBindingRange(0, ch.count * colsPer);
+    // w is [Cout, Cin*KH*KW] = the transposed A; gy[n] is [Cout, OH*OW].
+    recordGemm(rt, {
+      a: w,
+      b: gy.gpuBindingRange(ch.start * gyPer, ch.count * gyPer),
+      c: colsBinding,
+      M: rows,
+      N: ohw,
+      K: g.cout,
+      transA: true,
+      batch: ch.count,
+      aBatch: 0,
+      bBatch: gyPer,
+      cBatch: colsPer,
+    });
+    const total = ch.count * gxPer;
+    rt.dispatch(col2imWgsl, dispatchFlat(rt, total), { cols: colsBinding, gx: gx.gpuBindingRange(ch.start * gxPer, ch.count * gxPer) }, {
+      total,
+      C: g.cin,
+      H: g.h,
+      W: g.w,
+      KH: g.kh,
+      KW: g.kw,
+      SH: g.sh,
+      SW: g.sw,
+      PH: g.ph,
+      PW: g.pw,
+      OH: g.oh,
+      OW: g.ow,
+    });
+  }
+  cols.release();
   return gx;
 }
 

@@ -270,3 +270,45 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
 }
 `,
 };
+
+// col2im for the data gradient of few-channel inputs (conv1): gx[n, ci, ih, iw] = sum over the taps (kh, kw) that
+// reach (ih, iw) of cols[n, (ci, kh, kw), oh, ow], with cols = w^T @ gy computed by the GEMM family. Only taps
+// with (ih + ph - kh) divisible by sh are visited.
+export const col2imWgsl: KernelDef = {
+  name: 'conv2dCol2im',
+  wgsl: /* wgsl */ `
+struct Params { total: u32, C: u32, H: u32, W: u32, KH: u32, KW: u32, SH: u32, SW: u32, PH: u32, PW: u32, OH: u32, OW: u32 }
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> cols: array<f32>;
+@group(0) @binding(2) var<storage, read_write> gx: array<f32>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = gid.x + gid.y * nwg.x * 64u;
+  if (i >= params.total) { return; }
+  let iw = i % params.W;
+  let ih = (i / params.W) % params.H;
+  let plane = i / (params.W * params.H); // n * C + ci
+  let n = plane / params.C;
+  let ci = plane - n * params.C;
+  let ohw = params.OH * params.OW;
+  let rowBase = (n * params.C + ci) * params.KH;
+  var s = 0.0;
+  // y = ih + ph - kh must be a non-negative multiple of sh below OH * sh.
+  for (var kh = (ih + params.PH) % params.SH; kh < params.KH; kh += params.SH) {
+    let y = ih + params.PH - kh;
+    if (y > ih + params.PH) { break; } // kh > ih + ph: wrapped below zero, and so will every later tap
+    let oh = y / params.SH;
+    if (oh >= params.OH) { continue; }
+    for (var kw = (iw + params.PW) % params.SW; kw < params.KW; kw += params.SW) {
+      let x = iw + params.PW - kw;
+      if (x > iw + params.PW) { break; }
+      let ow = x / params.SW;
+      if (ow >= params.OW) { continue; }
+      s += cols[((rowBase + kh) * params.KW + kw) * ohw + oh * params.OW + ow];
+    }
+  }
+  gx[i] = s;
+}
+`,
+};
