@@ -16,11 +16,13 @@ export interface GemmTiling {
 
 /**
  * Tile shape per adapter. CPU drivers (lavapipe): one 8-wide subgroup per workgroup and a register tile of
- * 8 rows x 4 columns per invocation (measured fastest, see docs/kernels-performance.md). GPUs: wider workgroups so
+ * 12 rows x 8 columns per invocation (measured fastest, see docs/kernels-performance.md). GPUs: wider workgroups so
  * a warp/wavefront is full, narrowed when N is small so few invocations idle.
  */
-export function gemmTiling(rt: Runtime, n: number): GemmTiling {
-  if (rt.ctx.isCpuDriver) return { tm: 8, tnv: 1, wg: 8 };
+export function gemmTiling(rt: Runtime, n: number, transB = false): GemmTiling {
+  // A transposed B (only the linear layer's small forward product here) takes the 4x-unrolled k loop: a smaller
+  // tile keeps its compile time and register use down.
+  if (rt.ctx.isCpuDriver) return transB ? { tm: 4, tnv: 1, wg: 8 } : { tm: 12, tnv: n > 32 ? 2 : 1, wg: 8 };
   const wg = Math.min(64, Math.max(32, 2 ** Math.ceil(Math.log2(Math.max(1, Math.ceil(n / 4))))));
   return { tm: 8, tnv: 1, wg };
 }
@@ -57,11 +59,11 @@ export function recordGemm(rt: Runtime, g: GemmArgs): void {
   const aBatch = g.aBatch ?? 0;
   const bBatch = g.bBatch ?? 0;
   const cBatch = g.cBatch ?? 0;
-  const t = g.tiling ?? gemmTiling(rt, N);
+  const t = g.tiling ?? gemmTiling(rt, N, transB);
   // vec4 loads need every vec4 to start on a multiple of 4 elements, including across batch items.
-  const vecA = !transA && K % 4 === 0 && aBatch % 4 === 0 && K > 0;
+  const vecA = transB && !transA && K % 4 === 0 && aBatch % 4 === 0 && K > 0;
   const vecB = (transB ? K % 4 === 0 && K > 0 : N % 4 === 0) && bBatch % 4 === 0;
-  const k4 = K % 4 === 0;
+  const k4 = transB && K % 4 === 0;
   const def = { ...gemmKernel({ transA, transB, vecA, vecB, k4, bias: !!g.bias, tm: t.tm, tnv: t.tnv }), constants: { WG: t.wg } };
   const tilesN = Math.ceil(N / (t.wg * 4 * t.tnv));
   const tilesM = Math.ceil(M / t.tm);

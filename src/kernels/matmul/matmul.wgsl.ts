@@ -10,16 +10,18 @@ import type { KernelDef } from '../kernel.js';
 // step an invocation does TM * TNV vec4 multiply-adds, all in registers. On GPUs the same structure is a
 // warp-uniform (broadcast) A read and coalesced vec4 B reads; WG is an override chosen per adapter.
 //
-// The k loop is unrolled 4x; A is read as vec4 over k when A is not transposed and K % 4 == 0 ("vecA"), B as vec4
-// over n (B not transposed, N % 4 == 0) or over k (B transposed, K % 4 == 0) ("vecB"); otherwise as scalars with
-// clamped indices. Rows and columns past the edge are clamped for loading and masked for storing.
+// A is read with scalar uniform loads, one k per iteration. B is read as vec4 over n when it is not transposed and
+// N % 4 == 0 ("vecB"); a transposed B is read 4 k at a time as vec4 over k (K % 4 == 0, "vecB"; A then also as
+// vec4 over k, "vecA"), otherwise as scalars. Rows and columns past the edge are clamped for loading and masked
+// for storing.
 
 export interface GemmVariant {
   transA: boolean;
   transB: boolean;
+  /** A read as vec4 over k (only with transB). */
   vecA: boolean;
   vecB: boolean;
-  /** K % 4 == 0: no remainder loop (implied by vecA, and by vecB when B is transposed). */
+  /** K % 4 == 0: no remainder loop (with transB). */
   k4: boolean;
   bias: boolean;
   /** Rows of C per workgroup. */
@@ -59,20 +61,28 @@ function gemmWgsl(v: GemmVariant): string {
   }
   for (const i of rows) for (const j of groups) L(`  var c${i}_${j} = vec4f(0.0);`);
 
-  // Main loop: 4 k steps per iteration.
-  L('  let k4 = params.K & ~3u;');
-  L('  for (var k = 0u; k < k4; k += 4u) {');
-  for (const j of groups) {
-    if (!v.transB) {
-      for (const kk of range(4)) {
-        L(
-          v.vecB
-            ? `    let b${j}_${kk} = Bv[(bc${j} + (k + ${kk}u) * params.N) / 4u];`
-            : `    let b${j}_${kk} = vec4f(${range(4).map((c) => `B[bc${j}_${c} + (k + ${kk}u) * params.N]`).join(', ')});`,
-        );
-      }
-    } else {
-      // Column n + c of op(B) is row n + c of the stored B: read 4 k values of each of the 4 columns, then regroup.
+  if (!v.transB) {
+    // One k per iteration: TM uniform scalar loads of A, TNV per-lane vec4 loads of B, TM * TNV vec4 FMAs. Fewer
+    // values live at once than with an unrolled k loop, which measured faster on lavapipe (docs/kernels-performance.md).
+    L('  for (var k = 0u; k < params.K; k++) {');
+    for (const j of groups) {
+      L(
+        v.vecB
+          ? `    let b${j} = Bv[(bc${j} + k * params.N) / 4u];`
+          : `    let b${j} = vec4f(${range(4).map((c) => `B[bc${j}_${c} + k * params.N]`).join(', ')});`,
+      );
+    }
+    for (const i of rows) {
+      L(`    let a${i} = A[ar${i} + k${v.transA ? ' * params.M' : ''}];`);
+      for (const j of groups) L(`    c${i}_${j} += a${i} * b${j};`);
+    }
+    L('  }');
+  } else {
+    // B transposed (stored [N, K]): column n + c of op(B) is row n + c of B, so 4 k steps per iteration read 4 k
+    // values of each of the 4 columns as one vec4 (when K % 4 == 0), then regroup them per k.
+    L('  let k4 = params.K & ~3u;');
+    L('  for (var k = 0u; k < k4; k += 4u) {');
+    for (const j of groups) {
       for (const c of range(4)) {
         L(
           v.vecB
@@ -82,32 +92,23 @@ function gemmWgsl(v: GemmVariant): string {
       }
       for (const kk of range(4)) L(`    let b${j}_${kk} = vec4f(${range(4).map((c) => `t${j}_${c}[${kk}]`).join(', ')});`);
     }
-  }
-  for (const i of rows) {
-    if (v.transA) L(`    let a${i} = vec4f(${range(4).map((kk) => `A[ar${i} + (k + ${kk}u) * params.M]`).join(', ')});`);
-    else if (v.vecA) L(`    let a${i} = Av[(ar${i} + k) / 4u];`);
-    else L(`    let a${i} = vec4f(${range(4).map((kk) => `A[ar${i} + k + ${kk}u]`).join(', ')});`);
-    for (const kk of range(4)) for (const j of groups) L(`    c${i}_${j} += a${i}[${kk}] * b${j}_${kk};`);
-  }
-  L('  }');
-
-  // Remainder k (K % 4 != 0): scalar loads, one k at a time.
-  if (!v.k4) {
-  L('  for (var k = k4; k < params.K; k++) {');
-  for (const j of groups) {
-    if (!v.transB) {
-      L(
-        v.vecB
-          ? `    let b${j} = Bv[(bc${j} + k * params.N) / 4u];`
-          : `    let b${j} = vec4f(${range(4).map((c) => `B[bc${j}_${c} + k * params.N]`).join(', ')});`,
-      );
-    } else L(`    let b${j} = vec4f(${range(4).map((c) => `B[bc${j}_${c} + k]`).join(', ')});`);
-  }
-  for (const i of rows) {
-    L(`    let a${i} = A[ar${i} + k${v.transA ? ' * params.M' : ''}];`);
-    for (const j of groups) L(`    c${i}_${j} += a${i} * b${j};`);
-  }
-  L('  }');
+    for (const i of rows) {
+      if (v.transA) L(`    let a${i} = vec4f(${range(4).map((kk) => `A[ar${i} + (k + ${kk}u) * params.M]`).join(', ')});`);
+      else if (v.vecA) L(`    let a${i} = Av[(ar${i} + k) / 4u];`);
+      else L(`    let a${i} = vec4f(${range(4).map((kk) => `A[ar${i} + k + ${kk}u]`).join(', ')});`);
+      for (const kk of range(4)) for (const j of groups) L(`    c${i}_${j} += a${i}[${kk}] * b${j}_${kk};`);
+    }
+    L('  }');
+    if (!v.k4) {
+      // Remainder k (K % 4 != 0; then neither operand is read as vec4): one k at a time.
+      L('  for (var k = k4; k < params.K; k++) {');
+      for (const j of groups) L(`    let b${j} = vec4f(${range(4).map((c) => `B[bc${j}_${c} + k]`).join(', ')});`);
+      for (const i of rows) {
+        L(`    let a${i} = A[ar${i} + k${v.transA ? ' * params.M' : ''}];`);
+        for (const j of groups) L(`    c${i}_${j} += a${i} * b${j};`);
+      }
+      L('  }');
+    }
   }
 
   // Store with masks; the bias is one value per column.
