@@ -1,8 +1,8 @@
 /**
  * GEMM and conv2d kernel throughput in GFLOP/s (2 FLOPs per multiply-add) at ResNet-18's conv shapes, batch 32,
  * 224x224 input, plus matmul 1024^3 and 2048^3.
- * Run: npx tsx bench/kernels.bench.ts   (under the shared GPU lock on the dev machine:
- *      flock /tmp/hotdog-test.lock npx tsx bench/kernels.bench.ts)
+ * Run: npx tsx bench/kernels.bench.ts   (on a shared machine, under its GPU lock, so no other GPU job competes)
+ * Takes about 1.5 minutes on lavapipe with 2 cores.
  * Env: BENCH_BATCH (default 32), BENCH_FILTER (substring of case names to run).
  * Writes bench/results/kernels-<suite>.json (benny's json), bench/results/kernels.json (all suites' summaries)
  * and bench/results/kernels-gflops.json (GFLOP/s per case).
