@@ -72,7 +72,7 @@ function gpuCase(suite: string, name: string, flop: number, shape: string, setup
   );
 }
 
-function random(shape: number[]): Tensor {
+function random(shape: number[]): Tensor<'f32'> {
   const n = shape.reduce((a, c) => a * c, 1);
   const data = new Float32Array(n);
   let s = 12345;
@@ -116,10 +116,10 @@ function convCases(op: ConvOp): ReturnType<typeof b.add>[] {
       const gy = op === 'forward' ? null : random([BATCH, cout, g.oh, g.ow]);
       const run =
         op === 'forward'
-          ? () => conv2dForward(rt, x!, w!, null, opts)
+          ? () => conv2dForward(x!, w!, null, opts)
           : op === 'backward-data'
-            ? () => conv2dBackwardInput(rt, gy!, w!, xShape, opts)
-            : () => conv2dBackwardWeight(rt, gy!, x!, wShape, opts);
+            ? () => conv2dBackwardInput(gy!, w!, xShape, opts)
+            : () => conv2dBackwardWeight(gy!, x!, wShape, opts);
       return { run, release: () => [x, w, gy].forEach((t) => t?.release()) };
     };
     out.push(gpuCase(`conv2d ${op}`, name, flop, `x[${xShape}] w[${wShape}] s${s} p${p}`, setup, flop > 5e9));
@@ -135,7 +135,7 @@ function matmulCases(): ReturnType<typeof b.add>[] {
     const setup: Setup = () => {
       const a = random([n, n]);
       const c = random([n, n]);
-      return { run: () => matmul(rt, a, c), release: () => [a, c].forEach((t) => t.release()) };
+      return { run: () => matmul(a, c), release: () => [a, c].forEach((t) => t.release()) };
     };
     out.push(gpuCase('matmul', name, 2 * n ** 3, `[${n}, ${n}] @ [${n}, ${n}]`, setup, n >= 2048));
   }

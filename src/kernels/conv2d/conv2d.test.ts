@@ -62,10 +62,10 @@ async function runAll(
   const b = bs ? Tensor.fromArray(rt, bs, [c.w[0]]) : null;
   const g = conv2dGeometry(c.x, c.w, c.opts);
   const gy = Tensor.fromArray(rt, gys, [g.n, g.cout, g.oh, g.ow]);
-  const y = conv2dForward(rt, x, w, b, c.opts, tiling);
-  const gx = conv2dBackwardInput(rt, gy, w, c.x, c.opts, tiling, method);
-  const gw = conv2dBackwardWeight(rt, gy, x, c.w, c.opts, tiling);
-  const gb = conv2dBackwardBias(rt, gy);
+  const y = conv2dForward(x, w, b, c.opts, tiling);
+  const gx = conv2dBackwardInput(gy, w, c.x, c.opts, tiling, method);
+  const gw = conv2dBackwardWeight(gy, x, c.w, c.opts, tiling);
+  const gb = conv2dBackwardBias(gy);
   const out = {
     y: (await y.read()) as Float32Array,
     gx: (await gx.read()) as Float32Array,
@@ -204,16 +204,16 @@ describe('conv2d vs PyTorch 1.13 (fixtures/ops/conv2d.json, scripts/fixtures/mak
   for (const c of fixture.cases) {
     it(c.name, async () => {
       const rt = await testRuntime();
-      const t = (f: FixtureTensor): Tensor => Tensor.fromArray(rt, Float32Array.from(f.data), f.shape);
+      const t = (f: FixtureTensor): Tensor<'f32'> => Tensor.fromArray(rt, Float32Array.from(f.data), f.shape);
       const opts: Conv2dOptions = { stride: c.stride, padding: c.padding };
       const [x, w, gy] = [t(c.x), t(c.w), t(c.gy)];
       const b = c.b ? t(c.b) : null;
       const outs: [Tensor, FixtureTensor][] = [
-        [conv2dForward(rt, x, w, b, opts), c.y],
-        [conv2dBackwardInput(rt, gy, w, c.x.shape, opts), c.gx],
-        [conv2dBackwardWeight(rt, gy, x, c.w.shape, opts), c.gw],
+        [conv2dForward(x, w, b, opts), c.y],
+        [conv2dBackwardInput(gy, w, c.x.shape, opts), c.gx],
+        [conv2dBackwardWeight(gy, x, c.w.shape, opts), c.gw],
       ];
-      if (c.gb) outs.push([conv2dBackwardBias(rt, gy), c.gb]);
+      if (c.gb) outs.push([conv2dBackwardBias(gy), c.gb]);
       for (const [got, want] of outs) {
         expect(got.shape).toEqual(want.shape);
         expect(maxRelError(await got.read(), want.data)).toBeLessThan(1e-4);

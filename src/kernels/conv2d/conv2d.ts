@@ -100,8 +100,8 @@ function table(rt: Runtime, key: string, make: () => Uint32Array): Tensor {
 
 /**
  * Batch slices for one conv call: `bound` lists the per-sample sizes of tensors bound at slice offsets (they set
- * the offset alignment, as in chunks.ts' batchChunks), `temps` those of per-slice scratch tensors bound from offset 0 (they
- * only have to fit).
+ * the offset alignment, as in chunks.ts' batchChunks), `temps` those of per-slice scratch tensors bound from
+ * offset 0 (they only have to fit).
  */
 function convChunks(rt: Runtime, n: number, bound: number[], temps: number[]): BatchChunk[] {
   const largest = Math.max(1, ...bound, ...temps);
@@ -167,7 +167,14 @@ function paddedInputDims(g: Conv2dGeometry): { hs: number; ws: number; copy: boo
 // ---- forward ------------------------------------------------------------------------------------------------
 
 /** y = conv2d(x, w) + b, as torch.nn.functional.conv2d (dilation 1, groups 1). */
-export function conv2dForward(rt: Runtime, x: Tensor, w: Tensor, b: Tensor | null, opts: Conv2dOptions = {}, tiling?: ConvTiling): Tensor {
+export function conv2dForward(
+  x: Tensor<'f32'>,
+  w: Tensor<'f32'>,
+  b: Tensor<'f32'> | null,
+  opts: Conv2dOptions = {},
+  tiling?: ConvTiling,
+): Tensor<'f32'> {
+  const rt = x.rt;
   const g = conv2dGeometry(x.shape, w.shape, opts);
   if (b && (b.shape.length !== 1 || b.shape[0] !== g.cout)) throw new Error(`conv2d: bias must be [${g.cout}], got [${b.shape.join(', ')}]`);
   const { hs, ws, copy } = paddedInputDims(g);
@@ -268,14 +275,14 @@ function gyPadding(ph: Phase[], outSize: number): { before: number; size: number
 
 /** dL/dx for y = conv2d(x, w): gy [N, Cout, OH, OW] -> [N, Cin, H, W] (xShape gives H and W). */
 export function conv2dBackwardInput(
-  rt: Runtime,
-  gy: Tensor,
-  w: Tensor,
+  gy: Tensor<'f32'>,
+  w: Tensor<'f32'>,
   xShape: readonly number[],
   opts: Conv2dOptions = {},
   tiling?: ConvTiling,
   method: 'auto' | 'implicit' | 'col2im' = 'auto',
-): Tensor {
+): Tensor<'f32'> {
+  const rt = gy.rt;
   const g = conv2dGeometry(xShape, w.shape, opts);
   checkGy(gy, g);
   if (method === 'col2im' || (method === 'auto' && g.cin < COL2IM_BELOW_CHANNELS)) return backwardInputCol2im(rt, gy, w, g);
@@ -361,7 +368,7 @@ export function conv2dBackwardInput(
  */
 const COL2IM_BELOW_CHANNELS = 16;
 
-function backwardInputCol2im(rt: Runtime, gy: Tensor, w: Tensor, g: Conv2dGeometry): Tensor {
+function backwardInputCol2im(rt: Runtime, gy: Tensor<'f32'>, w: Tensor<'f32'>, g: Conv2dGeometry): Tensor<'f32'> {
   const rows = g.cin * g.kh * g.kw;
   const ohw = g.oh * g.ow;
   const gx = Tensor.empty(rt, [g.n, g.cin, g.h, g.w], 'f32', 'conv2d.gx');
@@ -407,7 +414,7 @@ function backwardInputCol2im(rt: Runtime, gy: Tensor, w: Tensor, g: Conv2dGeomet
   return gx;
 }
 
-function checkGy(gy: Tensor, g: Conv2dGeometry): void {
+function checkGy(gy: Tensor<'f32'>, g: Conv2dGeometry): void {
   const want = [g.n, g.cout, g.oh, g.ow];
   if (gy.shape.length !== 4 || gy.shape.some((d, i) => d !== want[i])) {
     throw new Error(`conv2d backward: gy is [${gy.shape.join(', ')}], expected [${want.join(', ')}]`);
@@ -418,13 +425,13 @@ function checkGy(gy: Tensor, g: Conv2dGeometry): void {
 
 /** dL/dw for y = conv2d(x, w): [Cout, Cin, KH, KW] (wShape), summed over the batch in a fixed order. */
 export function conv2dBackwardWeight(
-  rt: Runtime,
-  gy: Tensor,
-  x: Tensor,
+  gy: Tensor<'f32'>,
+  x: Tensor<'f32'>,
   wShape: readonly number[],
   opts: Conv2dOptions = {},
   tiling?: ConvTiling,
-): Tensor {
+): Tensor<'f32'> {
+  const rt = gy.rt;
   const g = conv2dGeometry(x.shape, wShape, opts);
   checkGy(gy, g);
   const { hs, ws, copy } = paddedInputDims(g);
@@ -493,7 +500,8 @@ export function conv2dBackwardWeight(
 // ---- bias gradient ------------------------------------------------------------------------------------------
 
 /** dL/db[Cout] = sum of gy over N, OH, OW (fixed-order reduction). */
-export function conv2dBackwardBias(rt: Runtime, gy: Tensor): Tensor {
+export function conv2dBackwardBias(gy: Tensor<'f32'>): Tensor<'f32'> {
+  const rt = gy.rt;
   if (gy.shape.length !== 4) throw new Error(`conv2dBackwardBias: gy must be [N, C, H, W], got [${gy.shape.join(', ')}]`);
   const [n, c, h, w] = gy.shape as [number, number, number, number];
   const gb = Tensor.empty(rt, [c], 'f32', 'conv2d.gb');

@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { Tensor } from '../tensor.js';
-import type { Runtime } from '../runtime.js';
 import { testRuntime } from '../../../test/helpers/gpu.js';
 import { dot, f64, maxRelError, numericGrad, randn } from '../../../test/helpers/gradcheck.js';
 import {
@@ -41,7 +40,7 @@ describe('matmul', () => {
           const b = randn(K * N, N * 1000 + K + 7);
           const A = Tensor.fromArray(rt, a, transA ? [K, M] : [M, K]);
           const B = Tensor.fromArray(rt, b, transB ? [N, K] : [K, N]);
-          const C = matmul(rt, A, B, { transA, transB });
+          const C = matmul(A, B, { transA, transB });
           expect(C.shape).toEqual([M, N]);
           const err = maxRelError(await C.read(), matmulRef(f64(a), f64(b), M, N, K, transA, transB));
           expect(err).toBeLessThan(FWD_TOL);
@@ -58,7 +57,7 @@ describe('matmul', () => {
     const b = randn(K * N, 2);
     const A = Tensor.fromArray(rt, a, [batch, M, K]);
     const B = Tensor.fromArray(rt, b, [K, N]);
-    const C = matmul(rt, A, B);
+    const C = matmul(A, B);
     expect(C.shape).toEqual([batch, M, N]);
     const got = await C.read();
     for (let i = 0; i < batch; i++) {
@@ -68,7 +67,7 @@ describe('matmul', () => {
     // Both batched, transposed B.
     const b3 = randn(batch * N * K, 3);
     const B3 = Tensor.fromArray(rt, b3, [batch, N, K]);
-    const C3 = matmul(rt, A, B3, { transB: true });
+    const C3 = matmul(A, B3, { transB: true });
     const got3 = await C3.read();
     for (let i = 0; i < batch; i++) {
       const ref = matmulRef(f64(a.subarray(i * M * K, (i + 1) * M * K)), f64(b3.subarray(i * N * K, (i + 1) * N * K)), M, N, K, false, true);
@@ -106,7 +105,7 @@ describe('matmul', () => {
     const rt = await testRuntime();
     const A = Tensor.zeros(rt, [3, 4]);
     const B = Tensor.zeros(rt, [5, 6]);
-    expect(() => matmul(rt, A, B)).toThrow(/inner dimensions differ/);
+    expect(() => matmul(A, B)).toThrow(/inner dimensions differ/);
     A.release();
     B.release();
   });
@@ -119,9 +118,9 @@ interface LinearCase {
   bias: boolean;
 }
 
-function linearLossGrads(rt: Runtime, x: Tensor, w: Tensor, gy: Tensor, bias: boolean): Tensor[] {
-  const out = [linearBackwardInput(rt, gy, w), linearBackwardWeight(rt, gy, x)];
-  if (bias) out.push(linearBackwardBias(rt, gy));
+function linearLossGrads(x: Tensor<'f32'>, w: Tensor<'f32'>, gy: Tensor<'f32'>, bias: boolean): Tensor<'f32'>[] {
+  const out = [linearBackwardInput(gy, w), linearBackwardWeight(gy, x)];
+  if (bias) out.push(linearBackwardBias(gy));
   return out;
 }
 
@@ -144,14 +143,14 @@ describe('linear', () => {
       const W = Tensor.fromArray(rt, w, [outF, inF]);
       const B = b ? Tensor.fromArray(rt, b, [outF]) : null;
       const R = Tensor.fromArray(rt, r, [n, outF]);
-      const Y = linearForward(rt, X, W, B);
+      const Y = linearForward(X, W, B);
       expect(maxRelError(await Y.read(), linearRef(f64(x), f64(w), b && f64(b), n, inF, outF))).toBeLessThan(FWD_TOL);
 
       // loss = sum(y * R): its gradient w.r.t. y is R. Central differences of the float64 reference (exact up to
       // rounding for a linear function) vs the GPU backward; bound 1e-4 on maxRelError.
       const inputs = [f64(x), f64(w), ...(b ? [f64(b)] : [])];
       const loss = (v: Float64Array[]): number => dot(linearRef(v[0]!, v[1]!, v[2] ?? null, n, inF, outF), r);
-      const grads = linearLossGrads(rt, X, W, R, c.bias);
+      const grads = linearLossGrads(X, W, R, c.bias);
       for (let i = 0; i < grads.length; i++) {
         const err = maxRelError(await readF64(grads[i]!), numericGrad(loss, inputs, i));
         expect(err, `gradient ${['x', 'w', 'b'][i]}`).toBeLessThan(1e-4);
@@ -168,7 +167,7 @@ describe('linear', () => {
     const B = Tensor.fromArray(rt, randn(outF, 23), [outF]);
     const G = Tensor.fromArray(rt, randn(n * outF, 24), [n, outF]);
     const run = async (): Promise<Float32Array[]> => {
-      const outs = [linearForward(rt, X, W, B), ...linearLossGrads(rt, X, W, G, true)];
+      const outs = [linearForward(X, W, B), ...linearLossGrads(X, W, G, true)];
       const vals = await Promise.all(outs.map((t) => t.read() as Promise<Float32Array>));
       for (const t of outs) t.release();
       return vals;
@@ -208,15 +207,15 @@ describe('linear vs PyTorch 1.13 (fixtures/ops/linear.json, scripts/fixtures/mak
   for (const c of fixture.cases) {
     it(c.name, async () => {
       const rt = await testRuntime();
-      const t = (f: FixtureTensor): Tensor => Tensor.fromArray(rt, Float32Array.from(f.data), f.shape);
+      const t = (f: FixtureTensor): Tensor<'f32'> => Tensor.fromArray(rt, Float32Array.from(f.data), f.shape);
       const [x, w, gy] = [t(c.x), t(c.w), t(c.gy)];
       const b = c.b ? t(c.b) : null;
       const outs: [Tensor, FixtureTensor][] = [
-        [linearForward(rt, x, w, b), c.y],
-        [linearBackwardInput(rt, gy, w), c.gx],
-        [linearBackwardWeight(rt, gy, x), c.gw],
+        [linearForward(x, w, b), c.y],
+        [linearBackwardInput(gy, w), c.gx],
+        [linearBackwardWeight(gy, x), c.gw],
       ];
-      if (c.gb) outs.push([linearBackwardBias(rt, gy), c.gb]);
+      if (c.gb) outs.push([linearBackwardBias(gy), c.gb]);
       for (const [got, want] of outs) {
         expect(got.shape).toEqual(want.shape);
         expect(maxRelError(await got.read(), want.data)).toBeLessThan(1e-4);

@@ -94,7 +94,8 @@ export interface MatmulOptions {
  * C = op(a) @ op(b). Operands are 2-D, or 3-D with a leading batch dimension (a 2-D operand is shared by every
  * batch item). Returns [M, N] or [batch, M, N].
  */
-export function matmul(rt: Runtime, a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
+export function matmul(a: Tensor<'f32'>, b: Tensor<'f32'>, opts: MatmulOptions = {}): Tensor<'f32'> {
+  const rt = a.rt;
   const transA = opts.transA ?? false;
   const transB = opts.transB ?? false;
   if (a.shape.length < 2 || a.shape.length > 3 || b.shape.length < 2 || b.shape.length > 3) {
@@ -128,7 +129,7 @@ export function matmul(rt: Runtime, a: Tensor, b: Tensor, opts: MatmulOptions = 
   return c;
 }
 
-function linearShapes(x: Tensor, w: Tensor): { n: number; inF: number; outF: number } {
+function linearShapes(x: Tensor<'f32'>, w: Tensor<'f32'>): { n: number; inF: number; outF: number } {
   if (x.shape.length !== 2 || w.shape.length !== 2) {
     throw new Error(`linear: x must be [N, in] and w [out, in], got [${x.shape.join(', ')}] and [${w.shape.join(', ')}]`);
   }
@@ -139,7 +140,8 @@ function linearShapes(x: Tensor, w: Tensor): { n: number; inF: number; outF: num
 }
 
 /** y[N, out] = x[N, in] @ w[out, in]^T + b[out] (as torch.nn.functional.linear). */
-export function linearForward(rt: Runtime, x: Tensor, w: Tensor, b: Tensor | null): Tensor {
+export function linearForward(x: Tensor<'f32'>, w: Tensor<'f32'>, b: Tensor<'f32'> | null): Tensor<'f32'> {
+  const rt = x.rt;
   const { n, inF, outF } = linearShapes(x, w);
   if (b && (b.shape.length !== 1 || b.shape[0] !== outF)) throw new Error(`linear: bias must be [${outF}], got [${b.shape.join(', ')}]`);
   const y = Tensor.empty(rt, [n, outF], 'f32', 'linear');
@@ -159,7 +161,8 @@ export function linearForward(rt: Runtime, x: Tensor, w: Tensor, b: Tensor | nul
 }
 
 /** dL/dx[N, in] = gy[N, out] @ w[out, in]. */
-export function linearBackwardInput(rt: Runtime, gy: Tensor, w: Tensor): Tensor {
+export function linearBackwardInput(gy: Tensor<'f32'>, w: Tensor<'f32'>): Tensor<'f32'> {
+  const rt = gy.rt;
   const [n, outF] = gy.shape as [number, number];
   const [outW, inF] = w.shape as [number, number];
   if (gy.shape.length !== 2 || outW !== outF) throw new Error(`linearBackwardInput: gy [${gy.shape.join(', ')}] does not match w [${w.shape.join(', ')}]`);
@@ -178,7 +181,8 @@ export function linearBackwardInput(rt: Runtime, gy: Tensor, w: Tensor): Tensor 
 }
 
 /** dL/dw[out, in] = gy[N, out]^T @ x[N, in]; batch slices are summed in order (deterministic). */
-export function linearBackwardWeight(rt: Runtime, gy: Tensor, x: Tensor): Tensor {
+export function linearBackwardWeight(gy: Tensor<'f32'>, x: Tensor<'f32'>): Tensor<'f32'> {
+  const rt = gy.rt;
   const [n, outF] = gy.shape as [number, number];
   const [nx, inF] = x.shape as [number, number];
   if (gy.shape.length !== 2 || x.shape.length !== 2 || n !== nx) {
@@ -202,7 +206,8 @@ export function linearBackwardWeight(rt: Runtime, gy: Tensor, x: Tensor): Tensor
 }
 
 /** dL/db[out] = column sums of gy[N, out] (fixed-order reduction). */
-export function linearBackwardBias(rt: Runtime, gy: Tensor): Tensor {
+export function linearBackwardBias(gy: Tensor<'f32'>): Tensor<'f32'> {
+  const rt = gy.rt;
   if (gy.shape.length !== 2) throw new Error(`linearBackwardBias: gy must be [N, out], got [${gy.shape.join(', ')}]`);
   const [n, outF] = gy.shape as [number, number];
   const gb = Tensor.empty(rt, [outF], 'f32', 'linear.gb');
