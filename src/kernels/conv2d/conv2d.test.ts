@@ -125,6 +125,18 @@ describe('conv2d vs the float64 reference', () => {
   }
 });
 
+describe('conv2d shape checks', () => {
+  it('matches torch output sizes and rejects what torch rejects', () => {
+    expect(conv2dGeometry([32, 3, 224, 224], [64, 3, 7, 7], { stride: 2, padding: 3 })).toMatchObject({ oh: 112, ow: 112 });
+    expect(conv2dGeometry([1, 64, 56, 56], [128, 64, 1, 1], { stride: 2 })).toMatchObject({ oh: 28, ow: 28 });
+    expect(conv2dGeometry([1, 1, 6, 7], [1, 1, 2, 2], { stride: 3, padding: 2 })).toMatchObject({ oh: 3, ow: 4 });
+    expect(() => conv2dGeometry([1, 3, 8, 8], [4, 2, 3, 3])).toThrow(/3 channels but w expects 2/);
+    expect(() => conv2dGeometry([1, 3, 2, 2], [4, 3, 3, 3])).toThrow(/does not fit/);
+    expect(() => conv2dGeometry([1, 3, 8, 8], [4, 3, 3, 3], { stride: 0 })).toThrow(/invalid stride/);
+    expect(() => conv2dGeometry([3, 8, 8], [4, 3, 3, 3])).toThrow(/must be \[N, C, H, W\]/);
+  });
+});
+
 describe('conv2d gradient check (central differences of the float64 reference)', () => {
   // loss = sum(conv2d(x, w, b) * R): the GPU backward with gy = R vs numeric gradients, eps 1e-6 in float64.
   // The loss is linear in each input, so the numeric gradient is exact up to rounding; the GPU side is f32.
