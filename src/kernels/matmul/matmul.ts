@@ -129,7 +129,7 @@ export function matmul(a: Tensor<'f32'>, b: Tensor<'f32'>, opts: MatmulOptions =
   return c;
 }
 
-function linearShapes(x: Tensor<'f32'>, w: Tensor<'f32'>): { n: number; inF: number; outF: number } {
+function linearShapes(x: Tensor, w: Tensor): { n: number; inF: number; outF: number } {
   if (x.shape.length !== 2 || w.shape.length !== 2) {
     throw new Error(`linear: x must be [N, in] and w [out, in], got [${x.shape.join(', ')}] and [${w.shape.join(', ')}]`);
   }
@@ -140,7 +140,7 @@ function linearShapes(x: Tensor<'f32'>, w: Tensor<'f32'>): { n: number; inF: num
 }
 
 /** y[N, out] = x[N, in] @ w[out, in]^T + b[out] (as torch.nn.functional.linear). */
-export function linearForward(x: Tensor<'f32'>, w: Tensor<'f32'>, b: Tensor<'f32'> | null): Tensor<'f32'> {
+export function linearForward(x: Tensor, w: Tensor, b: Tensor | null): Tensor<'f32'> {
   const rt = x.rt;
   const { n, inF, outF } = linearShapes(x, w);
   if (b && (b.shape.length !== 1 || b.shape[0] !== outF)) throw new Error(`linear: bias must be [${outF}], got [${b.shape.join(', ')}]`);
@@ -161,7 +161,7 @@ export function linearForward(x: Tensor<'f32'>, w: Tensor<'f32'>, b: Tensor<'f32
 }
 
 /** dL/dx[N, in] = gy[N, out] @ w[out, in]. */
-export function linearBackwardInput(gy: Tensor<'f32'>, w: Tensor<'f32'>): Tensor<'f32'> {
+export function linearBackwardInput(gy: Tensor, w: Tensor): Tensor<'f32'> {
   const rt = gy.rt;
   const [n, outF] = gy.shape as [number, number];
   const [outW, inF] = w.shape as [number, number];
@@ -181,7 +181,7 @@ export function linearBackwardInput(gy: Tensor<'f32'>, w: Tensor<'f32'>): Tensor
 }
 
 /** dL/dw[out, in] = gy[N, out]^T @ x[N, in]; batch slices are summed in order (deterministic). */
-export function linearBackwardWeight(gy: Tensor<'f32'>, x: Tensor<'f32'>): Tensor<'f32'> {
+export function linearBackwardWeight(gy: Tensor, x: Tensor): Tensor<'f32'> {
   const rt = gy.rt;
   const [n, outF] = gy.shape as [number, number];
   const [nx, inF] = x.shape as [number, number];
@@ -206,7 +206,7 @@ export function linearBackwardWeight(gy: Tensor<'f32'>, x: Tensor<'f32'>): Tenso
 }
 
 /** dL/db[out] = column sums of gy[N, out] (fixed-order reduction). */
-export function linearBackwardBias(gy: Tensor<'f32'>): Tensor<'f32'> {
+export function linearBackwardBias(gy: Tensor): Tensor<'f32'> {
   const rt = gy.rt;
   if (gy.shape.length !== 2) throw new Error(`linearBackwardBias: gy must be [N, out], got [${gy.shape.join(', ')}]`);
   const [n, outF] = gy.shape as [number, number];
