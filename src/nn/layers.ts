@@ -187,7 +187,7 @@ export class Sequential extends Module {
   forward(x: Tensor<'f32'>): Tensor<'f32'> {
     let h = x;
     for (const layer of this.layers) {
-      const next = layer.forward(h) as Tensor<'f32'>;
+      const next = layer.forward(h);
       if (h !== x) releaseIntermediate(h);
       h = next;
     }

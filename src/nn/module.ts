@@ -20,7 +20,7 @@ export abstract class Module {
 
   constructor(readonly rt: Runtime) {}
 
-  abstract forward(x: Tensor): Tensor;
+  abstract forward(x: Tensor<'f32'>): Tensor<'f32'>;
 
   /** Child modules in registration order: every own property holding a Module (so `model.fc = ...` replaces it). */
   namedChildren(): [string, Module][] {

@@ -32,7 +32,7 @@ export class BasicBlock extends Module {
   forward(x: Tensor<'f32'>): Tensor<'f32'> {
     let h = x;
     for (const layer of [this.conv1, this.bn1, this.relu, this.conv2, this.bn2]) {
-      const next = layer.forward(h) as Tensor<'f32'>;
+      const next = layer.forward(h);
       if (h !== x) releaseIntermediate(h);
       h = next;
     }
@@ -96,7 +96,7 @@ export class ResNet extends Module {
   features(x: Tensor<'f32'>): Tensor<'f32'> {
     let h = x;
     for (const layer of [this.conv1, this.bn1, this.relu, this.maxpool, this.layer1, this.layer2, this.layer3, this.layer4, this.avgpool]) {
-      const next = layer.forward(h) as Tensor<'f32'>;
+      const next = layer.forward(h);
       if (h !== x) releaseIntermediate(h);
       h = next;
     }

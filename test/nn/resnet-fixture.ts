@@ -57,33 +57,48 @@ export function projections(values: ArrayLike<number>, before?: ArrayLike<number
   return out;
 }
 
-/**
- * Compares an engine tensor with the fixture entry `${prefix}/${name}`: element by element where the fixture
- * holds it in full (max |a - b| / max |b|), else through the projections (max_k |Δproj_k| / max_k |proj_k|) and
- * the max magnitude. Returns the larger error.
- */
-export function compareToFixture(exp: Expected, prefix: string, name: string, actual: Float32Array, before?: Float32Array): number {
-  const full = `${prefix}/${name}`;
-  if (exp.has(full)) {
-    const ref = exp.f32(full);
-    let maxDiff = 0;
-    let maxRef = 0;
-    for (let i = 0; i < ref.length; i++) {
-      maxDiff = Math.max(maxDiff, Math.abs(actual[i]! - ref[i]!));
-      maxRef = Math.max(maxRef, Math.abs(ref[i]!));
-    }
-    return maxRef === 0 ? maxDiff : maxDiff / maxRef;
-  }
-  const refProj = exp.f32(`proj/${full}`);
-  const refMax = exp.f32(`absmax/${full}`)[0]!;
-  const got = projections(actual, before, refProj.length);
+function relError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
   let maxDiff = 0;
   let maxRef = 0;
-  got.forEach((v, k) => {
-    maxDiff = Math.max(maxDiff, Math.abs(v - refProj[k]!));
-    maxRef = Math.max(maxRef, Math.abs(refProj[k]!));
-  });
+  for (let i = 0; i < expected.length; i++) {
+    maxDiff = Math.max(maxDiff, Math.abs(actual[i]! - expected[i]!));
+    maxRef = Math.max(maxRef, Math.abs(expected[i]!));
+  }
+  return maxRef === 0 ? maxDiff : maxDiff / maxRef;
+}
+
+/**
+ * Compares an engine gradient with the fixture entry `grad/${name}`: element by element where the fixture holds it
+ * in full (max |a - b| / max |b|), else through the projections (max_k |Δproj_k| / max_k |proj_k|) and the max
+ * magnitude. Returns the larger error.
+ */
+export function compareGradient(exp: Expected, name: string, actual: Float32Array): number {
+  const full = `grad/${name}`;
+  if (exp.has(full)) return relError(actual, exp.f32(full));
+  const ref = exp.f32(`proj/${full}`);
+  const refMax = exp.f32(`absmax/${full}`)[0]!;
   let absmax = 0;
-  for (let i = 0; i < actual.length; i++) absmax = Math.max(absmax, Math.abs(actual[i]! - (before ? before[i]! : 0)));
-  return Math.max(maxDiff / maxRef, Math.abs(absmax - refMax) / refMax);
+  for (let i = 0; i < actual.length; i++) absmax = Math.max(absmax, Math.abs(actual[i]!));
+  return Math.max(relError(projections(actual), ref), Math.abs(absmax - refMax) / refMax);
+}
+
+/**
+ * Compares a parameter after the SGD steps with the fixture entry `${prefix}/${name}`, two ways:
+ * - param: the error relative to the parameter's scale, max |p - p_ref| / max |p_ref| (for projected tensors
+ *   max_k |Δproj_k| / max_k |proj_k(p_ref)|, with proj(p_ref) = proj(before) + the fixture's proj(update));
+ * - update: the same error relative to the size of the update (p_ref - before), a far stricter scale.
+ */
+export function compareParameter(exp: Expected, prefix: string, name: string, actual: Float32Array, before: Float32Array): { param: number; update: number } {
+  const full = `${prefix}/${name}`;
+  const update = (p: ArrayLike<number>): Float64Array => Float64Array.from({ length: before.length }, (_, i) => p[i]! - before[i]!);
+  if (exp.has(full)) {
+    const ref = exp.f32(full);
+    return { param: relError(actual, ref), update: relError(update(actual), update(ref)) };
+  }
+  const refUpdateProj = exp.f32(`proj/${full}`);
+  const gotUpdateProj = projections(actual, before);
+  const beforeProj = projections(before);
+  const refParamProj = beforeProj.map((v, k) => v + refUpdateProj[k]!);
+  const gotParamProj = beforeProj.map((v, k) => v + gotUpdateProj[k]!);
+  return { param: relError(gotParamProj, refParamProj), update: relError(gotUpdateProj, refUpdateProj) };
 }

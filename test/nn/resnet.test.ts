@@ -1,7 +1,7 @@
 // PyTorch parity of the whole model: a torchvision resnet18 checkpoint written by torch.save, loaded by the
 // engine's .pth reader, must give torchvision's logits, loss, gradients, running stats and SGD trajectory.
-// Metric everywhere: max |engine - torch| / max |torch| per tensor (projections for large tensors, see
-// resnet-fixture.ts); bound 1e-4.
+// Metric: max |engine - torch| / max |torch| per tensor (projections for large tensors, see resnet-fixture.ts),
+// bound 1e-4; parameters after the SGD steps are also compared relative to the size of their update.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { backward } from '../../src/autograd/tape.js';
 import { crossEntropy } from '../../src/autograd/functions.js';
@@ -13,7 +13,7 @@ import { SGD } from '../../src/nn/sgd.js';
 import type { StateDict } from '../../src/nn/weights/state-dict.js';
 import { maxRelError } from '../helpers/gradcheck.js';
 import { testRuntime } from '../helpers/gpu.js';
-import { compareToFixture, Expected, loadFixtureCheckpoint } from './resnet-fixture.js';
+import { compareGradient, compareParameter, Expected, loadFixtureCheckpoint } from './resnet-fixture.js';
 
 const BOUND = 1e-4;
 let rt: Runtime;
@@ -70,7 +70,7 @@ describe('resnet18 vs torchvision', () => {
     let worst = 0;
     let worstName = '';
     for (const [name, p] of model.namedParameters()) {
-      const err = compareToFixture(exp, 'grad', name, await p.grad!.read());
+      const err = compareGradient(exp, name, (await p.grad!.read()) as Float32Array);
       if (err > worst) [worst, worstName] = [err, name];
     }
     console.log(`gradients: worst max rel error ${worst.toExponential(2)} (${worstName}); loss rel error ${lossErr.toExponential(2)}`);
@@ -89,10 +89,10 @@ describe('resnet18 vs torchvision', () => {
   it.each([0, 0.9])('three SGD steps with two parameter groups (fc at 10x lr, weight decay 1e-3, momentum %s) match', async (momentum) => {
     const model = fixtureModel().train();
     const before = new Map<string, Float32Array>();
-    for (const [name, p] of model.namedParameters()) before.set(name, await p.read());
+    for (const [name, p] of model.namedParameters()) before.set(name, (await p.read()) as Float32Array);
     const fc = [model.fc.weight, model.fc.bias!];
-    const rest = model.parameters().filter((p) => !fc.includes(p));
-    const opt = new SGD([{ params: rest }, { params: fc, lr: 0.1 }], { lr: 0.01, weightDecay: 1e-3, momentum });
+    const rest = model.parameters().filter((p) => !fc.includes(p as Tensor<'f32'>));
+    const opt = new SGD([{ params: rest }, { params: fc, lr: 3e-3 }], { lr: 3e-4, weightDecay: 1e-3, momentum });
     const { x, y } = inputs();
     for (let step = 0; step < 3; step++) {
       opt.zeroGrad();
@@ -102,14 +102,22 @@ describe('resnet18 vs torchvision', () => {
       opt.step();
     }
     const tag = momentum === 0 ? 'm0' : 'm0.9';
-    let worst = 0;
+    let worstParam = 0;
+    let worstUpdate = 0;
     let worstName = '';
     for (const [name, p] of model.namedParameters()) {
-      const err = compareToFixture(exp, `after3/${tag}`, name, await p.read(), before.get(name));
-      if (err > worst) [worst, worstName] = [err, name];
+      const err = compareParameter(exp, `after3/${tag}`, name, (await p.read()) as Float32Array, before.get(name)!);
+      worstParam = Math.max(worstParam, err.param);
+      if (err.update > worstUpdate) [worstUpdate, worstName] = [err.update, name];
     }
-    console.log(`after 3 steps (momentum ${momentum}): worst max rel error ${worst.toExponential(2)} (${worstName})`);
-    expect(worst).toBeLessThan(BOUND);
+    console.log(
+      `after 3 steps (momentum ${momentum}): parameters max rel error ${worstParam.toExponential(2)}; ` +
+        `relative to the update ${worstUpdate.toExponential(2)} (${worstName})`,
+    );
+    expect(worstParam).toBeLessThan(BOUND);
+    // The updates themselves agree to about 1e-3 of their size (the step-1 gradients' ~3e-5 f32 differences
+    // compound over the steps); a wrong learning rate, weight decay or momentum is off by far more.
+    expect(worstUpdate).toBeLessThan(3e-3);
     expect(model.bn1.num_batches_tracked.value).toBe(exp.f32(`after3/${tag}/num_batches_tracked`)[0]);
     opt.release();
     for (const t of [x, y]) t.release();
@@ -128,8 +136,8 @@ describe('resnet18 vs torchvision', () => {
     expect(Math.max(...w.map(Math.abs))).toBeLessThanOrEqual(bound);
     expect(Math.max(...w.map(Math.abs))).toBeGreaterThan(bound * 0.9);
     expect(model.stateEntries().find(([n]) => n === 'fc.weight')![1]).toBe(head.weight);
-    const opt = new SGD([{ params: model.parameters().filter((p) => p !== head.weight && p !== head.bias) }, { params: [head.weight, head.bias!], lr: 0.05 }], {
-      lr: 0.005,
+    const opt = new SGD([{ params: model.parameters().filter((p) => p !== head.weight && p !== head.bias) }, { params: [head.weight, head.bias!], lr: 3e-3 }], {
+      lr: 3e-4,
       weightDecay: 1e-3,
     });
     const { x } = inputs();

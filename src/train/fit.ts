@@ -1,0 +1,145 @@
+// The training loop of the fine-tuning experiment (d2l's train_ch13): per batch, forward, loss with
+// reduction 'none' summed over the batch, backward, SGD step; per epoch the mean loss per example, training
+// accuracy, test accuracy and examples/sec. Web-standard: batches come from any async iterable.
+import { crossEntropy } from '../autograd/functions.js';
+import { noGrad } from '../autograd/grad-mode.js';
+import { backward } from '../autograd/tape.js';
+import { accuracyCount } from '../kernels/accuracy/accuracy.js';
+import type { Runtime } from '../kernels/runtime.js';
+import { Tensor } from '../kernels/tensor.js';
+import type { Module } from '../nn/module.js';
+import type { SGD } from '../nn/sgd.js';
+
+export interface HostBatch {
+  readonly images: Float32Array;
+  readonly labels: Int32Array;
+  readonly shape: readonly [number, number, number, number];
+}
+
+export interface EpochMetrics {
+  epoch: number;
+  /** Sum of per-example losses / examples (d2l's "loss"). */
+  loss: number;
+  trainAcc: number;
+  testAcc: number;
+  examples: number;
+  /** Seconds spent in training steps (data waits included: they are what a user waits for). */
+  trainSeconds: number;
+  examplesPerSec: number;
+  testSeconds: number;
+}
+
+/** Reads a step's loss sum (f32) and correct count (u32) in one readback. */
+async function readMetrics(rt: Runtime, loss: Tensor, correct: Tensor): Promise<[number, number]> {
+  const packed = Tensor.empty(rt, [2], 'u32', 'metrics');
+  rt.copy(loss.buffer, 0, packed.buffer, 0, 4);
+  rt.copy(correct.buffer, 0, packed.buffer, 4, 4);
+  loss.release();
+  correct.release();
+  const view = new DataView((await packed.read()).buffer);
+  packed.release();
+  return [view.getFloat32(0, true), view.getUint32(4, true)];
+}
+
+/**
+ * One training step. Returns a promise of [loss sum, correct] that resolves when the GPU is done, so the caller
+ * can prepare the next batch meanwhile.
+ */
+export function trainStep(model: Module, optimizer: SGD, batch: HostBatch): Promise<[number, number]> {
+  const rt = model.rt;
+  const x = Tensor.fromArray(rt, batch.images, batch.shape, 'images');
+  const y = Tensor.fromArray(rt, batch.labels, [batch.labels.length], 'labels');
+  optimizer.zeroGrad();
+  const logits = model.forward(x);
+  const correct = noGrad(() => accuracyCount(logits, y));
+  const loss = crossEntropy(logits, y, 'sum');
+  backward(loss);
+  optimizer.step();
+  x.release();
+  y.release();
+  return readMetrics(rt, loss, correct);
+}
+
+/** Number of correct predictions over the batches, in eval mode without gradients. */
+export async function evaluateAccuracy(model: Module, batches: AsyncIterable<HostBatch>): Promise<{ correct: number; total: number }> {
+  const rt = model.rt;
+  const wasTraining = model.training;
+  model.eval();
+  let correct = 0;
+  let total = 0;
+  let pending: Promise<Uint32Array> | null = null;
+  try {
+    for await (const batch of batches) {
+      const count = noGrad(() => {
+        const x = Tensor.fromArray(rt, batch.images, batch.shape, 'images');
+        const y = Tensor.fromArray(rt, batch.labels, [batch.labels.length], 'labels');
+        const logits = model.forward(x);
+        const c = accuracyCount(logits, y);
+        for (const t of [x, y, logits]) t.release();
+        return c;
+      });
+      total += batch.labels.length;
+      if (pending) correct += (await pending)[0]!;
+      pending = count.read().finally(() => count.release());
+    }
+    if (pending) correct += (await pending)[0]!;
+  } finally {
+    model.train(wasTraining);
+  }
+  return { correct, total };
+}
+
+export interface FitOptions {
+  epochs: number;
+  trainBatches: (epoch: number) => AsyncIterable<HostBatch>;
+  testBatches: () => AsyncIterable<HostBatch>;
+  onEpoch?: (m: EpochMetrics) => void | Promise<void>;
+  onBatch?: (epoch: number, batch: number, lossSum: number, size: number) => void;
+  now?: () => number;
+}
+
+export async function fit(model: Module, optimizer: SGD, options: FitOptions): Promise<EpochMetrics[]> {
+  const now = options.now ?? (() => performance.now());
+  const history: EpochMetrics[] = [];
+  for (let epoch = 0; epoch < options.epochs; epoch++) {
+    model.train();
+    let lossSum = 0;
+    let correct = 0;
+    let examples = 0;
+    let batchIndex = 0;
+    const start = now();
+    // One step in flight: the next batch is encoded while the previous step's metrics come back.
+    let pending: { done: Promise<[number, number]>; size: number } | null = null;
+    const settle = async (): Promise<void> => {
+      if (!pending) return;
+      const [l, c] = await pending.done;
+      lossSum += l;
+      correct += c;
+      examples += pending.size;
+      options.onBatch?.(epoch, batchIndex++, l, pending.size);
+      pending = null;
+    };
+    for await (const batch of options.trainBatches(epoch)) {
+      const done = trainStep(model, optimizer, batch);
+      await settle();
+      pending = { done, size: batch.labels.length };
+    }
+    await settle();
+    const trainSeconds = (now() - start) / 1000;
+    const testStart = now();
+    const test = await evaluateAccuracy(model, options.testBatches());
+    const m: EpochMetrics = {
+      epoch: epoch + 1,
+      loss: lossSum / examples,
+      trainAcc: correct / examples,
+      testAcc: test.total ? test.correct / test.total : NaN,
+      examples,
+      trainSeconds,
+      examplesPerSec: examples / trainSeconds,
+      testSeconds: (now() - testStart) / 1000,
+    };
+    history.push(m);
+    await options.onEpoch?.(m);
+  }
+  return history;
+}
