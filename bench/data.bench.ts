@@ -7,12 +7,12 @@
  */
 import { fileURLToPath } from 'node:url';
 import b from 'benny';
-import { decodeImage } from '../src/data/decode.ts';
-import { ImageFolder } from '../src/data/image-folder.ts';
-import { DataLoader } from '../src/data/loader.ts';
-import { Random } from '../src/data/random.ts';
-import { evalTransform, trainTransform } from '../src/data/transforms.ts';
-import type { RgbImage } from '../src/data/image.ts';
+import { decodeImage } from '../src/data/decode.js';
+import { ImageFolder } from '../src/data/image-folder.js';
+import { DataLoader } from '../src/data/loader.js';
+import { Random } from '../src/data/random.js';
+import { evalTransform, trainTransform } from '../src/data/transforms.js';
+import type { RgbImage } from '../src/data/image.js';
 
 const DATA = fileURLToPath(new URL('../../shared/data/hotdog-mini', import.meta.url));
 const RESULTS = fileURLToPath(new URL('./results', import.meta.url));

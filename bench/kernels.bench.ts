@@ -15,17 +15,17 @@ import { writeFileSync, mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import b from 'benny';
 import type { Summary } from 'benny/lib/internal/common-types.js';
-import { createNodeRuntime, destroyNodeRuntime } from '../src/node/engine-node.ts';
-import { describeAdapter } from '../src/kernels/device.ts';
-import { Tensor } from '../src/kernels/tensor.ts';
-import { matmul } from '../src/kernels/matmul/matmul.ts';
+import { createNodeRuntime, destroyNodeRuntime } from '../src/node/engine-node.js';
+import { describeAdapter } from '../src/kernels/device.js';
+import { Tensor } from '../src/kernels/tensor.js';
+import { matmul } from '../src/kernels/matmul/matmul.js';
 import {
   conv2dBackwardInput,
   conv2dBackwardWeight,
   conv2dForward,
   conv2dGeometry,
   type Conv2dOptions,
-} from '../src/kernels/conv2d/conv2d.ts';
+} from '../src/kernels/conv2d/conv2d.js';
 
 const RESULTS = fileURLToPath(new URL('./results', import.meta.url));
 const BATCH = Number(process.env.BENCH_BATCH ?? 32);

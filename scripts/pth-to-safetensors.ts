@@ -2,8 +2,8 @@
 //   npx tsx scripts/pth-to-safetensors.ts in.pth out.safetensors [--keep-dtypes]
 // float16/bfloat16/float64 tensors become float32 unless --keep-dtypes is given.
 
-import { readStateDictFile, writeSafetensorsFile } from '../src/node/weights-file.ts';
-import { numElements } from '../src/nn/weights/state-dict.ts';
+import { readStateDictFile, writeSafetensorsFile } from '../src/node/weights-file.js';
+import { numElements } from '../src/nn/weights/state-dict.js';
 
 async function main(argv: string[]): Promise<number> {
   const keep = argv.includes('--keep-dtypes');

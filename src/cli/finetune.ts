@@ -4,13 +4,13 @@
 import { parseArgs } from 'node:util';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { DataLoader, ImageFolder, download, downloadExtract, evalTransform, trainTransform } from '../data/index.ts';
+import { DataLoader, DownloadError, ImageFolder, download, downloadExtract, evalTransform, trainTransform } from '../data/index.js';
 import { describeAdapter } from '../kernels/device.js';
 import { replaceHead, resnet18, type ResNet } from '../nn/resnet.js';
 import { SGD } from '../nn/sgd.js';
 import type { StateDict } from '../nn/weights/state-dict.js';
 import { createNodeRuntime, destroyNodeRuntime } from '../node/engine-node.js';
-import { readStateDictFile, writeSafetensorsFile } from '../node/weights-file.ts';
+import { readStateDictFile, writeSafetensorsFile } from '../node/weights-file.js';
 import { fit, type EpochMetrics } from '../train/fit.js';
 import type { Runtime } from '../kernels/runtime.js';
 import type { Tensor } from '../kernels/tensor.js';
@@ -106,18 +106,7 @@ async function parseOptions(argv: string[]): Promise<Options | null> {
   if (values.help) return null;
   const weights = values.weights ?? 'imagenet';
   const scratch = weights === 'none';
-  let root = values.data;
-  if (!root && !(values.train && values.test)) {
-    root = await downloadExtract('hotdog', { cacheDir: values['cache-dir'] });
-  }
-  const trainDir = resolve(values.train ?? join(root!, 'train'));
-  const testDir = resolve(values.test ?? join(root!, 'test'));
-  for (const [flag, dir] of [['train', trainDir], ['test', testDir]] as const) {
-    if (!existsSync(dir)) throw new UsageError(`--${values[flag] ? flag : 'data'}: the ${flag} folder ${dir} does not exist`);
-  }
-  return {
-    trainDir,
-    testDir,
+  const parsed = {
     imageSize: number('image-size', values['image-size'], 224, positiveInt),
     weights,
     freeze: values.freeze ?? false,
@@ -134,12 +123,34 @@ async function parseOptions(argv: string[]): Promise<Options | null> {
     cacheDir: values['cache-dir'],
     workers: number('workers', values.workers, 0, Number.isInteger),
   };
+  let root = values.data;
+  if (!root && !(values.train && values.test)) {
+    root = await withHint(downloadExtract('hotdog', { cacheDir: values['cache-dir'] }), 'or pass --data DIR (a folder with train/ and test/ class folders)');
+  }
+  const trainDir = resolve(values.train ?? join(root!, 'train'));
+  const testDir = resolve(values.test ?? join(root!, 'test'));
+  for (const [flag, dir] of [['train', trainDir], ['test', testDir]] as const) {
+    if (!existsSync(dir)) throw new UsageError(`--${values[flag] ? flag : 'data'}: the ${flag} folder ${dir} does not exist`);
+  }
+  return { trainDir, testDir, ...parsed };
 }
 
+/** Adds the command-line way out to a download failure. */
+async function withHint<T>(p: Promise<T>, hint: string): Promise<T> {
+  try {
+    return await p;
+  } catch (e) {
+    if (e instanceof DownloadError) throw new Error(`${e.message}; ${hint}`, { cause: e });
+    throw e;
+  }
+}
 /** Builds the model: pretrained body + new 2-way head, a 2-class checkpoint as is, or torchvision's random init. */
 async function buildModel(rt: Runtime, o: Options, numClasses: number): Promise<{ model: ResNet; source: string }> {
   if (o.weights === 'none') return { model: resnet18(rt, { numClasses, seed: o.seed }), source: 'random init (from scratch)' };
-  const path = o.weights === 'imagenet' ? await download('resnet18', { cacheDir: o.cacheDir }) : resolve(o.weights);
+  const path =
+    o.weights === 'imagenet'
+      ? await withHint(download('resnet18', { cacheDir: o.cacheDir }), 'or pass --weights FILE (a torchvision .pth or .safetensors), or --weights none')
+      : resolve(o.weights);
   const dict: StateDict = await readStateDictFile(path);
   const fc = dict.get('fc.weight');
   if (!fc || fc.shape.length !== 2) throw new Error(`${path}: not a ResNet checkpoint (no 2-D fc.weight)`);

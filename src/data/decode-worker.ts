@@ -3,9 +3,9 @@
  * thread. Messages in: WorkerRequest; out: WorkerResponse (the tensor's buffer is transferred).
  */
 import { parentPort } from 'node:worker_threads';
-import { DecodeError } from './decode.ts';
-import { loadSample } from './sample.ts';
-import { transformFromSpec, type Transform, type TransformSpec } from './transforms.ts';
+import { DecodeError } from './decode.js';
+import { loadSample } from './sample.js';
+import { transformFromSpec, type Transform, type TransformSpec } from './transforms.js';
 
 export interface WorkerRequest {
   readonly id: number;

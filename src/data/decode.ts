@@ -16,9 +16,9 @@
 import { readFile } from 'node:fs/promises';
 import { extname } from 'node:path';
 import sharp, { type SharpOptions } from 'sharp';
-import { decodeBmp } from './bmp.ts';
-import type { RgbImage } from './image.ts';
-import { decodeNetpbm } from './netpbm.ts';
+import { decodeBmp } from './bmp.js';
+import type { RgbImage } from './image.js';
+import { decodeNetpbm } from './netpbm.js';
 
 export class DecodeError extends Error {
   readonly file: string;

@@ -20,7 +20,7 @@ import { basename, join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import cliProgress from 'cli-progress';
-import { extractZip } from './zip.ts';
+import { extractZip } from './zip.js';
 
 export interface HubEntry {
   /** Short name, e.g. 'hotdog'. */

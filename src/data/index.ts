@@ -1,8 +1,8 @@
-export { Random, deriveSeed } from './random.ts';
-export type { RgbImage, Box } from './image.ts';
-export { crop, flipHorizontal } from './image.ts';
-export { resizeBilinear } from './resample.ts';
-export { decodeImage, decodeImageBuffer, DecodeError } from './decode.ts';
+export { Random, deriveSeed } from './random.js';
+export type { RgbImage, Box } from './image.js';
+export { crop, flipHorizontal } from './image.js';
+export { resizeBilinear } from './resample.js';
+export { decodeImage, decodeImageBuffer, DecodeError } from './decode.js';
 export {
   Compose,
   RandomResizedCrop,
@@ -22,13 +22,13 @@ export {
   isTensor,
   IMAGENET_MEAN,
   IMAGENET_STD,
-} from './transforms.ts';
-export type { Transform, TransformSpec, TensorImage, Sample } from './transforms.ts';
-export { ImageFolder, IMG_EXTENSIONS, DatasetError, compareCodePoints, hasImageExtension } from './image-folder.ts';
-export type { ImageSample, ImageFolderOptions } from './image-folder.ts';
-export { DataLoader } from './loader.ts';
-export type { Batch, DataLoaderOptions, RunReport, SkippedImage } from './loader.ts';
-export { loadSample } from './sample.ts';
-export { download, downloadExtract, verifyFile, defaultCacheDir, fileNameOf, DATA_HUB, DownloadError, ChecksumError } from './download.ts';
-export type { HubEntry, DownloadOptions } from './download.ts';
-export { extractZip, unsafeEntryReason, UnsafeZipError } from './zip.ts';
+} from './transforms.js';
+export type { Transform, TransformSpec, TensorImage, Sample } from './transforms.js';
+export { ImageFolder, IMG_EXTENSIONS, DatasetError, compareCodePoints, hasImageExtension } from './image-folder.js';
+export type { ImageSample, ImageFolderOptions } from './image-folder.js';
+export { DataLoader } from './loader.js';
+export type { Batch, DataLoaderOptions, RunReport, SkippedImage } from './loader.js';
+export { loadSample } from './sample.js';
+export { download, downloadExtract, verifyFile, defaultCacheDir, fileNameOf, DATA_HUB, DownloadError, ChecksumError } from './download.js';
+export type { HubEntry, DownloadOptions } from './download.js';
+export { extractZip, unsafeEntryReason, UnsafeZipError } from './zip.js';

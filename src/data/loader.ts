@@ -16,12 +16,12 @@
  * - A file that cannot be decoded is an error naming it, or with `skipCorrupt` it is left out
  *   of its batch (which is then smaller) and counted in `report`.
  */
-import { DecodeError } from './decode.ts';
-import type { ImageFolder, ImageSample } from './image-folder.ts';
-import { deriveSeed, Random } from './random.ts';
-import { loadSample } from './sample.ts';
-import { isSerializable, type TensorImage, type Transform } from './transforms.ts';
-import { WorkerPool } from './worker-pool.ts';
+import { DecodeError } from './decode.js';
+import type { ImageFolder, ImageSample } from './image-folder.js';
+import { deriveSeed, Random } from './random.js';
+import { loadSample } from './sample.js';
+import { isSerializable, type TensorImage, type Transform } from './transforms.js';
+import { WorkerPool } from './worker-pool.js';
 
 export interface Batch {
   /** N*C*H*W floats, NCHW. */

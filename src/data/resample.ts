@@ -10,7 +10,7 @@
  * and a different kernel normalisation) is close but not identical; see the measurements in
  * test/data/transforms-torchvision.test.ts.
  */
-import type { Box, RgbImage } from './image.ts';
+import type { Box, RgbImage } from './image.js';
 
 const PRECISION_BITS = 32 - 8 - 2;
 const ONE = 1 << PRECISION_BITS;

@@ -8,9 +8,9 @@
  * Every transform can describe itself as plain data (`spec`), which `transformFromSpec` turns back
  * into a transform (used to hand a pipeline to worker threads).
  */
-import { crop, flipHorizontal, type Box, type RgbImage } from './image.ts';
-import type { Random } from './random.ts';
-import { resizeBilinear } from './resample.ts';
+import { crop, flipHorizontal, type Box, type RgbImage } from './image.js';
+import type { Random } from './random.js';
+import { resizeBilinear } from './resample.js';
 
 /** A float image, channels first (CHW): `data.length === channels * height * width`. */
 export interface TensorImage {

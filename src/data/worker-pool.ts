@@ -4,9 +4,9 @@
  * workers are started with tsx's loader so they can run the .ts worker file too.
  */
 import { Worker } from 'node:worker_threads';
-import { DecodeError } from './decode.ts';
-import type { WorkerRequest, WorkerResponse } from './decode-worker.ts';
-import type { TensorImage, TransformSpec } from './transforms.ts';
+import { DecodeError } from './decode.js';
+import type { WorkerRequest, WorkerResponse } from './decode-worker.js';
+import type { TensorImage, TransformSpec } from './transforms.js';
 
 /**
  * Starts decode-worker. From compiled JavaScript it is a plain worker; from TypeScript source a

@@ -4,9 +4,9 @@ import { randomBytes } from 'node:crypto';
 import { open, readFile, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, extname, join } from 'node:path';
 
-import { looksLikeLegacyTorch, looksLikeZip, readPth, type ReadPthOptions } from '../nn/weights/pth.ts';
-import { looksLikeSafetensors, parseSafetensors, serializeSafetensors } from '../nn/weights/safetensors.ts';
-import type { StateDict } from '../nn/weights/state-dict.ts';
+import { looksLikeLegacyTorch, looksLikeZip, readPth, type ReadPthOptions } from '../nn/weights/pth.js';
+import { looksLikeSafetensors, parseSafetensors, serializeSafetensors } from '../nn/weights/safetensors.js';
+import type { StateDict } from '../nn/weights/state-dict.js';
 
 /** Any failure reading or writing a weight file; the message starts with the file's path. */
 export class WeightFileError extends Error {

@@ -5,9 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DecodeError, decodeImage } from '../../src/data/decode.ts';
-import { Random } from '../../src/data/random.ts';
-import { evalTransform, trainTransform, type TensorImage } from '../../src/data/transforms.ts';
+import { DecodeError, decodeImage } from '../../src/data/decode.js';
+import { Random } from '../../src/data/random.js';
+import { evalTransform, trainTransform, type TensorImage } from '../../src/data/transforms.js';
 
 let dir: string;
 const W = 40;

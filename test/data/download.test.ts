@@ -6,9 +6,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { zipSync } from 'fflate';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { ChecksumError, DATA_HUB, defaultCacheDir, download, downloadExtract, DownloadError, type HubEntry } from '../../src/data/download.ts';
-import { ImageFolder } from '../../src/data/image-folder.ts';
-import { UnsafeZipError } from '../../src/data/zip.ts';
+import { ChecksumError, DATA_HUB, defaultCacheDir, download, downloadExtract, DownloadError, type HubEntry } from '../../src/data/download.js';
+import { ImageFolder } from '../../src/data/image-folder.js';
+import { UnsafeZipError } from '../../src/data/zip.js';
 
 const sha1 = (b: Uint8Array): string => createHash('sha1').update(b).digest('hex');
 const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');

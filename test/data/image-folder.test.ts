@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { compareCodePoints, DatasetError, hasImageExtension, ImageFolder } from '../../src/data/image-folder.ts';
+import { compareCodePoints, DatasetError, hasImageExtension, ImageFolder } from '../../src/data/image-folder.js';
 
 const dirs: string[] = [];
 function tree(files: string[], folders: string[] = []): string {

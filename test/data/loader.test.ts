@@ -3,10 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DecodeError } from '../../src/data/decode.ts';
-import { ImageFolder } from '../../src/data/image-folder.ts';
-import { DataLoader, type Batch } from '../../src/data/loader.ts';
-import type { Random } from '../../src/data/random.ts';
+import { DecodeError } from '../../src/data/decode.js';
+import { ImageFolder } from '../../src/data/image-folder.js';
+import { DataLoader, type Batch } from '../../src/data/loader.js';
+import type { Random } from '../../src/data/random.js';
 import {
   CenterCrop,
   Compose,
@@ -17,7 +17,7 @@ import {
   trainTransform,
   type Sample,
   type Transform,
-} from '../../src/data/transforms.ts';
+} from '../../src/data/transforms.js';
 
 let root: string;
 const N_PER_CLASS = [7, 6]; // 13 images: batches of 4 leave a partial batch of 1

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { deriveSeed, Random } from '../../src/data/random.ts';
+import { deriveSeed, Random } from '../../src/data/random.js';
 import {
   CenterCrop,
   centerCropBox,
@@ -11,8 +11,8 @@ import {
   trainTransform,
   evalTransform,
   type TensorImage,
-} from '../../src/data/transforms.ts';
-import type { RgbImage } from '../../src/data/image.ts';
+} from '../../src/data/transforms.js';
+import type { RgbImage } from '../../src/data/image.js';
 
 describe('Random', () => {
   it('is reproducible from its seed and differs between seeds', () => {

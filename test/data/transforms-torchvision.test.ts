@@ -12,9 +12,9 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { decodeImage } from '../../src/data/decode.ts';
-import type { RgbImage } from '../../src/data/image.ts';
-import { Random } from '../../src/data/random.ts';
+import { decodeImage } from '../../src/data/decode.js';
+import type { RgbImage } from '../../src/data/image.js';
+import { Random } from '../../src/data/random.js';
 import {
   CenterCrop,
   Compose,
@@ -27,7 +27,7 @@ import {
   type Sample,
   type TensorImage,
   type Transform,
-} from '../../src/data/transforms.ts';
+} from '../../src/data/transforms.js';
 
 const ROOT = fileURLToPath(new URL('../../fixtures/transforms/', import.meta.url));
 

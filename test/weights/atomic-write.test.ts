@@ -35,7 +35,7 @@ vi.mock('node:fs/promises', async (importOriginal) => {
 const { mkdtemp, readFile, readdir, rm, writeFile } = await import('node:fs/promises');
 const { tmpdir } = await import('node:os');
 const { join } = await import('node:path');
-const { writeSafetensorsFile } = await import('../../src/node/weights-file.ts');
+const { writeSafetensorsFile } = await import('../../src/node/weights-file.js');
 
 let dir: string;
 beforeAll(async () => {

@@ -1,10 +1,10 @@
 import { zipSync } from 'fflate';
 import { describe, expect, it } from 'vitest';
 
-import { readPth } from '../../src/nn/weights/pth.ts';
-import { parseSafetensors } from '../../src/nn/weights/safetensors.ts';
-import { WeightFormatError, float16BitsToNumber, toFloat32 } from '../../src/nn/weights/state-dict.ts';
-import { describeDiff, fixture } from './helpers.ts';
+import { readPth } from '../../src/nn/weights/pth.js';
+import { parseSafetensors } from '../../src/nn/weights/safetensors.js';
+import { WeightFormatError, float16BitsToNumber, toFloat32 } from '../../src/nn/weights/state-dict.js';
+import { describeDiff, fixture } from './helpers.js';
 
 describe('readPth on a torch.save state dict', () => {
   const pth = fixture('small.pth');

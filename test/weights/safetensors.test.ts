@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 
-import { readPth } from '../../src/nn/weights/pth.ts';
-import { parseSafetensors, serializeSafetensors } from '../../src/nn/weights/safetensors.ts';
-import { WeightFormatError, type StateDict, type TensorData } from '../../src/nn/weights/state-dict.ts';
-import { describeDiff, fixture } from './helpers.ts';
+import { readPth } from '../../src/nn/weights/pth.js';
+import { parseSafetensors, serializeSafetensors } from '../../src/nn/weights/safetensors.js';
+import { WeightFormatError, type StateDict, type TensorData } from '../../src/nn/weights/state-dict.js';
+import { describeDiff, fixture } from './helpers.js';
 
 function sampleDict(): StateDict {
   const entries: [string, TensorData][] = [

@@ -4,9 +4,9 @@ import { join } from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { WeightFileError, readStateDictFile, writeSafetensorsFile } from '../../src/node/weights-file.ts';
-import { readPth } from '../../src/nn/weights/pth.ts';
-import { describeDiff, fixture, fixturePath } from './helpers.ts';
+import { WeightFileError, readStateDictFile, writeSafetensorsFile } from '../../src/node/weights-file.js';
+import { readPth } from '../../src/nn/weights/pth.js';
+import { describeDiff, fixture, fixturePath } from './helpers.js';
 
 let dir: string;
 beforeAll(async () => {

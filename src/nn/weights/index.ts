@@ -1,4 +1,4 @@
-export * from './state-dict.ts';
-export { readPth, looksLikeZip, looksLikeLegacyTorch, type ReadPthOptions } from './pth.ts';
-export { parseSafetensors, serializeSafetensors, looksLikeSafetensors, type Safetensors } from './safetensors.ts';
-export { unpickle, PickleError } from './pickle.ts';
+export * from './state-dict.js';
+export { readPth, looksLikeZip, looksLikeLegacyTorch, type ReadPthOptions } from './pth.js';
+export { parseSafetensors, serializeSafetensors, looksLikeSafetensors, type Safetensors } from './safetensors.js';
+export { unpickle, PickleError } from './pickle.js';

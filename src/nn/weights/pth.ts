@@ -15,7 +15,7 @@ import {
   describePickleValue,
   isTuple,
   unpickle,
-} from './pickle.ts';
+} from './pickle.js';
 import {
   DTYPE_BYTES,
   type DType,
@@ -26,7 +26,7 @@ import {
   numElements,
   toFloat32,
   typedArrayFromBytes,
-} from './state-dict.ts';
+} from './state-dict.js';
 
 export interface ReadPthOptions {
   /** Convert float16/bfloat16/float64 tensors to float32 (default true). Integer tensors are kept. */

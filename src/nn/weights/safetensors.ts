@@ -13,7 +13,7 @@ import {
   numElements,
   tensorBytes,
   typedArrayFromBytes,
-} from './state-dict.ts';
+} from './state-dict.js';
 
 export interface Safetensors {
   tensors: StateDict;
