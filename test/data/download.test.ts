@@ -128,7 +128,9 @@ describe('download', () => {
     expect((err as Error).message).toContain('../evil.txt');
     expect(existsSync(join(cache, '..', 'evil.txt'))).toBe(false);
     expect(readdirSync(cache)).toEqual(['hotdog.zip']); // the verified download stays, no extraction
-    const abs = await downloadExtract(entry('abs', sha1(absZip)), { cacheDir: mkdtempSync(join(tmpdir(), 'hub-abs-')), ...quiet }).catch((e: unknown) => e);
+    const absCache = mkdtempSync(join(tmpdir(), 'hub-abs-'));
+    const abs = await downloadExtract(entry('abs', sha1(absZip)), { cacheDir: absCache, ...quiet }).catch((e: unknown) => e);
+    rmSync(absCache, { recursive: true, force: true });
     expect(abs).toBeInstanceOf(UnsafeZipError);
     expect((abs as Error).message).toContain(ABS_TARGET);
     expect(existsSync(ABS_TARGET)).toBe(false);
