@@ -172,6 +172,17 @@ export class Runtime {
         throw new Error(`kernel ${def.name}: it has no binding "${name}" (it binds: ${k.layout.buffers.map((x) => x.name).join(', ')})`);
       }
     }
+    // WebGPU forbids a buffer that one binding writes from being bound again in the same dispatch (Dawn would only
+    // report it at submit time, without saying which kernel); catch it here by name.
+    k.layout.buffers.forEach((b, i) => {
+      k.layout.buffers.forEach((other, j) => {
+        if (j <= i || (b.kind !== 'storage' && other.kind !== 'storage')) return;
+        const buffer = (entries[i]!.resource as GPUBufferBinding).buffer;
+        if (buffer === (entries[j]!.resource as GPUBufferBinding).buffer) {
+          throw new Error(`kernel ${def.name}: "${b.name}" and "${other.name}" are the same buffer, and one of them is written`);
+        }
+      });
+    });
     if (k.layout.params) entries.push({ binding: k.layout.params.binding, resource: this.packUniform(def.name, k.layout, params) });
     else if (Object.keys(params).length) throw new Error(`kernel ${def.name}: has no params struct but params were given`);
 

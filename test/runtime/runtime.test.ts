@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { Tensor } from '../../src/kernels/tensor.js';
 import type { KernelDef } from '../../src/kernels/kernel.js';
-import { describeAdapter } from '../../src/kernels/device.js';
+import { createGpuContext, describeAdapter } from '../../src/kernels/device.js';
+import { withBindingLimit } from '../helpers/binding-limit.js';
 import { testRuntime } from '../helpers/gpu.js';
 
 // y = a * x + y over n elements, with params passed by name through the reflected uniform layout.
@@ -82,12 +83,17 @@ describe('runtime', () => {
   it('rejects wrong bindings and params by name', async () => {
     const rt = await testRuntime();
     const x = Tensor.zeros(rt, [4]);
+    const y = Tensor.zeros(rt, [4]);
     expect(() => rt.dispatch(saxpy, 1, { x }, { a: 1, n: 4, offset: 0 })).toThrow(/saxpyTest: binding "y" was not given/);
-    expect(() => rt.dispatch(saxpy, 1, { x, y: x, z: x }, { a: 1, n: 4, offset: 0 })).toThrow(/no binding "z"/);
-    expect(() => rt.dispatch(saxpy, 1, { x, y: x }, { a: 1, n: 4 })).toThrow(/param "offset" was not given/);
-    expect(() => rt.dispatch(saxpy, 1, { x, y: x }, { a: 1, n: 4, offset: 0, b: 2 })).toThrow(/unknown param "b"/);
-    expect(() => rt.dispatch(saxpy, 1, { x, y: x }, { a: 1, n: 4.5, offset: 0 })).toThrow(/"n" is u32/);
+    expect(() => rt.dispatch(saxpy, 1, { x, y, z: x }, { a: 1, n: 4, offset: 0 })).toThrow(/no binding "z"/);
+    expect(() => rt.dispatch(saxpy, 1, { x, y }, { a: 1, n: 4 })).toThrow(/param "offset" was not given/);
+    expect(() => rt.dispatch(saxpy, 1, { x, y }, { a: 1, n: 4, offset: 0, b: 2 })).toThrow(/unknown param "b"/);
+    expect(() => rt.dispatch(saxpy, 1, { x, y }, { a: 1, n: 4.5, offset: 0 })).toThrow(/"n" is u32/);
+    // A buffer written by one binding may not be bound again in the same dispatch.
+    expect(() => rt.dispatch(saxpy, 1, { x, y: x }, { a: 1, n: 4, offset: 0 })).toThrow(/saxpyTest: "x" and "y" are the same buffer/);
+    await rt.sync();
     x.release();
+    y.release();
   });
 
   it('reports a WGSL compile error naming the kernel and the compiler message', async () => {
@@ -146,14 +152,37 @@ describe('runtime', () => {
 describe('tensors over the binding limit', () => {
   it('fill splits into bindable slices', async () => {
     const rt = await testRuntime();
-    rt.bindingLimit = 4096;
-    try {
+    await withBindingLimit(rt, 4096, async () => {
       const t = Tensor.full(rt, [3, 1001], 1.25);
       const got = await t.read();
       expect(got.every((v) => v === 1.25)).toBe(true);
       t.release();
-    } finally {
-      rt.bindingLimit = rt.maxBindingSize;
-    }
+    });
+  });
+});
+
+describe('errors', () => {
+  it('a GPU validation error surfaces at the next wait, naming the kernels of the batch', async () => {
+    const rt = await testRuntime();
+    const x = Tensor.zeros(rt, [4]);
+    const y = Tensor.zeros(rt, [4]);
+    const max = rt.ctx.limits.maxComputeWorkgroupsPerDimension;
+    rt.dispatch(saxpy, max + 1, { x, y }, { a: 1, n: 4, offset: 0 });
+    await expect(rt.sync()).rejects.toThrow(/GPU error \(kernels in this batch: saxpyTest\)/);
+    x.release();
+    y.release();
+    // The failed batch was dropped whole (its clears too); later batches run normally.
+    const x2 = Tensor.zeros(rt, [4]);
+    const y2 = Tensor.zeros(rt, [4]);
+    rt.dispatch(saxpy, 1, { x: x2, y: y2 }, { a: 1, n: 4, offset: 1 });
+    expect(Array.from(await y2.read())).toEqual([1, 1, 1, 1]);
+    x2.release();
+    y2.release();
+  });
+
+  it('no adapter: the error says what to install', async () => {
+    const noAdapter = { requestAdapter: async () => null } as unknown as GPU;
+    await expect(createGpuContext(noAdapter)).rejects.toThrow(/No WebGPU adapter was found[\s\S]*mesa-vulkan-drivers libvulkan1/);
+    await expect(createGpuContext(undefined)).rejects.toThrow(/WebGPU is not available/);
   });
 });
