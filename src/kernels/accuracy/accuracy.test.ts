@@ -1,5 +1,6 @@
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { withBindingLimit } from '../../../test/helpers/binding-limit.js';
+import { loadOpFixture, toLabels, toTensor, type FixtureTensor } from '../../../test/helpers/fixtures.js';
 import { testRuntime } from '../../../test/helpers/gpu.js';
 import { randn, rng } from '../../../test/helpers/gradcheck.js';
 import { Tensor } from '../tensor.js';
@@ -54,9 +55,7 @@ describe('accuracy count', () => {
     const C = 5;
     const xs = tied(N * C, 1);
     const ls = labelsFor(N, C, 2);
-    const saved = rt.bindingLimit;
-    rt.bindingLimit = 16 * 1024;
-    try {
+    await withBindingLimit(rt, 16 * 1024, async () => {
       const logits = Tensor.fromArray(rt, xs, [N, C]);
       const labels = Tensor.fromArray(rt, ls);
       const before = rt.stats.dispatches;
@@ -64,27 +63,21 @@ describe('accuracy count', () => {
       expect(await count.item()).toBe(accuracyCountRef(xs, ls, N, C));
       expect(rt.stats.dispatches - before).toBeGreaterThan(3);
       for (const t of [logits, labels, count]) t.release();
-    } finally {
-      rt.bindingLimit = saved;
-    }
+    });
   });
 
   describe('PyTorch parity (fixtures/ops/accuracy.json)', () => {
-    interface T {
-      shape: number[];
-      data: number[];
-    }
     interface Case {
-      logits: T;
-      labels: T;
-      argmax: T;
+      logits: FixtureTensor;
+      labels: FixtureTensor;
+      argmax: FixtureTensor;
       count: number;
     }
-    const fixture = JSON.parse(readFileSync(new URL('../../../fixtures/ops/accuracy.json', import.meta.url), 'utf8')) as { cases: Case[] };
+    const fixture = loadOpFixture<{ cases: Case[] }>('accuracy.json');
     it.each(fixture.cases.map((c, i) => [i, c] as const))('case %i: the same count as (logits.argmax(1) == labels).sum()', async (_i, c) => {
       const rt = await testRuntime();
-      const logits = Tensor.fromArray(rt, Float32Array.from(c.logits.data), c.logits.shape);
-      const labels = Tensor.fromArray(rt, Int32Array.from(c.labels.data));
+      const logits = toTensor(rt, c.logits);
+      const labels = toLabels(rt, c.labels);
       const count = accuracyCount(logits, labels);
       expect(await count.item()).toBe(c.count);
       // The reference's tie rule is torch's: taking torch's argmax as labels, every row counts.

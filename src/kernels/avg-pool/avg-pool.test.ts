@@ -1,5 +1,6 @@
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { withBindingLimit } from '../../../test/helpers/binding-limit.js';
+import { loadOpFixture, toTensor, type FixtureTensor } from '../../../test/helpers/fixtures.js';
 import { testRuntime } from '../../../test/helpers/gpu.js';
 import { dot, f64, maxRelError, numericGrad, randn } from '../../../test/helpers/gradcheck.js';
 import { Tensor } from '../tensor.js';
@@ -57,47 +58,37 @@ describe('adaptive_avg_pool2d', () => {
     const shape: Shape4 = [9, 16, 8, 8]; // 4 KiB per sample
     const xs = shifted(size(shape), 4);
     const R = randn(9 * 16, 5);
-    const run = async (limit: number) => {
-      const saved = rt.bindingLimit;
-      rt.bindingLimit = limit;
-      try {
-        const x = Tensor.fromArray(rt, xs, shape);
-        const y = adaptiveAvgPool2dForward(x, 1);
-        const gy = Tensor.fromArray(rt, R, y.shape);
-        const gx = adaptiveAvgPool2dBackward(gy, shape);
-        const r = { y: await y.read(), gx: await gx.read() };
-        for (const t of [x, y, gy, gx]) t.release();
-        return r;
-      } finally {
-        rt.bindingLimit = saved;
-      }
+    const run = async () => {
+      const x = Tensor.fromArray(rt, xs, shape);
+      const y = adaptiveAvgPool2dForward(x, 1);
+      const gy = Tensor.fromArray(rt, R, y.shape);
+      const gx = adaptiveAvgPool2dBackward(gy, shape);
+      const r = { y: await y.read(), gx: await gx.read() };
+      for (const t of [x, y, gy, gx]) t.release();
+      return r;
     };
-    const whole = await run(rt.bindingLimit);
+    const whole = await run();
     const before = rt.stats.dispatches;
-    const split = await run(16 * 1024);
+    const split = await withBindingLimit(rt, 16 * 1024, run);
     expect(rt.stats.dispatches - before).toBe(6);
     expect(split).toEqual(whole);
   });
 
   describe('PyTorch parity (fixtures/ops/adaptive_avg_pool2d.json)', () => {
-    interface T {
-      shape: number[];
-      data: number[];
-    }
     interface Case {
       output: [number, number];
-      input: T;
-      y: T;
-      gy: T;
-      gx: T;
+      input: FixtureTensor;
+      y: FixtureTensor;
+      gy: FixtureTensor;
+      gx: FixtureTensor;
     }
-    const fixture = JSON.parse(readFileSync(new URL('../../../fixtures/ops/adaptive_avg_pool2d.json', import.meta.url), 'utf8')) as { cases: Case[] };
+    const fixture = loadOpFixture<{ cases: Case[] }>('adaptive_avg_pool2d.json');
     it.each(fixture.cases.map((c, i) => [i, c] as const))('case %i: y and gx within 1e-4 (maxRelError)', async (i, c) => {
       const rt = await testRuntime();
-      const x = Tensor.fromArray(rt, Float32Array.from(c.input.data), c.input.shape);
+      const x = toTensor(rt, c.input);
       const y = adaptiveAvgPool2dForward(x, c.output);
       expect(y.shape).toEqual(c.y.shape);
-      const gy = Tensor.fromArray(rt, Float32Array.from(c.gy.data), c.gy.shape);
+      const gy = toTensor(rt, c.gy);
       const gx = adaptiveAvgPool2dBackward(gy, x.shape);
       const ey = maxRelError(await y.read(), c.y.data);
       const eg = maxRelError(await gx.read(), c.gx.data);

@@ -1,5 +1,6 @@
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { withBindingLimit } from '../../../test/helpers/binding-limit.js';
+import { loadOpFixture, toTensor, type FixtureTensor } from '../../../test/helpers/fixtures.js';
 import { testRuntime } from '../../../test/helpers/gpu.js';
 import { dot, f64, maxRelError, numericGrad, randn, uniform } from '../../../test/helpers/gradcheck.js';
 import type { Runtime } from '../runtime.js';
@@ -175,36 +176,30 @@ describe('batch_norm2d', () => {
     const shape: Shape4 = [25, 8, 16, 16];
     const p = params(shape, 42, 3);
     const R = randn(p.x.length, 43);
-    const run = async (limit: number) => {
-      const saved = rt.bindingLimit;
-      rt.bindingLimit = limit;
-      try {
-        const t = upload(rt, p, shape);
-        const gy = Tensor.fromArray(rt, R, shape);
-        const f = batchNormTrainForward(t.x, t.w, t.b, t.rm, t.rv);
-        const g = batchNormBackward(gy, t.x, t.w, f.saveMean, f.saveInvStd, all);
-        const ye = batchNormEvalForward(t.x, t.w, t.b, t.rm, t.rv);
-        const ge = batchNormEvalBackward(gy, t.x, t.w, t.rm, t.rv, 1e-5, all);
-        const out = {
-          y: await f.y.read(),
-          rm: await t.rm.read(),
-          rv: await t.rv.read(),
-          gx: await g.gx!.read(),
-          gw: await g.gweight!.read(),
-          gb: await g.gbias!.read(),
-          yEval: await ye.read(),
-          gxEval: await ge.gx!.read(),
-          gwEval: await ge.gweight!.read(),
-        };
-        release(gy, f.y, f.saveMean, f.saveInvStd, g.gx, g.gweight, g.gbias, ye, ge.gx, ge.gweight, ge.gbias, ...Object.values(t));
-        return out;
-      } finally {
-        rt.bindingLimit = saved;
-      }
+    const run = async () => {
+      const t = upload(rt, p, shape);
+      const gy = Tensor.fromArray(rt, R, shape);
+      const f = batchNormTrainForward(t.x, t.w, t.b, t.rm, t.rv);
+      const g = batchNormBackward(gy, t.x, t.w, f.saveMean, f.saveInvStd, all);
+      const ye = batchNormEvalForward(t.x, t.w, t.b, t.rm, t.rv);
+      const ge = batchNormEvalBackward(gy, t.x, t.w, t.rm, t.rv, 1e-5, all);
+      const out = {
+        y: await f.y.read(),
+        rm: await t.rm.read(),
+        rv: await t.rv.read(),
+        gx: await g.gx!.read(),
+        gw: await g.gweight!.read(),
+        gb: await g.gbias!.read(),
+        yEval: await ye.read(),
+        gxEval: await ge.gx!.read(),
+        gwEval: await ge.gweight!.read(),
+      };
+      release(gy, f.y, f.saveMean, f.saveInvStd, g.gx, g.gweight, g.gbias, ye, ge.gx, ge.gweight, ge.gbias, ...Object.values(t));
+      return out;
     };
-    const whole = await run(rt.bindingLimit);
+    const whole = await run();
     const dispatchesBefore = rt.stats.dispatches;
-    const split = await run(16 * 1024);
+    const split = await withBindingLimit(rt, 16 * 1024, run);
     expect(rt.stats.dispatches - dispatchesBefore).toBeGreaterThan(50);
     const ref = bnTrainRef(f64(p.x), bnShape(shape), f64(p.w), f64(p.b), f64(p.rm), f64(p.rv));
     expect(maxRelError(split.y, ref.y)).toBeLessThan(FORWARD_BOUND);
@@ -216,40 +211,35 @@ describe('batch_norm2d', () => {
   });
 
   describe('PyTorch parity (fixtures/ops/batch_norm2d.json)', () => {
-    interface T {
-      shape: number[];
-      data: number[];
-    }
     interface Mode {
-      y: T;
-      gx: T;
-      gweight: T;
-      gbias: T;
-      running_mean?: T;
-      running_var?: T;
+      y: FixtureTensor;
+      gx: FixtureTensor;
+      gweight: FixtureTensor;
+      gbias: FixtureTensor;
+      running_mean?: FixtureTensor;
+      running_var?: FixtureTensor;
       num_batches_tracked?: number;
     }
     interface Case {
-      input: T;
-      gy: T;
+      input: FixtureTensor;
+      gy: FixtureTensor;
       eps: number;
       momentum: number;
-      init: Record<'weight' | 'bias' | 'running_mean' | 'running_var', T>;
-      evalRunning: Record<'running_mean' | 'running_var', T>;
+      init: Record<'weight' | 'bias' | 'running_mean' | 'running_var', FixtureTensor>;
+      evalRunning: Record<'running_mean' | 'running_var', FixtureTensor>;
       train: Mode;
       eval: Mode;
     }
-    const fixture = JSON.parse(readFileSync(new URL('../../../fixtures/ops/batch_norm2d.json', import.meta.url), 'utf8')) as { cases: Case[] };
+    const fixture = loadOpFixture<{ cases: Case[] }>('batch_norm2d.json');
 
     it.each(fixture.cases.map((c, i) => [i, c] as const))('case %i: train step then eval, within 1e-4 (maxRelError)', async (_i, c) => {
       const rt = await testRuntime();
-      const f32 = (v: T) => Tensor.fromArray(rt, Float32Array.from(v.data), v.shape);
-      const x = f32(c.input);
-      const gy = f32(c.gy);
-      const w = f32(c.init.weight);
-      const b = f32(c.init.bias);
-      const rm = f32(c.init.running_mean);
-      const rv = f32(c.init.running_var);
+      const x = toTensor(rt, c.input);
+      const gy = toTensor(rt, c.gy);
+      const w = toTensor(rt, c.init.weight);
+      const b = toTensor(rt, c.init.bias);
+      const rm = toTensor(rt, c.init.running_mean);
+      const rv = toTensor(rt, c.init.running_var);
       const tracker = { numBatchesTracked: 0 };
       const f = batchNormTrainForward(x, w, b, rm, rv, { momentum: c.momentum, eps: c.eps, tracker });
       const g = batchNormBackward(gy, x, w, f.saveMean, f.saveInvStd, all);

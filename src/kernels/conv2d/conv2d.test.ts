@@ -1,7 +1,8 @@
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { Tensor } from '../tensor.js';
 import type { Runtime } from '../runtime.js';
+import { withBindingLimit } from '../../../test/helpers/binding-limit.js';
+import { loadOpFixture, toTensor, type FixtureTensor } from '../../../test/helpers/fixtures.js';
 import { testRuntime } from '../../../test/helpers/gpu.js';
 import { dot, f64, maxRelError, numericGrad, randn } from '../../../test/helpers/gradcheck.js';
 import {
@@ -172,17 +173,13 @@ describe('conv2d over the binding limit', () => {
       const d0 = rt.stats.dispatches;
       const whole = await runAll(rt, c, xs, ws, bs, gys, undefined, method);
       const wholeDispatches = rt.stats.dispatches - d0;
-      const saved = rt.bindingLimit;
-      rt.bindingLimit = 16 * 1024;
-      let split: Result;
-      try {
+      const split = await withBindingLimit(rt, 16 * 1024, async () => {
         const d1 = rt.stats.dispatches;
-        split = await runAll(rt, c, xs, ws, bs, gys, undefined, method);
+        const r = await runAll(rt, c, xs, ws, bs, gys, undefined, method);
         // More dispatches than the one-piece run: it really was sliced.
         expect(rt.stats.dispatches - d1).toBeGreaterThan(2 * wholeDispatches);
-      } finally {
-        rt.bindingLimit = saved;
-      }
+        return r;
+      });
       // Slices change only the order of the batch sum in gw and gb.
       expect(maxRelError(split.y, whole.y)).toBe(0);
       expect(maxRelError(split.gx, whole.gx)).toBe(0);
@@ -192,10 +189,6 @@ describe('conv2d over the binding limit', () => {
   }
 });
 
-interface FixtureTensor {
-  shape: number[];
-  data: number[];
-}
 interface ConvFixture {
   name: string;
   stride: [number, number];
@@ -211,15 +204,14 @@ interface ConvFixture {
 }
 
 describe('conv2d vs PyTorch 1.13 (fixtures/ops/conv2d.json, scripts/fixtures/make_conv_linear_fixtures.py)', () => {
-  const fixture = JSON.parse(readFileSync(new URL('../../../fixtures/ops/conv2d.json', import.meta.url), 'utf8')) as { cases: ConvFixture[] };
+  const fixture = loadOpFixture<{ cases: ConvFixture[] }>('conv2d.json');
   // Metric: maxRelError (max |gpu - torch| / max |torch|) < 1e-4 for y and every gradient.
   for (const c of fixture.cases) {
     it(c.name, async () => {
       const rt = await testRuntime();
-      const t = (f: FixtureTensor): Tensor<'f32'> => Tensor.fromArray(rt, Float32Array.from(f.data), f.shape);
       const opts: Conv2dOptions = { stride: c.stride, padding: c.padding };
-      const [x, w, gy] = [t(c.x), t(c.w), t(c.gy)];
-      const b = c.b ? t(c.b) : null;
+      const [x, w, gy] = [toTensor(rt, c.x), toTensor(rt, c.w), toTensor(rt, c.gy)];
+      const b = c.b ? toTensor(rt, c.b) : null;
       const outs: [Tensor, FixtureTensor][] = [
         [conv2dForward(x, w, b, opts), c.y],
         [conv2dBackwardInput(gy, w, c.x.shape, opts), c.gx],

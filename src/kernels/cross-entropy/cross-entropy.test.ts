@@ -1,5 +1,6 @@
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { withBindingLimit } from '../../../test/helpers/binding-limit.js';
+import { loadOpFixture, toLabels, toTensor, type FixtureTensor } from '../../../test/helpers/fixtures.js';
 import { testRuntime } from '../../../test/helpers/gpu.js';
 import { dot, f64, maxRelError, numericGrad, randn, rng } from '../../../test/helpers/gradcheck.js';
 import { batchChunks } from '../chunks.js';
@@ -115,61 +116,48 @@ describe('softmax_cross_entropy', () => {
     const xs = logitsFor(N, C, 9);
     const ls = labelsFor(N, C, 10);
     const R = randn(N, 11);
-    const run = async (limit: number) => {
-      const saved = rt.bindingLimit;
-      rt.bindingLimit = limit;
-      try {
-        const t = upload(rt, xs, ls, C);
-        const f = crossEntropyForward(t.logits, t.labels);
-        const gL = Tensor.fromArray(rt, R);
-        const gS = Tensor.fromArray(rt, [2]);
-        const d1 = crossEntropyBackward(t.logits, t.labels, gL);
-        const d2 = crossEntropyBackwardScaled(t.logits, t.labels, gS, 1 / N);
-        const out = { losses: await f.losses.read(), sum: await f.sum.read(), d1: await d1.read(), d2: await d2.read() };
-        for (const x of [t.logits, t.labels, f.losses, f.sum, f.mean, gL, gS, d1, d2]) x.release();
-        return out;
-      } finally {
-        rt.bindingLimit = saved;
-      }
+    const run = async () => {
+      const t = upload(rt, xs, ls, C);
+      const f = crossEntropyForward(t.logits, t.labels);
+      const gL = Tensor.fromArray(rt, R);
+      const gS = Tensor.fromArray(rt, [2]);
+      const d1 = crossEntropyBackward(t.logits, t.labels, gL);
+      const d2 = crossEntropyBackwardScaled(t.logits, t.labels, gS, 1 / N);
+      const out = { losses: await f.losses.read(), sum: await f.sum.read(), d1: await d1.read(), d2: await d2.read() };
+      for (const x of [t.logits, t.labels, f.losses, f.sum, f.mean, gL, gS, d1, d2]) x.release();
+      return out;
     };
-    const whole = await run(rt.bindingLimit);
+    const whole = await run();
     const before = rt.stats.dispatches;
-    const split = await run(16 * 1024);
-    const saved = rt.bindingLimit;
-    rt.bindingLimit = 16 * 1024;
-    const slices = batchChunks(rt, N, [C, 1]).length;
-    rt.bindingLimit = saved;
+    const split = await withBindingLimit(rt, 16 * 1024, run);
+    const slices = await withBindingLimit(rt, 16 * 1024, async () => batchChunks(rt, N, [C, 1]).length);
     expect(slices).toBeGreaterThanOrEqual(3);
     expect(rt.stats.dispatches - before).toBe(3 * slices + 1); // forward, two backwards, one sum
     expect(split).toEqual(whole);
   });
 
   describe('PyTorch parity (fixtures/ops/cross_entropy.json)', () => {
-    interface T {
-      shape: number[];
-      data: number[];
-    }
     interface Case {
-      logits: T;
-      labels: T;
-      losses: T;
+      logits: FixtureTensor;
+      labels: FixtureTensor;
+      losses: FixtureTensor;
       sum: number;
       mean: number;
-      gLosses: T;
-      gradNone: T;
+      gLosses: FixtureTensor;
+      gradNone: FixtureTensor;
       gSum: number;
-      gradSum: T;
+      gradSum: FixtureTensor;
       gMean: number;
-      gradMean: T;
+      gradMean: FixtureTensor;
     }
-    const fixture = JSON.parse(readFileSync(new URL('../../../fixtures/ops/cross_entropy.json', import.meta.url), 'utf8')) as { cases: Case[] };
+    const fixture = loadOpFixture<{ cases: Case[] }>('cross_entropy.json');
     it.each(fixture.cases.map((c, i) => [i, c] as const))('case %i: losses, sum, mean and gradients within 1e-4 (maxRelError)', async (i, c) => {
       const rt = await testRuntime();
       const [N] = c.logits.shape as [number, number];
-      const logits = Tensor.fromArray(rt, Float32Array.from(c.logits.data), c.logits.shape);
-      const labels = Tensor.fromArray(rt, Int32Array.from(c.labels.data));
+      const logits = toTensor(rt, c.logits);
+      const labels = toLabels(rt, c.labels);
       const f = crossEntropyForward(logits, labels);
-      const gL = Tensor.fromArray(rt, Float32Array.from(c.gLosses.data));
+      const gL = toTensor(rt, c.gLosses);
       const gS = Tensor.fromArray(rt, [c.gSum]);
       const gM = Tensor.fromArray(rt, [c.gMean]);
       const dN = crossEntropyBackward(logits, labels, gL);

@@ -3,6 +3,7 @@ import { Tensor } from '../tensor.js';
 import { accumulate, add, broadcastScalar, reluBackward, reluForward, scaleByTensor } from './elementwise.js';
 import { addReference, reluReference } from './elementwise.reference.js';
 import { dot, f64, maxRelError, numericGrad, randn } from '../../../test/helpers/gradcheck.js';
+import { withBindingLimit } from '../../../test/helpers/binding-limit.js';
 import { testRuntime } from '../../../test/helpers/gpu.js';
 
 describe('elementwise', () => {
@@ -56,15 +57,12 @@ describe('elementwise', () => {
     const y = Tensor.fromArray(rt, ys);
     const whole = add(x, y);
     const dispatches = rt.stats.dispatches;
-    rt.bindingLimit = 4096;
-    try {
+    await withBindingLimit(rt, 4096, async () => {
       const sliced = add(x, y);
       expect(rt.stats.dispatches - dispatches).toBe(Math.ceil(n / 1024));
       expect(Array.from(await sliced.read())).toEqual(Array.from(await whole.read()));
       sliced.release();
-    } finally {
-      rt.bindingLimit = rt.maxBindingSize;
-    }
+    });
     for (const t of [x, y, whole]) t.release();
   });
 });

@@ -1,6 +1,7 @@
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { Tensor } from '../tensor.js';
+import { withBindingLimit } from '../../../test/helpers/binding-limit.js';
+import { loadOpFixture, toTensor, type FixtureTensor } from '../../../test/helpers/fixtures.js';
 import { testRuntime } from '../../../test/helpers/gpu.js';
 import { dot, f64, maxRelError, numericGrad, randn } from '../../../test/helpers/gradcheck.js';
 import {
@@ -173,22 +174,12 @@ describe('linear', () => {
       return vals;
     };
     const whole = await run();
-    const saved = rt.bindingLimit;
-    rt.bindingLimit = 16 * 1024;
-    try {
-      const split = await run();
-      for (let i = 0; i < whole.length; i++) expect(maxRelError(split[i]!, whole[i]!)).toBeLessThan(1e-6);
-    } finally {
-      rt.bindingLimit = saved;
-    }
+    const split = await withBindingLimit(rt, 16 * 1024, run);
+    for (let i = 0; i < whole.length; i++) expect(maxRelError(split[i]!, whole[i]!)).toBeLessThan(1e-6);
     for (const t of [X, W, B, G]) t.release();
   });
 });
 
-interface FixtureTensor {
-  shape: number[];
-  data: number[];
-}
 interface LinearFixture {
   name: string;
   x: FixtureTensor;
@@ -202,14 +193,13 @@ interface LinearFixture {
 }
 
 describe('linear vs PyTorch 1.13 (fixtures/ops/linear.json, scripts/fixtures/make_conv_linear_fixtures.py)', () => {
-  const fixture = JSON.parse(readFileSync(new URL('../../../fixtures/ops/linear.json', import.meta.url), 'utf8')) as { cases: LinearFixture[] };
+  const fixture = loadOpFixture<{ cases: LinearFixture[] }>('linear.json');
   // Metric: maxRelError (max |gpu - torch| / max |torch|) < 1e-4 for y and every gradient.
   for (const c of fixture.cases) {
     it(c.name, async () => {
       const rt = await testRuntime();
-      const t = (f: FixtureTensor): Tensor<'f32'> => Tensor.fromArray(rt, Float32Array.from(f.data), f.shape);
-      const [x, w, gy] = [t(c.x), t(c.w), t(c.gy)];
-      const b = c.b ? t(c.b) : null;
+      const [x, w, gy] = [toTensor(rt, c.x), toTensor(rt, c.w), toTensor(rt, c.gy)];
+      const b = c.b ? toTensor(rt, c.b) : null;
       const outs: [Tensor, FixtureTensor][] = [
         [linearForward(x, w, b), c.y],
         [linearBackwardInput(gy, w), c.gx],

@@ -1,5 +1,6 @@
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { withBindingLimit } from '../../../test/helpers/binding-limit.js';
+import { loadOpFixture, toTensor, type FixtureTensor } from '../../../test/helpers/fixtures.js';
 import { testRuntime } from '../../../test/helpers/gpu.js';
 import { dot, f64, maxRelError, numericGrad, randn, rng } from '../../../test/helpers/gradcheck.js';
 import { Tensor } from '../tensor.js';
@@ -110,54 +111,44 @@ describe('max_pool2d', () => {
     const shape: Shape4 = [11, 4, 16, 16];
     const xs = tied(size(shape), 21);
     const R = randn(11 * 4 * 8 * 8, 22);
-    const run = async (limit: number) => {
-      const saved = rt.bindingLimit;
-      rt.bindingLimit = limit;
-      try {
-        const x = Tensor.fromArray(rt, xs, shape);
-        const { y, indices } = maxPool2dForward(x, resnet);
-        const gy = Tensor.fromArray(rt, R, y.shape);
-        const gx = maxPool2dBackward(gy, indices, shape, resnet);
-        const out = { y: await y.read(), indices: await indices.read(), gx: await gx.read() };
-        for (const t of [x, y, indices, gy, gx]) t.release();
-        return out;
-      } finally {
-        rt.bindingLimit = saved;
-      }
+    const run = async () => {
+      const x = Tensor.fromArray(rt, xs, shape);
+      const { y, indices } = maxPool2dForward(x, resnet);
+      const gy = Tensor.fromArray(rt, R, y.shape);
+      const gx = maxPool2dBackward(gy, indices, shape, resnet);
+      const out = { y: await y.read(), indices: await indices.read(), gx: await gx.read() };
+      for (const t of [x, y, indices, gy, gx]) t.release();
+      return out;
     };
-    const whole = await run(rt.bindingLimit);
+    const whole = await run();
     const before = rt.stats.dispatches;
-    const split = await run(16 * 1024);
+    const split = await withBindingLimit(rt, 16 * 1024, run);
     expect(rt.stats.dispatches - before).toBe(6);
     expect(split).toEqual(whole);
   });
 
   describe('PyTorch parity (fixtures/ops/max_pool2d.json)', () => {
-    interface T {
-      shape: number[];
-      data: number[];
-    }
     interface Case {
       params: { kernel: [number, number]; stride: [number, number]; padding: [number, number]; dilation: [number, number]; ceil_mode: boolean };
       ties: boolean;
-      input: T;
-      y: T;
-      indices: T;
-      gy: T;
-      gx: T;
+      input: FixtureTensor;
+      y: FixtureTensor;
+      indices: FixtureTensor;
+      gy: FixtureTensor;
+      gx: FixtureTensor;
     }
-    const fixture = JSON.parse(readFileSync(new URL('../../../fixtures/ops/max_pool2d.json', import.meta.url), 'utf8')) as { cases: Case[] };
+    const fixture = loadOpFixture<{ cases: Case[] }>('max_pool2d.json');
     it.each(fixture.cases.map((c, i) => [i, c] as const))('case %i: y, indices exact; gx within 1e-4 (maxRelError)', async (_i, c) => {
       const rt = await testRuntime();
       const opts: MaxPool2dOptions = {
         kernel: c.params.kernel, stride: c.params.stride, padding: c.params.padding, dilation: c.params.dilation, ceilMode: c.params.ceil_mode,
       };
-      const x = Tensor.fromArray(rt, Float32Array.from(c.input.data), c.input.shape);
+      const x = toTensor(rt, c.input);
       const { y, indices } = maxPool2dForward(x, opts);
       expect(y.shape).toEqual(c.y.shape);
       expect(Array.from(await y.read())).toEqual(c.y.data);
       expect(Array.from(await indices.read())).toEqual(c.indices.data);
-      const gy = Tensor.fromArray(rt, Float32Array.from(c.gy.data), c.gy.shape);
+      const gy = toTensor(rt, c.gy);
       const gx = maxPool2dBackward(gy, indices, x.shape, opts);
       const e = maxRelError(await gx.read(), c.gx.data);
       console.log(`maxpool torch case ${_i}${c.ties ? ' (ties)' : ''}: gx ${e.toExponential(2)}`);

@@ -3,6 +3,7 @@ import { Tensor } from '../tensor.js';
 import { sumAll } from './sum.js';
 import { sumReference } from './sum.reference.js';
 import { randn } from '../../../test/helpers/gradcheck.js';
+import { withBindingLimit } from '../../../test/helpers/binding-limit.js';
 import { testRuntime } from '../../../test/helpers/gpu.js';
 
 describe('sumAll', () => {
@@ -28,14 +29,9 @@ describe('sumAll', () => {
     const xs = randn(50_000, 1);
     const x = Tensor.fromArray(rt, xs);
     const whole = await sumAll(x).item();
-    rt.bindingLimit = 16384;
-    try {
-      const sliced = await sumAll(x).item();
-      expect(Math.abs(sliced - whole)).toBeLessThan(1e-3);
-      expect(Math.abs(sliced - sumReference(xs))).toBeLessThan(1e-3);
-    } finally {
-      rt.bindingLimit = rt.maxBindingSize;
-    }
+    const sliced = await withBindingLimit(rt, 16384, () => sumAll(x).item());
+    expect(Math.abs(sliced - whole)).toBeLessThan(1e-3);
+    expect(Math.abs(sliced - sumReference(xs))).toBeLessThan(1e-3);
     x.release();
   });
 });

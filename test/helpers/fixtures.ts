@@ -1,0 +1,26 @@
+// PyTorch fixtures of the op tests (fixtures/ops/*.json, written by scripts/fixtures/): reading them and turning
+// their tensors into GPU tensors.
+import { readFileSync } from 'node:fs';
+import type { Runtime } from '../../src/kernels/runtime.js';
+import { Tensor } from '../../src/kernels/tensor.js';
+
+/** A tensor as the fixture scripts write it: the shape and the values in row-major order. */
+export interface FixtureTensor {
+  shape: number[];
+  data: number[];
+}
+
+/** Parses fixtures/ops/<file> (relative to the repository, not the working directory). */
+export function loadOpFixture<T>(file: string): T {
+  return JSON.parse(readFileSync(new URL(`../../fixtures/ops/${file}`, import.meta.url), 'utf8')) as T;
+}
+
+/** The fixture tensor as an f32 GPU tensor of the same shape. */
+export function toTensor(rt: Runtime, f: FixtureTensor): Tensor<'f32'> {
+  return Tensor.fromArray(rt, Float32Array.from(f.data), f.shape);
+}
+
+/** The fixture tensor (class labels) as an i32 GPU tensor of the same shape. */
+export function toLabels(rt: Runtime, f: FixtureTensor): Tensor<'i32'> {
+  return Tensor.fromArray(rt, Int32Array.from(f.data), f.shape);
+}
