@@ -5,6 +5,7 @@ import { noGrad } from '../autograd/grad-mode.js';
 import { zeroGrad } from '../autograd/tape.js';
 import { sgdUpdate, type SgdHyper } from '../kernels/sgd/sgd.js';
 import { Tensor } from '../kernels/tensor.js';
+import type { StateDict } from './weights/state-dict.js';
 
 export interface SgdOptions {
   lr: number;
@@ -125,4 +126,28 @@ export class SGD {
     for (const b of this.momentumBuffers.values()) b.release();
     this.momentumBuffers.clear();
   }
+}
+
+/**
+ * The optimizer state as named tensors plus string metadata, the shape a safetensors file holds
+ * (`state.<index>.momentum_buffer`, torch's names; the groups' hyper-parameters as JSON in `param_groups`).
+ */
+export function sgdStateToTensors(state: SgdStateDict): { tensors: StateDict; metadata: Record<string, string> } {
+  const tensors: StateDict = new Map();
+  for (const [i, s] of state.state) {
+    tensors.set(`state.${i}.momentum_buffer`, { dtype: 'float32', shape: [s.momentumBuffer.length], data: s.momentumBuffer });
+  }
+  return { tensors, metadata: { param_groups: JSON.stringify(state.paramGroups) } };
+}
+
+export function sgdStateFromTensors(tensors: StateDict, metadata: Record<string, string> | undefined): SgdStateDict {
+  const groups = metadata?.param_groups;
+  if (!groups) throw new Error('not an SGD state: no param_groups metadata');
+  const state = new Map<number, { momentumBuffer: Float32Array }>();
+  for (const [name, t] of tensors) {
+    const m = /^state\.(\d+)\.momentum_buffer$/.exec(name);
+    if (!m || t.dtype !== 'float32') throw new Error(`not an SGD state entry: ${name} (${t.dtype})`);
+    state.set(Number(m[1]), { momentumBuffer: t.data as Float32Array });
+  }
+  return { state, paramGroups: JSON.parse(groups) as SgdStateDict['paramGroups'] };
 }
