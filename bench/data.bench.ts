@@ -10,7 +10,7 @@ import b from 'benny';
 import { decodeImage } from '../src/data/decode.js';
 import { ImageFolder } from '../src/data/image-folder.js';
 import { DataLoader } from '../src/data/loader.js';
-import { Random } from '../src/data/random.js';
+import { Random } from '../src/util/random.js';
 import { evalTransform, trainTransform } from '../src/data/transforms.js';
 import type { RgbImage } from '../src/data/image.js';
 

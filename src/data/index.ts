@@ -1,4 +1,4 @@
-export { Random, deriveSeed } from './random.js';
+export { Random, deriveSeed } from '../util/random.js';
 export type { RgbImage, Box } from './image.js';
 export { crop, flipHorizontal } from './image.js';
 export { resizeBilinear } from './resample.js';

@@ -1,6 +1,6 @@
 /** One sample's work: decode a file and run the transform pipeline with the sample's own seed. */
 import { decodeImage } from './decode.js';
-import { Random } from './random.js';
+import { Random } from '../util/random.js';
 import { isTensor, ToTensor, type TensorImage, type Transform } from './transforms.js';
 
 /**

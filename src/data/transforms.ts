@@ -9,7 +9,7 @@
  * into a transform (used to hand a pipeline to worker threads).
  */
 import { crop, flipHorizontal, type Box, type RgbImage } from './image.js';
-import type { Random } from './random.js';
+import type { Random } from '../util/random.js';
 import { resizeBilinear } from './resample.js';
 
 /** A float image, channels first (CHW): `data.length === channels * height * width`. */

@@ -1,5 +1,5 @@
 // Parameter initialisation as torch.nn.init, drawn on the CPU from a seeded generator and uploaded once.
-import { Random } from '../data/random.js';
+import { Random } from '../util/random.js';
 import { Tensor } from '../kernels/tensor.js';
 
 export type Generator = Random;

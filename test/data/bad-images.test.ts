@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DecodeError, decodeImage } from '../../src/data/decode.js';
-import { Random } from '../../src/data/random.js';
+import { Random } from '../../src/util/random.js';
 import { evalTransform, trainTransform, type TensorImage } from '../../src/data/transforms.js';
 
 let dir: string;

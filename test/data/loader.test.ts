@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DecodeError } from '../../src/data/decode.js';
 import { ImageFolder } from '../../src/data/image-folder.js';
 import { DataLoader, type Batch } from '../../src/data/loader.js';
-import type { Random } from '../../src/data/random.js';
+import type { Random } from '../../src/util/random.js';
 import {
   CenterCrop,
   Compose,

@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { decodeImage } from '../../src/data/decode.js';
 import type { RgbImage } from '../../src/data/image.js';
-import { Random } from '../../src/data/random.js';
+import { Random } from '../../src/util/random.js';
 import {
   CenterCrop,
   Compose,

@@ -1,7 +1,7 @@
 /**
- * A small seedable random generator for the data pipeline: xoshiro128** seeded through
- * splitmix32. Everything random in src/data (shuffling, augmentation) draws from it, so a run
- * is reproducible from its seed.
+ * A small seedable random generator: xoshiro128** seeded through splitmix32. Everything random in the
+ * engine (shuffling and augmentation in src/data, parameter initialisation in src/nn) draws from it, so
+ * a run is reproducible from its seed. Web-standard only.
  *
  * Seeds are integers; `deriveSeed(base, ...keys)` hashes a base seed with more integers (an
  * epoch, a sample index) into an independent 32-bit seed, so that the stream used for one

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { deriveSeed, Random } from '../../src/data/random.js';
+import { deriveSeed, Random } from '../../src/util/random.js';
 import {
   CenterCrop,
   centerCropBox,
