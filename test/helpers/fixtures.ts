@@ -1,8 +1,10 @@
 // PyTorch fixtures of the op tests (fixtures/ops/*.json, written by scripts/fixtures/): reading them and turning
 // their tensors into GPU tensors.
 import { readFileSync } from 'node:fs';
+import { expect } from 'vitest';
 import type { Runtime } from '../../src/kernels/runtime.js';
 import { Tensor } from '../../src/kernels/tensor.js';
+import { maxRelError } from './gradcheck.js';
 
 /** A tensor as the fixture scripts write it: the shape and the values in row-major order. */
 export interface FixtureTensor {
@@ -23,4 +25,26 @@ export function toTensor(rt: Runtime, f: FixtureTensor): Tensor<'f32'> {
 /** The fixture tensor (class labels) as an i32 GPU tensor of the same shape. */
 export function toLabels(rt: Runtime, f: FixtureTensor): Tensor<'i32'> {
   return Tensor.fromArray(rt, Int32Array.from(f.data), f.shape);
+}
+
+/** A case of scripts/fixtures/make_conv_linear_fixtures.py: a layer's inputs, output and gradients (b, gb null without bias). */
+export interface LayerFixture {
+  name: string;
+  x: FixtureTensor;
+  w: FixtureTensor;
+  b: FixtureTensor | null;
+  y: FixtureTensor;
+  gy: FixtureTensor;
+  gx: FixtureTensor;
+  gw: FixtureTensor;
+  gb: FixtureTensor | null;
+}
+
+/** Each GPU result has its fixture tensor's shape and a maxRelError against it below `bound`; releases the results. */
+export async function expectFixtureOutputs(outs: [Tensor, FixtureTensor][], bound: number): Promise<void> {
+  for (const [got, want] of outs) {
+    expect(got.shape).toEqual(want.shape);
+    expect(maxRelError(await got.read(), want.data)).toBeLessThan(bound);
+    got.release();
+  }
 }

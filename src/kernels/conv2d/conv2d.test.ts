@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { Tensor } from '../tensor.js';
 import type { Runtime } from '../runtime.js';
 import { withBindingLimit } from '../../../test/helpers/binding-limit.js';
-import { loadOpFixture, toTensor, type FixtureTensor } from '../../../test/helpers/fixtures.js';
+import { expectFixtureOutputs, loadOpFixture, toTensor, type FixtureTensor, type LayerFixture } from '../../../test/helpers/fixtures.js';
 import { testRuntime } from '../../../test/helpers/gpu.js';
 import { dot, f64, maxRelError, numericGrad, randn } from '../../../test/helpers/gradcheck.js';
 import {
@@ -189,18 +189,9 @@ describe('conv2d over the binding limit', () => {
   }
 });
 
-interface ConvFixture {
-  name: string;
+interface ConvFixture extends LayerFixture {
   stride: [number, number];
   padding: [number, number];
-  x: FixtureTensor;
-  w: FixtureTensor;
-  b: FixtureTensor | null;
-  y: FixtureTensor;
-  gy: FixtureTensor;
-  gx: FixtureTensor;
-  gw: FixtureTensor;
-  gb: FixtureTensor | null;
 }
 
 describe('conv2d vs PyTorch 1.13 (fixtures/ops/conv2d.json, scripts/fixtures/make_conv_linear_fixtures.py)', () => {
@@ -218,11 +209,7 @@ describe('conv2d vs PyTorch 1.13 (fixtures/ops/conv2d.json, scripts/fixtures/mak
         [conv2dBackwardWeight(gy, x, c.w.shape, opts), c.gw],
       ];
       if (c.gb) outs.push([conv2dBackwardBias(gy), c.gb]);
-      for (const [got, want] of outs) {
-        expect(got.shape).toEqual(want.shape);
-        expect(maxRelError(await got.read(), want.data)).toBeLessThan(1e-4);
-        got.release();
-      }
+      await expectFixtureOutputs(outs, 1e-4);
       for (const z of [x, w, gy, b]) z?.release();
     });
   }

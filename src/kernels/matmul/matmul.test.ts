@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Tensor } from '../tensor.js';
 import { withBindingLimit } from '../../../test/helpers/binding-limit.js';
-import { loadOpFixture, toTensor, type FixtureTensor } from '../../../test/helpers/fixtures.js';
+import { expectFixtureOutputs, loadOpFixture, toTensor, type FixtureTensor, type LayerFixture } from '../../../test/helpers/fixtures.js';
 import { testRuntime } from '../../../test/helpers/gpu.js';
 import { dot, f64, maxRelError, numericGrad, randn } from '../../../test/helpers/gradcheck.js';
 import {
@@ -180,20 +180,8 @@ describe('linear', () => {
   });
 });
 
-interface LinearFixture {
-  name: string;
-  x: FixtureTensor;
-  w: FixtureTensor;
-  b: FixtureTensor | null;
-  y: FixtureTensor;
-  gy: FixtureTensor;
-  gx: FixtureTensor;
-  gw: FixtureTensor;
-  gb: FixtureTensor | null;
-}
-
 describe('linear vs PyTorch 1.13 (fixtures/ops/linear.json, scripts/fixtures/make_conv_linear_fixtures.py)', () => {
-  const fixture = loadOpFixture<{ cases: LinearFixture[] }>('linear.json');
+  const fixture = loadOpFixture<{ cases: LayerFixture[] }>('linear.json');
   // Metric: maxRelError (max |gpu - torch| / max |torch|) < 1e-4 for y and every gradient.
   for (const c of fixture.cases) {
     it(c.name, async () => {
@@ -206,11 +194,7 @@ describe('linear vs PyTorch 1.13 (fixtures/ops/linear.json, scripts/fixtures/mak
         [linearBackwardWeight(gy, x), c.gw],
       ];
       if (c.gb) outs.push([linearBackwardBias(gy), c.gb]);
-      for (const [got, want] of outs) {
-        expect(got.shape).toEqual(want.shape);
-        expect(maxRelError(await got.read(), want.data)).toBeLessThan(1e-4);
-        got.release();
-      }
+      await expectFixtureOutputs(outs, 1e-4);
       for (const z of [x, w, gy, b]) z?.release();
     });
   }
