@@ -1,6 +1,8 @@
 // adaptive_avg_pool2d (NCHW), forward and backward, as torch.nn.functional.adaptive_avg_pool2d.
 // outputSize [1, 1] is the global average pool before ResNet's fc layer.
 import { batchChunks } from '../chunks.js';
+import type { KernelDef } from '../kernel.js';
+import type { Runtime } from '../runtime.js';
 import { Tensor } from '../tensor.js';
 import { AVG_POOL_WG, adaptiveAvgPoolBackward, adaptiveAvgPoolForward } from './avg-pool.wgsl.js';
 
@@ -14,19 +16,32 @@ function geometry(op: string, inputShape: readonly number[], outputSize: Size2) 
   return { N, C, H, W, OH, OW, inPer: C * H * W, outPer: C * OH * OW };
 }
 
+interface Operand {
+  /** The kernel's binding name. */
+  name: string;
+  t: Tensor<'f32'>;
+  /** Elements per sample. */
+  per: number;
+}
+
+/** Records `def` batch slice by batch slice, one invocation per element of `dst`. */
+function recordSliced(rt: Runtime, def: KernelDef, g: ReturnType<typeof geometry>, src: Operand, dst: Operand): void {
+  for (const c of batchChunks(rt, g.N, [g.inPer, g.outPer])) {
+    const n = c.count * dst.per;
+    rt.dispatch(
+      def,
+      rt.grid(Math.ceil(n / AVG_POOL_WG)),
+      { [src.name]: src.t.gpuBindingRange(c.start * src.per, c.count * src.per), [dst.name]: dst.t.gpuBindingRange(c.start * dst.per, n) },
+      { n, H: g.H, W: g.W, OH: g.OH, OW: g.OW },
+    );
+  }
+}
+
 export function adaptiveAvgPool2dForward(x: Tensor<'f32'>, outputSize: Size2 = 1): Tensor<'f32'> {
   const rt = x.rt;
   const g = geometry('adaptiveAvgPool2dForward', x.shape, outputSize);
   const y = Tensor.empty(rt, [g.N, g.C, g.OH, g.OW], 'f32', 'adaptiveAvgPool.y');
-  for (const c of batchChunks(rt, g.N, [g.inPer, g.outPer])) {
-    const n = c.count * g.outPer;
-    rt.dispatch(
-      adaptiveAvgPoolForward,
-      rt.grid(Math.ceil(n / AVG_POOL_WG)),
-      { x: x.gpuBindingRange(c.start * g.inPer, c.count * g.inPer), y: y.gpuBindingRange(c.start * g.outPer, n) },
-      { n, H: g.H, W: g.W, OH: g.OH, OW: g.OW },
-    );
-  }
+  recordSliced(rt, adaptiveAvgPoolForward, g, { name: 'x', t: x, per: g.inPer }, { name: 'y', t: y, per: g.outPer });
   return y;
 }
 
@@ -36,14 +51,6 @@ export function adaptiveAvgPool2dBackward(gy: Tensor<'f32'>, inputShape: readonl
   const g = geometry('adaptiveAvgPool2dBackward', inputShape, [gy.shape[2]!, gy.shape[3]!]);
   if (gy.shape[0] !== g.N || gy.shape[1] !== g.C) throw new Error(`adaptiveAvgPool2dBackward: gradient [${gy.shape.join(', ')}] does not match input [${inputShape.join(', ')}]`);
   const gx = Tensor.empty(rt, inputShape, 'f32', 'adaptiveAvgPool.gx');
-  for (const c of batchChunks(rt, g.N, [g.inPer, g.outPer])) {
-    const n = c.count * g.inPer;
-    rt.dispatch(
-      adaptiveAvgPoolBackward,
-      rt.grid(Math.ceil(n / AVG_POOL_WG)),
-      { gy: gy.gpuBindingRange(c.start * g.outPer, c.count * g.outPer), gx: gx.gpuBindingRange(c.start * g.inPer, n) },
-      { n, H: g.H, W: g.W, OH: g.OH, OW: g.OW },
-    );
-  }
+  recordSliced(rt, adaptiveAvgPoolBackward, g, { name: 'gy', t: gy, per: g.outPer }, { name: 'gx', t: gx, per: g.inPer });
   return gx;
 }

@@ -4,7 +4,8 @@
 // forward increments tracker.numBatchesTracked. It only matters for momentum=null (cumulative moving average,
 // factor 1/numBatchesTracked), which is supported when a tracker is given.
 import { batchChunks, type BatchChunk } from '../chunks.js';
-import type { Runtime } from '../runtime.js';
+import type { KernelDef } from '../kernel.js';
+import type { BufferSource, Runtime } from '../runtime.js';
 import { Tensor } from '../tensor.js';
 import {
   ELEMENTWISE_SPAN,
@@ -90,22 +91,23 @@ function reduceParams(g: Geometry, s: { M: number; per: number; base: number }):
   return { C: g.C, HW: g.HW, M: s.M, per: s.per, partBase: s.base, stepQ: g.HW ? Math.floor(REDUCE_WG / g.HW) : 0, stepR: g.HW ? REDUCE_WG % g.HW : 0 };
 }
 
-function elementwise(rt: Runtime, g: Geometry, run: (chunk: BatchChunk, n: number, grid: [number, number], params: Record<string, number>) => void): void {
+/**
+ * Records an elementwise kernel over NCHW tensors, batch slice by batch slice; `bind` names the bindings of one
+ * slice, `range(t)` being the slice of a full-size tensor t.
+ */
+function elementwise(rt: Runtime, g: Geometry, def: KernelDef, bind: (range: (t: F32) => BufferSource) => Record<string, BufferSource>): void {
   const perSample = g.C * g.HW;
   const pieces = Math.max(1, Math.ceil(g.HW / ELEMENTWISE_SPAN));
   for (const chunk of g.chunks) {
     const planes = chunk.count * g.C;
-    run(chunk, chunk.count * perSample, rt.grid(planes * pieces), { C: g.C, HW: g.HW, planes, pieces });
+    const range = (t: F32) => t.gpuBindingRange(chunk.start * perSample, chunk.count * perSample);
+    rt.dispatch(def, rt.grid(planes * pieces), bind(range), { C: g.C, HW: g.HW, planes, pieces });
   }
 }
 
 function normalize(rt: Runtime, g: Geometry, x: F32, mean: F32, invStd: F32, weight: F32, bias: F32): F32 {
   const y = Tensor.empty(rt, x.shape, 'f32', 'batchNorm.y');
-  const perSample = g.C * g.HW;
-  elementwise(rt, g, (chunk, n, grid, params) => {
-    const range = (t: F32) => t.gpuBindingRange(chunk.start * perSample, n);
-    rt.dispatch(bnNormalize, grid, { x: range(x), mean, invStd, weight, bias, y: range(y) }, params);
-  });
+  elementwise(rt, g, bnNormalize, (range) => ({ x: range(x), mean, invStd, weight, bias, y: range(y) }));
   return y;
 }
 
@@ -210,11 +212,7 @@ export function batchNormBackward(gy: F32, x: F32, weight: F32, saveMean: F32, s
   let gx: F32 | null = null;
   if (needs.input) {
     const out = Tensor.empty(rt, x.shape, 'f32', 'batchNorm.gx');
-    const perSample = g.C * g.HW;
-    elementwise(rt, g, (chunk, n, grid, params) => {
-      const range = (t: F32) => t.gpuBindingRange(chunk.start * perSample, n);
-      rt.dispatch(bnGradInputTrain, grid, { gy: range(gy), x: range(x), mean: saveMean, coef, gx: range(out) }, params);
-    });
+    elementwise(rt, g, bnGradInputTrain, (range) => ({ gy: range(gy), x: range(x), mean: saveMean, coef, gx: range(out) }));
     gx = out;
   }
   coef.release();
@@ -239,11 +237,7 @@ export function batchNormEvalBackward(
   let gx: F32 | null = null;
   if (needs.input) {
     const out = Tensor.empty(rt, x.shape, 'f32', 'batchNorm.gx');
-    const perSample = g.C * g.HW;
-    elementwise(rt, g, (chunk, n, grid, params) => {
-      const range = (t: F32) => t.gpuBindingRange(chunk.start * perSample, n);
-      rt.dispatch(bnGradInputEval, grid, { gy: range(gy), invStd, weight, gx: range(out) }, params);
-    });
+    elementwise(rt, g, bnGradInputEval, (range) => ({ gy: range(gy), invStd, weight, gx: range(out) }));
     gx = out;
   }
   let gweight: F32 | null = null;

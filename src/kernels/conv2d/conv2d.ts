@@ -157,11 +157,58 @@ function tiles(rt: Runtime, t: ConvTiling, rowsM: number, cols: number): { tiles
   return { tilesM, tilesN, grid: rt.grid(tilesM * tilesN) };
 }
 
-/** The input as the GEMM reads it: padded copy dims, or the tensor itself when there is no padding. */
-function paddedInputDims(g: Conv2dGeometry): { hs: number; ws: number; copy: boolean } {
-  if (g.ph === 0 && g.pw === 0) return { hs: g.h, ws: g.w, copy: false };
+/** Zero padding of a sample's `planes` planes: each [h, w] plane copied into [hp, wp] at row `top`, column `left`. */
+interface Padding {
+  planes: number;
+  h: number;
+  w: number;
+  hp: number;
+  wp: number;
+  top: number;
+  left: number;
+}
+
+/** Elements per sample of the padded copy (none without padding). */
+function paddedPer(pad: Padding | null): number {
+  return pad ? pad.planes * pad.hp * pad.wp : 0;
+}
+
+/** The input as the GEMM reads it: padded copy dims and the padding, or the tensor itself when there is no padding. */
+function paddedInputDims(g: Conv2dGeometry): { hs: number; ws: number; pad: Padding | null } {
+  if (g.ph === 0 && g.pw === 0) return { hs: g.h, ws: g.w, pad: null };
   // Only rows/columns some window touches are kept.
-  return { hs: (g.oh - 1) * g.sh + g.kh, ws: (g.ow - 1) * g.sw + g.kw, copy: true };
+  const hs = (g.oh - 1) * g.sh + g.kh;
+  const ws = (g.ow - 1) * g.sw + g.kw;
+  return { hs, ws, pad: { planes: g.cin, h: g.h, w: g.w, hp: hs, wp: ws, top: g.ph, left: g.pw } };
+}
+
+/**
+ * An implicit GEMM's input, one batch slice at a time: the slice of `src` (`per` elements a sample) bound in place,
+ * or, with `pad`, copied into a zero-padded scratch tensor (one for all slices, sized for the largest).
+ */
+function sliceInput(rt: Runtime, src: Tensor<'f32'>, per: number, chunks: BatchChunk[], pad: Padding | null, label: string) {
+  const padPer = paddedPer(pad);
+  const maxCount = Math.max(...chunks.map((c) => c.count));
+  const scratch = pad ? Tensor.empty(rt, [maxCount * padPer], 'f32', label) : null;
+  return {
+    bind(ch: BatchChunk): BufferSource {
+      const slice = src.gpuBindingRange(ch.start * per, ch.count * per);
+      if (!pad || !scratch) return slice;
+      const dst = scratch.gpuBindingRange(0, ch.count * padPer);
+      recordPad(rt, slice, dst, ch.count * pad.planes, pad.h, pad.w, pad.hp, pad.wp, pad.top, pad.left);
+      return dst;
+    },
+    release(): void {
+      scratch?.release();
+    },
+  };
+}
+
+/** The implicit-GEMM kernel for `cols` output columns (channels), vec4 weight loads when `cols` allows. */
+function convGemm(rt: Runtime, cols: number, bias: boolean, tiling?: ConvTiling) {
+  const t = tiling ?? convTiling(rt, cols);
+  const vecW = cols % 4 === 0;
+  return { t, vecW, def: { ...convGemmKernel({ tm: t.tm, tnv: t.tnv, vecW, bias }), constants: { WG: t.wg } } };
 }
 
 // ---- forward ------------------------------------------------------------------------------------------------
@@ -177,7 +224,7 @@ export function conv2dForward(
   const rt = x.rt;
   const g = conv2dGeometry(x.shape, w.shape, opts);
   if (b && (b.shape.length !== 1 || b.shape[0] !== g.cout)) throw new Error(`conv2d: bias must be [${g.cout}], got [${b.shape.join(', ')}]`);
-  const { hs, ws, copy } = paddedInputDims(g);
+  const { hs, ws, pad } = paddedInputDims(g);
   const kTotal = g.cin * g.kh * g.kw;
   const tab = table(rt, `fwd:${g.cin},${g.kh},${g.kw},${hs},${ws}`, () => {
     const t = new Uint32Array(kTotal * 2);
@@ -197,21 +244,12 @@ export function conv2dForward(
 
   const y = Tensor.empty(rt, [g.n, g.cout, g.oh, g.ow], 'f32', 'conv2d');
   const inPer = g.cin * g.h * g.w;
-  const padPer = copy ? g.cin * hs * ws : 0;
   const outPer = g.cout * g.oh * g.ow;
-  const chunks = convChunks(rt, g.n, [inPer, outPer], [padPer]);
-  const maxCount = Math.max(...chunks.map((c) => c.count));
-  const xp = copy ? Tensor.empty(rt, [maxCount * padPer], 'f32', 'conv2d.xpad') : null;
-  const t = tiling ?? convTiling(rt, g.cout);
-  const vecW = g.cout % 4 === 0;
-  const def = { ...convGemmKernel({ tm: t.tm, tnv: t.tnv, vecW, bias: !!b }), constants: { WG: t.wg } };
+  const chunks = convChunks(rt, g.n, [inPer, outPer], [paddedPer(pad)]);
+  const input = sliceInput(rt, x, inPer, chunks, pad, 'conv2d.xpad');
+  const { t, vecW, def } = convGemm(rt, g.cout, !!b, tiling);
   for (const ch of chunks) {
-    const xs = x.gpuBindingRange(ch.start * inPer, ch.count * inPer);
-    let src: BufferSource = xs;
-    if (xp) {
-      src = xp.gpuBindingRange(0, ch.count * padPer);
-      recordPad(rt, xs, src, ch.count * g.cin, g.h, g.w, hs, ws, g.ph, g.pw);
-    }
+    const src = input.bind(ch);
     const P = ch.count * g.oh * g.ow;
     const tl = tiles(rt, t, P, g.cout);
     const buffers: Record<string, BufferSource> = { X: src, tab, [vecW ? 'Wv' : 'W']: wt, Y: y.gpuBindingRange(ch.start * outPer, ch.count * outPer) };
@@ -235,7 +273,7 @@ export function conv2dForward(
       tilesM: tl.tilesM,
     });
   }
-  xp?.release();
+  input.release();
   wt.release();
   return y;
 }
@@ -292,6 +330,7 @@ export function conv2dBackwardInput(
   const padW = gyPadding(phW, g.ow);
   const [hq, wq] = [padH.size, padW.size];
   const copy = !(padH.before === 0 && padW.before === 0 && hq === g.oh && wq === g.ow);
+  const pad = copy ? { planes: g.cout, h: g.oh, w: g.ow, hp: hq, wp: wq, top: padH.before, left: padW.before } : null;
   const khw = g.kh * g.kw;
 
   // Weights as [Cout, KH*KW, Cin]: rows (co, kh, kw), the input channel contiguous.
@@ -300,21 +339,12 @@ export function conv2dBackwardInput(
 
   const gx = Tensor.empty(rt, [g.n, g.cin, g.h, g.w], 'f32', 'conv2d.gx');
   const gyPer = g.cout * g.oh * g.ow;
-  const padPer = copy ? g.cout * hq * wq : 0;
   const gxPer = g.cin * g.h * g.w;
-  const chunks = convChunks(rt, g.n, [gyPer, gxPer], [padPer]);
-  const maxCount = Math.max(...chunks.map((c) => c.count));
-  const gp = copy ? Tensor.empty(rt, [maxCount * padPer], 'f32', 'conv2d.gypad') : null;
-  const t = tiling ?? convTiling(rt, g.cin);
-  const vecW = g.cin % 4 === 0;
-  const def = { ...convGemmKernel({ tm: t.tm, tnv: t.tnv, vecW, bias: false }), constants: { WG: t.wg } };
+  const chunks = convChunks(rt, g.n, [gyPer, gxPer], [paddedPer(pad)]);
+  const input = sliceInput(rt, gy, gyPer, chunks, pad, 'conv2d.gypad');
+  const { t, vecW, def } = convGemm(rt, g.cin, false, tiling);
   for (const ch of chunks) {
-    const gys = gy.gpuBindingRange(ch.start * gyPer, ch.count * gyPer);
-    let src: BufferSource = gys;
-    if (gp) {
-      src = gp.gpuBindingRange(0, ch.count * padPer);
-      recordPad(rt, gys, src, ch.count * g.cout, g.oh, g.ow, hq, wq, padH.before, padW.before);
-    }
+    const src = input.bind(ch);
     const dst = gx.gpuBindingRange(ch.start * gxPer, ch.count * gxPer);
     for (const a of phH) {
       for (const bq of phW) {
@@ -356,7 +386,7 @@ export function conv2dBackwardInput(
       }
     }
   }
-  gp?.release();
+  input.release();
   wb.release();
   return gx;
 }
@@ -434,7 +464,7 @@ export function conv2dBackwardWeight(
   const rt = gy.rt;
   const g = conv2dGeometry(x.shape, wShape, opts);
   checkGy(gy, g);
-  const { hs, ws, copy } = paddedInputDims(g);
+  const { hs, ws, pad } = paddedInputDims(g);
   const R = g.cin * g.kh * g.kw;
   const xtab = table(rt, `wgrad:${g.cin},${g.kh},${g.kw},${hs},${ws}`, () => {
     const tb = new Uint32Array(R);
@@ -444,11 +474,10 @@ export function conv2dBackwardWeight(
   });
   const gw = Tensor.empty(rt, [g.cout, g.cin, g.kh, g.kw], 'f32', 'conv2d.gw');
   const inPer = g.cin * g.h * g.w;
-  const padPer = copy ? g.cin * hs * ws : 0;
   const gyPer = g.cout * g.oh * g.ow;
-  const chunks = convChunks(rt, g.n, [inPer, gyPer], [padPer]);
+  const chunks = convChunks(rt, g.n, [inPer, gyPer], [paddedPer(pad)]);
   const maxCount = Math.max(...chunks.map((c) => c.count));
-  const xp = copy ? Tensor.empty(rt, [maxCount * padPer], 'f32', 'conv2d.xpad') : null;
+  const input = sliceInput(rt, x, inPer, chunks, pad, 'conv2d.xpad');
   const gyT = Tensor.empty(rt, [maxCount * gyPer], 'f32', 'conv2d.gyT');
   const t = tiling ?? convTiling(rt, g.cout);
   const vecG = g.cout % 4 === 0;
@@ -461,12 +490,7 @@ export function conv2dBackwardWeight(
   const splits = Math.max(1, Math.min(wantSplits, rowsTotalMax, Math.floor(rt.bindingLimit / (4 * g.cout * R))));
   const part = splits > 1 || chunks.length > 1 ? Tensor.empty(rt, [splits * g.cout * R], 'f32', 'conv2d.gwPart') : null;
   chunks.forEach((ch, idx) => {
-    const xs = x.gpuBindingRange(ch.start * inPer, ch.count * inPer);
-    let src: BufferSource = xs;
-    if (xp) {
-      src = xp.gpuBindingRange(0, ch.count * padPer);
-      recordPad(rt, xs, src, ch.count * g.cin, g.h, g.w, hs, ws, g.ph, g.pw);
-    }
+    const src = input.bind(ch);
     const gT = gyT.gpuBindingRange(0, ch.count * gyPer);
     recordTranspose(rt, gy.gpuBindingRange(ch.start * gyPer, ch.count * gyPer), gT, ch.count, g.cout, g.oh * g.ow);
     const rowsTotal = ch.count * g.oh;
@@ -493,7 +517,7 @@ export function conv2dBackwardWeight(
   });
   part?.release();
   gyT.release();
-  xp?.release();
+  input.release();
   return gw;
 }
 

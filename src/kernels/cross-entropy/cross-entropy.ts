@@ -2,7 +2,8 @@
 // Labels outside [0, C) (PyTorch's ignore_index -100 included) make that row's loss NaN and its gradient row NaN,
 // so a bad label shows up in the loss instead of silently training on a clamped class.
 import { batchChunks } from '../chunks.js';
-import type { Runtime } from '../runtime.js';
+import type { KernelDef } from '../kernel.js';
+import type { BufferSource, Runtime } from '../runtime.js';
 import { Tensor } from '../tensor.js';
 import { crossEntropyBackward as backwardKernel, crossEntropyForward as forwardKernel, crossEntropySum } from './cross-entropy.wgsl.js';
 
@@ -14,23 +15,33 @@ function check(op: string, logits: Tensor<'f32'>, labels: Tensor<'i32'>): { N: n
   return { N, C };
 }
 
+/**
+ * Records a row kernel (one invocation per row of logits) batch slice by batch slice: it binds the slice's logits
+ * and labels and what `bind` adds, `rows(t, per)` being the slice of a tensor with `per` elements a row.
+ */
+function recordRows(
+  rt: Runtime,
+  def: KernelDef,
+  logits: Tensor<'f32'>,
+  labels: Tensor<'i32'>,
+  N: number,
+  C: number,
+  bind: (rows: (t: Tensor, per: number) => BufferSource) => Record<string, BufferSource>,
+  params: Record<string, number> = {},
+): void {
+  for (const ch of batchChunks(rt, N, [C, 1])) {
+    const rows = (t: Tensor, per: number) => t.gpuBindingRange(ch.start * per, ch.count * per);
+    const bindings = { logits: rows(logits, C), labels: rows(labels, 1), ...bind(rows) };
+    rt.dispatch(def, rt.grid(ch.count), bindings, { rows: ch.count, C, negInf: -Infinity, nan: NaN, ...params });
+  }
+}
+
 /** Per-example losses [N] (reduction 'none') and their sum [1] and mean [1], all on the GPU. */
 export function crossEntropyForward(logits: Tensor<'f32'>, labels: Tensor<'i32'>): { losses: Tensor<'f32'>; sum: Tensor<'f32'>; mean: Tensor<'f32'> } {
   const rt = logits.rt;
   const { N, C } = check('crossEntropyForward', logits, labels);
   const losses = Tensor.empty(rt, [N], 'f32', 'crossEntropy.losses');
-  for (const ch of batchChunks(rt, N, [C, 1])) {
-    rt.dispatch(
-      forwardKernel,
-      rt.grid(ch.count),
-      {
-        logits: logits.gpuBindingRange(ch.start * C, ch.count * C),
-        labels: labels.gpuBindingRange(ch.start, ch.count),
-        losses: losses.gpuBindingRange(ch.start, ch.count),
-      },
-      { rows: ch.count, C, negInf: -Infinity, nan: NaN },
-    );
-  }
+  recordRows(rt, forwardKernel, logits, labels, N, C, (rows) => ({ losses: rows(losses, 1) }));
   const sum = Tensor.empty(rt, [1], 'f32', 'crossEntropy.sum');
   const mean = Tensor.empty(rt, [1], 'f32', 'crossEntropy.mean');
   rt.dispatch(crossEntropySum, 1, { losses, sum, mean }, { n: N });
@@ -39,19 +50,10 @@ export function crossEntropyForward(logits: Tensor<'f32'>, labels: Tensor<'i32'>
 
 function backward(rt: Runtime, logits: Tensor<'f32'>, labels: Tensor<'i32'>, N: number, C: number, g: Tensor<'f32'>, perExample: boolean, scale: number): Tensor<'f32'> {
   const dlogits = Tensor.empty(rt, [N, C], 'f32', 'crossEntropy.dlogits');
-  for (const ch of batchChunks(rt, N, [C, 1])) {
-    rt.dispatch(
-      backwardKernel,
-      rt.grid(ch.count),
-      {
-        logits: logits.gpuBindingRange(ch.start * C, ch.count * C),
-        labels: labels.gpuBindingRange(ch.start, ch.count),
-        g: perExample ? g.gpuBindingRange(ch.start, ch.count) : g,
-        dlogits: dlogits.gpuBindingRange(ch.start * C, ch.count * C),
-      },
-      { rows: ch.count, C, gStride: perExample ? 1 : 0, scale, negInf: -Infinity, nan: NaN },
-    );
-  }
+  recordRows(rt, backwardKernel, logits, labels, N, C, (rows) => ({ g: perExample ? rows(g, 1) : g, dlogits: rows(dlogits, C) }), {
+    gStride: perExample ? 1 : 0,
+    scale,
+  });
   return dlogits;
 }
 

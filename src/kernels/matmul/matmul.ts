@@ -139,24 +139,32 @@ function linearShapes(x: Tensor, w: Tensor): { n: number; inF: number; outF: num
   return { n, inF, outF };
 }
 
+/**
+ * c[n, N] = a[n, K] @ op(w) (+ bias) with w shared by every row: a and c are bound in slices of rows when they
+ * exceed the binding limit. op(w) is w^T for w stored [N, K] (transB), else w as [K, N].
+ */
+function recordRowSlicedGemm(rt: Runtime, a: Tensor, w: Tensor, c: Tensor, n: number, K: number, N: number, transB: boolean, bias: Tensor | null = null): void {
+  for (const ch of batchChunks(rt, n, [K, N])) {
+    recordGemm(rt, {
+      a: a.gpuBindingRange(ch.start * K, ch.count * K),
+      b: w,
+      c: c.gpuBindingRange(ch.start * N, ch.count * N),
+      bias,
+      M: ch.count,
+      N,
+      K,
+      transB,
+    });
+  }
+}
+
 /** y[N, out] = x[N, in] @ w[out, in]^T + b[out] (as torch.nn.functional.linear). */
 export function linearForward(x: Tensor, w: Tensor, b: Tensor | null): Tensor<'f32'> {
   const rt = x.rt;
   const { n, inF, outF } = linearShapes(x, w);
   if (b && (b.shape.length !== 1 || b.shape[0] !== outF)) throw new Error(`linear: bias must be [${outF}], got [${b.shape.join(', ')}]`);
   const y = Tensor.empty(rt, [n, outF], 'f32', 'linear');
-  for (const ch of batchChunks(rt, n, [inF, outF])) {
-    recordGemm(rt, {
-      a: x.gpuBindingRange(ch.start * inF, ch.count * inF),
-      b: w,
-      c: y.gpuBindingRange(ch.start * outF, ch.count * outF),
-      bias: b,
-      M: ch.count,
-      N: outF,
-      K: inF,
-      transB: true,
-    });
-  }
+  recordRowSlicedGemm(rt, x, w, y, n, inF, outF, true, b);
   return y;
 }
 
@@ -167,16 +175,7 @@ export function linearBackwardInput(gy: Tensor, w: Tensor): Tensor<'f32'> {
   const [outW, inF] = w.shape as [number, number];
   if (gy.shape.length !== 2 || outW !== outF) throw new Error(`linearBackwardInput: gy [${gy.shape.join(', ')}] does not match w [${w.shape.join(', ')}]`);
   const gx = Tensor.empty(rt, [n, inF], 'f32', 'linear.gx');
-  for (const ch of batchChunks(rt, n, [inF, outF])) {
-    recordGemm(rt, {
-      a: gy.gpuBindingRange(ch.start * outF, ch.count * outF),
-      b: w,
-      c: gx.gpuBindingRange(ch.start * inF, ch.count * inF),
-      M: ch.count,
-      N: inF,
-      K: outF,
-    });
-  }
+  recordRowSlicedGemm(rt, gy, w, gx, n, outF, inF, false);
   return gx;
 }
 
