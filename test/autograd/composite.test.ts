@@ -2,7 +2,6 @@
 // -> avgpool -> flatten -> linear -> cross-entropy (reduction none, summed), in eval and train mode, with every
 // parameter's gradient and the running statistics after the step (fixtures/ops/composite.json, written by
 // scripts/fixtures/make_composite_fixtures.py). Metric: max |engine - torch| / max |torch| per tensor < 1e-4.
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { crossEntropy } from '../../src/autograd/functions.js';
 import { noGrad } from '../../src/autograd/grad-mode.js';
@@ -13,25 +12,22 @@ import { generator } from '../../src/nn/init.js';
 import { AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential } from '../../src/nn/layers.js';
 import { BasicBlock } from '../../src/nn/resnet.js';
 import type { StateDict } from '../../src/nn/weights/state-dict.js';
+import { loadOpFixture, toTensor, type FixtureTensor } from '../helpers/fixtures.js';
 import { maxRelError } from '../helpers/gradcheck.js';
 import { testRuntime } from '../helpers/gpu.js';
 
-interface T {
-  shape: number[];
-  data: number[];
-}
 interface Fixture {
-  state: Record<string, T & { dtype: string }>;
-  input: T;
+  state: Record<string, FixtureTensor & { dtype: string }>;
+  input: FixtureTensor;
   labels: number[];
-  logitsEval: T;
-  logitsTrain: T;
+  logitsEval: FixtureTensor;
+  logitsTrain: FixtureTensor;
   loss: number;
-  grads: Record<string, T>;
-  running: Record<string, T>;
+  grads: Record<string, FixtureTensor>;
+  running: Record<string, FixtureTensor>;
 }
 
-const fixture = JSON.parse(readFileSync(new URL('../../fixtures/ops/composite.json', import.meta.url), 'utf8')) as Fixture;
+const fixture = loadOpFixture<Fixture>('composite.json');
 const BOUND = 1e-4;
 
 function compositeNet(rt: Runtime): Sequential {
@@ -63,7 +59,7 @@ describe('composite network vs PyTorch', () => {
   it('eval mode: logits', async () => {
     const rt = await testRuntime();
     const net = compositeNet(rt).eval();
-    const x = Tensor.fromArray(rt, Float32Array.from(fixture.input.data), fixture.input.shape);
+    const x = toTensor(rt, fixture.input);
     const logits = noGrad(() => net.forward(x));
     expect(maxRelError(await logits.read(), fixture.logitsEval.data)).toBeLessThan(BOUND);
     for (const t of [x, logits]) t.release();
@@ -73,7 +69,7 @@ describe('composite network vs PyTorch', () => {
   it('train mode: logits, summed loss, every gradient, running stats; the graph frees its intermediates', async () => {
     const rt = await testRuntime();
     const net = compositeNet(rt).train();
-    const x = Tensor.fromArray(rt, Float32Array.from(fixture.input.data), fixture.input.shape);
+    const x = toTensor(rt, fixture.input);
     const y = Tensor.fromArray(rt, Int32Array.from(fixture.labels));
     const logits = net.forward(x);
     logits.retain = true;
