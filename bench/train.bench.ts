@@ -91,10 +91,16 @@ function inferenceCase(size: number): ReturnType<typeof b.add> {
 
 mkdirSync(RESULTS, { recursive: true });
 console.log(`adapter: ${describeAdapter(rt.ctx)}; LP_NUM_THREADS=${process.env.LP_NUM_THREADS ?? '(unset)'}; batch ${BATCH}`);
-const cases = [trainCase(64), trainCase(112), trainCase(224), inferenceCase(224)].filter((c, i) => [...infos.keys()][i]!.includes(FILTER));
+const cases = [
+  [`train step 64px`, () => trainCase(64)],
+  [`train step 112px`, () => trainCase(112)],
+  [`train step 224px`, () => trainCase(224)],
+  [`inference 224px`, () => inferenceCase(224)],
+] as const;
+const selected = cases.filter(([name]) => name.includes(FILTER)).map(([, make]) => make());
 const summary = await b.suite(
   'resnet18 end to end',
-  ...cases,
+  ...selected,
   b.cycle((result) => {
     release();
     return `${result.name}: ${((BATCH * 1) / result.details.median).toFixed(2)} examples/sec (median ${result.details.median.toFixed(2)} s/step, ${result.samples} samples, ${infos.get(result.name)!.submitsPerOp ?? '-'} submits/step)`;

@@ -71,16 +71,15 @@ export function flatten(x: Tensor, startDim = 1): Tensor {
 
 /** y = x @ w^T + b (torch.nn.functional.linear). */
 export function linear(x: Tensor, w: Tensor, b: Tensor | null): Tensor<'f32'> {
-  const rt = x.rt;
-  const y = linearForward(x, w, b) as Tensor<'f32'>;
+  const y = linearForward(x, w, b);
   if (!needsTape(x, w, b)) return y;
   const inputs = b ? [x, w, b] : [x, w];
   return record(
     y,
     entry('linear', inputs, (gy, needs): Grads => [
-      needs[0] ? (linearBackwardInput(gy, w) as Tensor<'f32'>) : null,
-      needs[1] ? (linearBackwardWeight(gy, x) as Tensor<'f32'>) : null,
-      ...(b ? [needs[2] ? (linearBackwardBias(gy) as Tensor<'f32'>) : null] : []),
+      needs[0] ? linearBackwardInput(gy, w) : null,
+      needs[1] ? linearBackwardWeight(gy, x) : null,
+      ...(b ? [needs[2] ? linearBackwardBias(gy) : null] : []),
     ]),
   );
 }

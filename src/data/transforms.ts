@@ -229,7 +229,7 @@ export class Normalize implements Transform {
    * holding exactly the values the two steps compute (Compose uses it).
    */
   applyToImage(img: RgbImage): TensorImage {
-    const { mean, std } = this.spec;
+    const { mean } = this.spec;
     if (mean.length !== 3 && mean.length !== 1) throw new RangeError(`Normalize: ${mean.length} means for 3 channels`);
     if (!this.lut) {
       const unit = new ToTensor().apply({ width: 256, height: 1, data: Uint8Array.from({ length: 768 }, (_, i) => Math.floor(i / 3)) }) as TensorImage;

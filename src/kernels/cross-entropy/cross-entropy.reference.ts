@@ -16,16 +16,3 @@ export function crossEntropyRef(logits: Float64Array, labels: Int32Array, N: num
   }
   return losses;
 }
-
-/** (softmax - onehot) * g[n]. */
-export function crossEntropyGradRef(logits: Float64Array, labels: Int32Array, N: number, C: number, g: ArrayLike<number>): Float64Array {
-  const out = new Float64Array(N * C);
-  for (let n = 0; n < N; n++) {
-    let m = -Infinity;
-    for (let j = 0; j < C; j++) m = Math.max(m, logits[n * C + j]!);
-    let s = 0;
-    for (let j = 0; j < C; j++) s += Math.exp(logits[n * C + j]! - m);
-    for (let j = 0; j < C; j++) out[n * C + j] = (Math.exp(logits[n * C + j]! - m) / s - (j === labels[n] ? 1 : 0)) * g[n]!;
-  }
-  return out;
-}

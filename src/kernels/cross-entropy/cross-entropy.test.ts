@@ -7,7 +7,7 @@ import { batchChunks } from '../chunks.js';
 import type { Runtime } from '../runtime.js';
 import { Tensor } from '../tensor.js';
 import { crossEntropyBackward, crossEntropyBackwardScaled, crossEntropyForward } from './cross-entropy.js';
-import { crossEntropyGradRef, crossEntropyRef } from './cross-entropy.reference.js';
+import { crossEntropyRef } from './cross-entropy.reference.js';
 
 // Errors are maxRelError = max|gpu - ref| / max|ref|. Losses: exp/log in f32 on f32 logits; the sum is compared with
 // the float64 sum of the GPU's own f32 losses (only the summation's rounding is left).
