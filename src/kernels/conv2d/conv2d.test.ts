@@ -158,6 +158,7 @@ describe('conv2d gradient check (central differences of the float64 reference)',
       const loss = (v: Float64Array[]): number => dot(conv2dRef(v[0]!, v[1]!, v[2] ?? null, g), gys);
       const errs = [maxRelError(got.gx, numericGrad(loss, inputs, 0)), maxRelError(got.gw, numericGrad(loss, inputs, 1))];
       if (bs) errs.push(maxRelError(got.gb, numericGrad(loss, inputs, 2)));
+      console.log(`conv2d gradcheck ${c.name}: gx ${errs[0]!.toExponential(2)} gw ${errs[1]!.toExponential(2)}${bs ? ` gb ${errs[2]!.toExponential(2)}` : ''}`);
       for (const e of errs) expect(e).toBeLessThan(1e-4);
     });
   }

@@ -154,6 +154,7 @@ describe('linear', () => {
       const grads = linearLossGrads(X, W, R, c.bias);
       for (let i = 0; i < grads.length; i++) {
         const err = maxRelError(await readF64(grads[i]!), numericGrad(loss, inputs, i));
+        console.log(`linear gradcheck ${['x', 'w', 'b'][i]} [${n}, ${inF}] -> ${outF}: ${err.toExponential(2)}`);
         expect(err, `gradient ${['x', 'w', 'b'][i]}`).toBeLessThan(1e-4);
       }
       for (const t of [X, W, B, R, Y, ...grads]) t?.release();
