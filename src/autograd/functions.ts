@@ -43,7 +43,7 @@ export function add(a: Tensor, b: Tensor): Tensor<'f32'> {
 
 function copyOf(g: Tensor<'f32'>): Tensor<'f32'> {
   const out = Tensor.empty(g.rt, g.shape, 'f32', 'gradCopy');
-  g.rt.copy(g.buffer, 0, out.buffer, 0, Math.ceil(g.byteLength / 4) * 4);
+  g.rt.copy(g.buffer, 0, out.buffer, 0, g.byteLength);
   return out;
 }
 

@@ -186,9 +186,10 @@ export class Runtime {
     if (k.layout.params) entries.push({ binding: k.layout.params.binding, resource: this.packUniform(def.name, k.layout, params) });
     else if (Object.keys(params).length) throw new Error(`kernel ${def.name}: has no params struct but params were given`);
 
-    const bindGroup = this.device.createBindGroup({ layout: k.bindGroupLayout, entries, label: def.name });
+    // An empty grid (a 0-element tensor) has nothing to run; its bindings and params were still checked above.
     const [x, y = 1, z = 1] = typeof workgroups === 'number' ? [workgroups] : workgroups;
     if (x === 0 || y === 0 || z === 0) return;
+    const bindGroup = this.device.createBindGroup({ layout: k.bindGroupLayout, entries, label: def.name });
     const pass = this.computePass();
     pass.setPipeline(k.pipeline);
     pass.setBindGroup(0, bindGroup);

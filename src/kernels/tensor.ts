@@ -67,7 +67,7 @@ export class Tensor<D extends DType = DType> {
 
   static zeros<D extends DType = 'f32'>(rt: Runtime, shape: readonly number[], dtype?: D, label = 'zeros'): Tensor<D> {
     const t = Tensor.empty(rt, shape, dtype, label);
-    rt.clear(t.buffer, 0, Math.ceil(t.byteLength / 4) * 4);
+    rt.clear(t.buffer, 0, t.byteLength);
     return t;
   }
 

@@ -7,7 +7,7 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { expect, it } from 'vitest';
-import { WgslReflect } from 'wgsl_reflect/wgsl_reflect.module.js';
+import { ResourceType, WgslReflect } from 'wgsl_reflect/wgsl_reflect.module.js';
 import { accuracyCount } from '../../src/kernels/accuracy/accuracy.js';
 import { adaptiveAvgPool2dBackward, adaptiveAvgPool2dForward } from '../../src/kernels/avg-pool/avg-pool.js';
 import { batchNormBackward, batchNormEvalBackward, batchNormEvalForward, batchNormTrainForward } from '../../src/kernels/batch-norm/batch-norm.js';
@@ -129,7 +129,9 @@ it('every kernel binds exactly what its WGSL declares, and every exported kernel
     const bindings = entry.resources.map((v) => `${v.group}:${v.binding}`);
     expect(new Set(bindings).size, `${def.name}: duplicate binding numbers`).toBe(bindings.length);
     expect(entry.resources.every((v) => v.group === 0), `${def.name}: all bindings in group 0`).toBe(true);
-    const declared = new Set(reflectKernel(def).buffers.map((x) => x.name));
+    // Straight from wgsl_reflect, not through the runtime's reflectKernel, so this checks that path too.
+    const declared = new Set(entry.resources.filter((v) => v.resourceType === ResourceType.Storage).map((v) => v.name));
+    expect([...declared].sort(), `${def.name}: runtime reflection`).toEqual(reflectKernel(def).buffers.map((x) => x.name).sort());
     for (const names of bound) expect([...names].sort(), def.name).toEqual([...declared].sort());
     const params = reflectKernel(def).params;
     if (params) for (const m of params.members.values()) expect(['u32', 'i32', 'f32']).toContain(m.type);
