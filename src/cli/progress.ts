@@ -48,7 +48,6 @@ function eta(p: BatchProgress, batches: number): number {
 
 class PlainProgress implements Progress {
   private testImages = 0;
-  private testStarted = 0;
   constructor(private readonly out: Output) {}
   info(line: string): void {
     this.out.write(`${line}\n`);
@@ -63,7 +62,6 @@ class PlainProgress implements Progress {
   }
   testStart(_epoch: number, _batches: number): void {
     this.testImages = 0;
-    this.testStarted = performance.now();
   }
   testBatch(_done: number, images: number): void {
     this.testImages = images;
