@@ -2,7 +2,7 @@
 // the run's files up to date (see FINETUNE_HELP). Everything that can be checked before training is: a bad
 // folder, an unwritable --out or differing class lists stop the run before the GPU is touched.
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { DataLoader, DatasetError, DownloadError, ImageFolder, download, downloadExtract, evalTransform, trainTransform } from '../data/index.js';
 import type { Batch } from '../data/loader.js';
@@ -18,7 +18,7 @@ import { checkpointContents, checkFinite, parseCheckpoint, type Checkpoint } fro
 import { renderCurvesSvg, runLabel } from '../train/curves-chart.js';
 import { fit, type HostBatch } from '../train/fit.js';
 import { createModel, parameterGroups, type Mode } from '../train/modes.js';
-import { isTracePoint, RUN_FORMAT, type EpochRecord, type MemorySample, type RunOptions, type RunRecord } from '../train/run-record.js';
+import { checkRunRecord, isTracePoint, RUN_FORMAT, type EpochRecord, type MemorySample, type RunOptions, type RunRecord } from '../train/run-record.js';
 import { UsageError, type FinetuneOptions, type ResumeRequest } from './finetune-options.js';
 import { createProgress, type Output, type Progress } from './progress.js';
 
@@ -235,6 +235,14 @@ async function freshSession(o: FinetuneOptions, env: RunEnvironment, rtFor: () =
   return { dir, options, mode: o.mode, train, test, model, optimizer, record, startEpoch: 0, dataFingerprint: fingerprint(train) };
 }
 
+function readRunJson(dir: string): RunRecord | null {
+  try {
+    return checkRunRecord(JSON.parse(readFileSync(join(dir, RUN_FILES.runJson), 'utf8')), dir);
+  } catch {
+    return null;
+  }
+}
+
 async function readCheckpoint(path: string): Promise<Checkpoint> {
   const { tensors, metadata } = await readSafetensorsFile(path);
   return parseCheckpoint(tensors, metadata, path);
@@ -277,6 +285,9 @@ async function resumedSession(req: ResumeRequest, env: RunEnvironment, rtFor: ()
   record.finished = null;
   delete record.error;
   record.data.batchesPerEpoch = batchesPerEpoch(options, train);
+  // run.json may know of attempts after the checkpoint (a resume that failed before its next checkpoint).
+  const lastRecord = readRunJson(dir);
+  if (lastRecord && lastRecord.resumes.length > record.resumes.length) record.resumes = lastRecord.resumes;
   record.resumes.push({ afterEpoch: ckpt.state.epoch, at: new Date().toISOString(), changed });
   record.command = [...env.argv];
   record.device = deviceRecord(rt);

@@ -7,8 +7,9 @@ import { Random } from '../../src/util/random.js';
 
 export interface TinyFolderOptions {
   classes?: readonly string[];
-  trainPerClass?: number;
-  testPerClass?: number;
+  /** Images per class: one number for every class, or one per class. */
+  trainPerClass?: number | readonly number[];
+  testPerClass?: number | readonly number[];
   /** Width and height of the images (they differ, as real photos do). */
   size?: readonly [number, number];
   seed?: number;
@@ -37,7 +38,8 @@ export async function writeTinyImageFolder(root: string, options: TinyFolderOpti
     for (const [ci, cls] of classes.entries()) {
       const dir = join(root, split, cls);
       mkdirSync(dir, { recursive: true });
-      for (let i = 0; i < n; i++) await writeImage(join(dir, `${i}.png`), w, h, ci, g);
+      const count = typeof n === 'number' ? n : n[ci]!;
+      for (let i = 0; i < count; i++) await writeImage(join(dir, `${i}.png`), w, h, ci, g);
     }
   }
   return root;

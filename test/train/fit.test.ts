@@ -63,7 +63,7 @@ function sgdStep64(w: Float64Array, b: Float64Array, batch: HostBatch, o: { lr: 
   });
   for (const [p, g, key] of [[w, gw, 'w'], [b, gb, 'b']] as const) {
     for (let i = 0; i < p.length; i++) g[i] = g[i]! + o.wd * p[i]!;
-    let d = g;
+    let d: Float64Array = g;
     if (o.momentum) {
       const prev = buf[key];
       if (prev) for (let i = 0; i < p.length; i++) prev[i] = o.momentum * prev[i]! + g[i]!;
