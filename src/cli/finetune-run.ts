@@ -2,7 +2,7 @@
 // the run's files up to date (see FINETUNE_HELP). Everything that can be checked before training is: a bad
 // folder, an unwritable --out or differing class lists stop the run before the GPU is touched.
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { DataLoader, DatasetError, DownloadError, ImageFolder, download, downloadExtract, evalTransform, trainTransform } from '../data/index.js';
 import type { Batch } from '../data/loader.js';
@@ -45,18 +45,28 @@ function defaultRunDir(): string {
   return dir;
 }
 
-/** Creates the run folder and proves it can be written, before any training. */
-function prepareRunDir(dir: string, flag: string, fresh: boolean): void {
+/** Creates the run folder and proves it can be written, before any training. Returns whether it created it. */
+function prepareRunDir(dir: string, flag: string, fresh: boolean): boolean {
   if (fresh && existsSync(join(dir, RUN_FILES.runJson))) {
     throw new UsageError(`${flag} ${dir}: the folder already holds a run (run.json); continue it with --resume ${dir}, or choose another --out`);
   }
   const probe = join(dir, `.write-test-${process.pid}`);
+  const existed = existsSync(dir);
   try {
     mkdirSync(dir, { recursive: true });
     writeFileSync(probe, 'ok');
     rmSync(probe);
   } catch (e) {
     throw new UsageError(`${flag} ${dir}: cannot write there (${(e as Error).message})`);
+  }
+  return !existed;
+}
+
+function removeIfEmpty(dir: string): void {
+  try {
+    rmdirSync(dir);
+  } catch {
+    // not empty, or already gone: leave it
   }
 }
 
@@ -192,9 +202,9 @@ function newOptimizer(model: ResNet, o: RunOptions): SGD {
   return new SGD(parameterGroups(model, o.mode as Mode, o.lr, o.headLrMult), { lr: o.lr, weightDecay: o.weightDecay, momentum: o.momentum });
 }
 
-async function freshSession(o: FinetuneOptions, env: RunEnvironment, rtFor: () => Promise<Runtime>): Promise<Session> {
+async function freshSession(o: FinetuneOptions, env: RunEnvironment, rtFor: () => Promise<Runtime>, created: string[]): Promise<Session> {
   const dir = o.out ? resolve(o.out) : defaultRunDir();
-  prepareRunDir(dir, '--out', true);
+  if (prepareRunDir(dir, '--out', true)) created.push(dir);
   const { train, test } = await dataFolders(o);
   const weights = await pretrainedWeights(o);
   const rt = await rtFor();
@@ -389,8 +399,9 @@ export async function runFinetune(
   let ownRuntime: Runtime | null = null;
   const rtFor = async (): Promise<Runtime> => env.runtime ?? (ownRuntime ??= await createNodeRuntime());
   let s: Session | null = null;
+  const created: string[] = [];
   try {
-    s = command.kind === 'run' ? await freshSession(command.options, env, rtFor) : await resumedSession(command.request, env, rtFor);
+    s = command.kind === 'run' ? await freshSession(command.options, env, rtFor, created) : await resumedSession(command.request, env, rtFor);
     const rt = await rtFor();
     const o = s.options;
     progress.info(`device: ${s.record.device.name}`);
@@ -416,6 +427,8 @@ export async function runFinetune(
     return { dir: s.dir, record: s.record };
   } catch (e) {
     progress.stop();
+    // A run folder made for a run that failed before it started (a download, a bad weights file) goes again.
+    if (!s) for (const dir of created) removeIfEmpty(dir);
     if (s && !(e instanceof UsageError)) {
       s.record.status = 'failed';
       s.record.error = e instanceof Error ? e.message : String(e);

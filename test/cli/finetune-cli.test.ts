@@ -86,7 +86,8 @@ describe('npm run finetune: bad input stops before training with exit status 2',
   let results: CliResult[];
   beforeAll(async () => {
     writeFileSync(join(tmp, 'a-file'), 'not a folder');
-    results = await Promise.all(cases.map(([, args]) => runCli('finetune', args())));
+    // Each gets its own --out (unless it sets one): a run stopped before it started leaves no folder behind.
+    results = await Promise.all(cases.map(([, args], i) => runCli('finetune', [...(args().includes('--out') ? [] : ['--out', join(tmp, `bad-${i}`)]), ...args()])));
   });
   cases.forEach(([what, , message], i) => {
     it(what, () => {
@@ -94,6 +95,7 @@ describe('npm run finetune: bad input stops before training with exit status 2',
       expect(r.code, r.stderr).toBe(2);
       expect(r.stderr).toMatch(message);
       expect(r.stdout).not.toMatch(/epoch|device:/);
+      expect(existsSync(join(tmp, `bad-${i}`))).toBe(false);
     });
   });
 });
