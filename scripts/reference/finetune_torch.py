@@ -274,7 +274,8 @@ def main(argv):
         m = {'epoch': epoch + 1, 'loss': loss_sum / examples, 'trainAcc': correct / examples,
              'testAcc': test_correct / test_total, 'examples': examples, 'trainSeconds': train_seconds,
              'examplesPerSec': examples / train_seconds, 'testSeconds': test_seconds,
-             'memory': {'gpuPoolBytesHeld': None, 'gpuPoolBytesInUse': None, 'gpuBuffers': None, 'rssBytes': rss_bytes()}}
+             'memory': {'gpuPoolBytesHeld': None, 'gpuPoolBytesInUse': None, 'gpuBuffers': None, 'rssBytes': rss_bytes(),
+                        'jsHeapBytes': None, 'afterGc': False}}
         record['epochs'].append(m)
         write_json_atomic(os.path.join(out, 'run.json'), record)
         torch.save(model.state_dict(), os.path.join(out, 'model.pth'))

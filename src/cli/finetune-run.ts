@@ -128,9 +128,20 @@ async function pretrainedWeights(o: FinetuneOptions): Promise<{ dict: Awaited<Re
   return { dict: await readStateDictFile(file), source: file, file };
 }
 
+/** The GPU pool and the RSS; under `node --expose-gc` after a full collection, so garbage does not count as growth. */
 function memorySample(rt: Runtime): MemorySample {
   const pool = rt.stats.pool;
-  return { gpuPoolBytesHeld: pool.bytesHeld, gpuPoolBytesInUse: pool.bytesInUse, gpuBuffers: pool.liveBuffers, rssBytes: process.memoryUsage().rss };
+  const gc = (globalThis as { gc?: () => void }).gc;
+  gc?.();
+  const m = process.memoryUsage();
+  return {
+    gpuPoolBytesHeld: pool.bytesHeld,
+    gpuPoolBytesInUse: pool.bytesInUse,
+    gpuBuffers: pool.liveBuffers,
+    rssBytes: m.rss,
+    jsHeapBytes: m.heapUsed + m.external,
+    afterGc: gc !== undefined,
+  };
 }
 
 const LIMITS = [

@@ -4,12 +4,18 @@ import type { EpochMetrics } from './fit.js';
 
 export const RUN_FORMAT = 'hotdog-webgpu-run/1';
 
-/** Memory at the end of an epoch: the GPU buffer pool (null for PyTorch) and the process's resident set. */
+/**
+ * Memory at the end of an epoch: the GPU buffer pool (null for PyTorch), the process's resident set, and the bytes
+ * the JS heap and its external buffers (typed arrays) hold (null for PyTorch). `afterGc`: measured right after a
+ * full collection (node --expose-gc), so garbage does not count.
+ */
 export interface MemorySample {
   gpuPoolBytesHeld: number | null;
   gpuPoolBytesInUse: number | null;
   gpuBuffers: number | null;
   rssBytes: number;
+  jsHeapBytes: number | null;
+  afterGc: boolean;
 }
 
 export interface EpochRecord extends EpochMetrics {

@@ -106,7 +106,8 @@ describe('npm run finetune: a run, its record, and exact resume', () => {
 
   beforeAll(async () => {
     whole = join(tmp, 'whole');
-    const r = await runCli('finetune', [...recipe(), '--json', '--out', whole]);
+    // --expose-gc: the run then measures memory after a full collection.
+    const r = await runCli('finetune', [...recipe(), '--json', '--out', whole], ['--expose-gc']);
     expect(r.code, r.stderr).toBe(0);
     wholeOut = r.stdout;
   });
@@ -162,13 +163,15 @@ describe('npm run finetune: a run, its record, and exact resume', () => {
     expect(readFileSync(join(whole, 'curves.svg'), 'utf8')).toMatch(/^<svg[\s\S]*train loss[\s\S]*test acc[\s\S]*epoch[\s\S]*<\/svg>$/);
   });
 
-  it('holds GPU pool bytes flat from epoch 2 on and records the process RSS', () => {
+  it('holds GPU pool bytes and live JS memory flat from epoch 2 on, and records the process RSS', () => {
     const mem = readRecord(whole).epochs.map((e) => e.memory);
     expect(mem[2]!.gpuPoolBytesHeld).toBe(mem[1]!.gpuPoolBytesHeld);
     expect(mem[2]!.gpuBuffers).toBe(mem[1]!.gpuBuffers);
-    for (const m of mem) expect(m.rssBytes).toBeGreaterThan(0);
-    // RSS moves with the garbage collector; a leak of one batch's activations or a model copy per epoch is > 40 MB.
-    expect(mem[2]!.rssBytes - mem[1]!.rssBytes).toBeLessThan(40 * 2 ** 20);
+    expect(mem.every((m) => m.afterGc && m.rssBytes > 0)).toBe(true);
+    // After a full collection the live JS heap + typed arrays grow by about 0.2-0.6 MB an epoch here, whatever the
+    // number of batches; a leaked model or checkpoint copy would be 45 MB. RSS swings by tens of MB with the
+    // allocator, so only the collected figure is held to a bound.
+    expect(Math.abs(mem[2]!.jsHeapBytes! - mem[1]!.jsHeapBytes!)).toBeLessThan(2 ** 20);
   });
 
   it('writes model.safetensors with the class names and image size', async () => {
@@ -250,6 +253,22 @@ describe('npm run finetune: a run, its record, and exact resume', () => {
 
   it('refuses to start a new run in a folder that holds one', async () => {
     await expect(runInProcess([...recipe(), '--out', whole])).rejects.toThrow(/already holds a run \(run\.json\); continue it with --resume/);
+  });
+
+  it('npm run compare-runs: both runs in one SVG, their epochs side by side', async () => {
+    const svg = join(tmp, 'compare.svg');
+    const r = await runCli('compare-runs', [whole, join(tmp, 'killed'), '--out', svg]);
+    expect(r.code, r.stderr).toBe(0);
+    const rows = r.stdout.split('\n').filter((l) => /^\| \d+ \|/.test(l));
+    expect(rows).toHaveLength(3);
+    expect(r.stdout).toContain('| epoch | whole (hotdog-webgpu, scratch) | killed (hotdog-webgpu, scratch) |');
+    const text = readFileSync(svg, 'utf8');
+    for (const label of ['whole (hotdog-webgpu, scratch)', 'killed (hotdog-webgpu, scratch)', 'epoch', 'train loss (cross-entropy per example, nats)', 'accuracy (% of images correct)', 'test acc']) {
+      expect(text).toContain(label);
+    }
+    const bad = await runCli('compare-runs', [join(tmp, 'data')]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/data[/\\]run\.json: cannot read/);
   });
 
   it('npm run predict: probabilities per image with the class names, and a per-file error for a bad image', async () => {

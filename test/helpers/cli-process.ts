@@ -17,9 +17,14 @@ export interface CliRun {
   result: Promise<CliResult>;
 }
 
-/** Starts `tsx src/cli/<name>.ts args...`; `onLine` sees each stdout line as it comes. */
-export function startCli(name: string, args: readonly string[], onLine?: (line: string, child: ChildProcess) => void): CliRun {
-  const child = spawn(process.execPath, ['--import', 'tsx', join('src', 'cli', `${name}.ts`), ...args], {
+/** Starts `tsx src/cli/<name>.ts args...` (with Node options `nodeArgs`); `onLine` sees each stdout line as it comes. */
+export function startCli(
+  name: string,
+  args: readonly string[],
+  onLine?: (line: string, child: ChildProcess) => void,
+  nodeArgs: readonly string[] = [],
+): CliRun {
+  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', join('src', 'cli', `${name}.ts`), ...args], {
     cwd: REPO_ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -41,6 +46,6 @@ export function startCli(name: string, args: readonly string[], onLine?: (line: 
   return { child, result };
 }
 
-export function runCli(name: string, args: readonly string[]): Promise<CliResult> {
-  return startCli(name, args).result;
+export function runCli(name: string, args: readonly string[], nodeArgs: readonly string[] = []): Promise<CliResult> {
+  return startCli(name, args, undefined, nodeArgs).result;
 }
