@@ -38,6 +38,21 @@ export function runLabel(dir: string, record: RunRecord): string {
   return `${name} (${record.engine.split(' ')[0]}, ${record.options.mode})`;
 }
 
+/** Breaks a long title into lines of at most `width` characters, at spaces (vega estimates text widths without a canvas, generously). */
+function wrap(text: string, width: number): string[] {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(' ')) {
+    if (line && line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = word;
+    } else {
+      line = line ? `${line} ${word}` : word;
+    }
+  }
+  return line ? [...lines, line] : lines;
+}
+
 export function curvesSpec(runs: readonly LabelledRun[], title: string): TopLevelSpec {
   const several = runs.length > 1;
   const maxEpoch = Math.max(1, ...runs.flatMap((r) => r.record.options.epochs));
@@ -71,7 +86,7 @@ export function curvesSpec(runs: readonly LabelledRun[], title: string): TopLeve
   });
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
-    title: { text: title, anchor: 'start', fontSize: 13, limit: 900 },
+    title: { text: wrap(title, 80), anchor: 'start', fontSize: 13 },
     data: { values: rows(runs) as unknown as Record<string, unknown>[] },
     config: { font: 'DejaVu Sans, Helvetica, Arial, sans-serif', axis: { labelFontSize: 11, titleFontSize: 12 }, legend: { labelFontSize: 11, titleFontSize: 11 } },
     resolve: { scale: { color: 'shared', strokeDash: 'shared' } },
