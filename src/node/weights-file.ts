@@ -1,11 +1,12 @@
 // Node file access for weight files; the parsing itself lives in src/nn/weights (browser-safe).
 
-import { randomBytes } from 'node:crypto';
-import { open, readFile, rename, unlink } from 'node:fs/promises';
-import { basename, dirname, extname, join } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { extname } from 'node:path';
+
+import { AtomicWriteError, writeFileAtomic } from './atomic-file.js';
 
 import { looksLikeLegacyTorch, looksLikeZip, readPth, type ReadPthOptions } from '../nn/weights/pth.js';
-import { looksLikeSafetensors, parseSafetensors, serializeSafetensors } from '../nn/weights/safetensors.js';
+import { looksLikeSafetensors, parseSafetensors, serializeSafetensors, type Safetensors } from '../nn/weights/safetensors.js';
 import type { StateDict } from '../nn/weights/state-dict.js';
 
 /** Any failure reading or writing a weight file; the message starts with the file's path. */
@@ -66,6 +67,22 @@ export async function readStateDictFile(path: string, options: ReadPthOptions = 
   }
 }
 
+/** Reads a safetensors file with its metadata (a checkpoint, or weights with class names). */
+export async function readSafetensorsFile(path: string): Promise<Safetensors> {
+  let bytes: Uint8Array;
+  try {
+    const buf = await readFile(path);
+    bytes = new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+  } catch (e) {
+    throw new WeightFileError(path, `cannot read file: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  }
+  try {
+    return parseSafetensors(bytes);
+  } catch (e) {
+    throw wrap(path, e);
+  }
+}
+
 /**
  * Writes `tensors` as safetensors, atomically: the bytes go to a temporary file in the same
  * directory, which is fsynced and then renamed over `path`. On failure the temporary file is
@@ -82,46 +99,10 @@ export async function writeSafetensorsFile(
   } catch (e) {
     throw wrap(path, e);
   }
-  await writeFileAtomic(path, bytes);
-}
-
-async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<void> {
-  const dir = dirname(path);
-  const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
-  let created = false;
   try {
-    const fh = await open(tmp, 'wx');
-    created = true;
-    try {
-      let off = 0;
-      while (off < bytes.length) {
-        const { bytesWritten } = await fh.write(bytes, off, bytes.length - off);
-        if (bytesWritten <= 0) throw new Error('write made no progress');
-        off += bytesWritten;
-      }
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, path);
-    created = false;
+    await writeFileAtomic(path, bytes);
   } catch (e) {
-    if (created) await unlink(tmp).catch(() => undefined);
-    throw new WeightFileError(path, `cannot write file: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
-  }
-  await syncDirectory(dir);
-}
-
-/** Makes the rename durable. Best effort: some platforms cannot open or fsync a directory. */
-async function syncDirectory(dir: string): Promise<void> {
-  try {
-    const fh = await open(dir, 'r');
-    try {
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-  } catch {
-    // ignored: the data itself was fsynced before the rename
+    if (e instanceof AtomicWriteError) throw new WeightFileError(path, `cannot write file: ${e.reason}`, { cause: e });
+    throw e;
   }
 }

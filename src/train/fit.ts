@@ -89,19 +89,53 @@ export async function evaluateAccuracy(model: Module, batches: AsyncIterable<Hos
   return { correct, total };
 }
 
+/** The state of the running epoch after each training step (1-based epoch and batch). */
+export interface BatchProgress {
+  epoch: number;
+  batch: number;
+  /** This batch's loss sum and correct count. */
+  batchLoss: number;
+  batchCorrect: number;
+  size: number;
+  /** Running totals of the epoch so far. */
+  lossSum: number;
+  correct: number;
+  examples: number;
+  seconds: number;
+}
+
+/** A training step whose loss is NaN or infinite: the run stops rather than train on garbage. */
+export class NonFiniteLossError extends Error {
+  override name = 'NonFiniteLossError';
+  constructor(
+    readonly epoch: number,
+    readonly batch: number,
+    readonly loss: number,
+    readonly lrs: readonly number[],
+  ) {
+    super(`the loss became ${loss} in epoch ${epoch}, batch ${batch} (lr ${lrs.map(String).join(', head lr ')})`);
+  }
+}
+
 export interface FitOptions {
+  /** Total number of epochs (epochs startEpoch+1 .. epochs are run). */
   epochs: number;
+  /** 0-based index of the first epoch to run (a resumed run starts after its last checkpoint). */
+  startEpoch?: number;
+  /** The training batches of 0-based epoch `epoch`. */
   trainBatches: (epoch: number) => AsyncIterable<HostBatch>;
   testBatches: () => AsyncIterable<HostBatch>;
   onEpoch?: (m: EpochMetrics) => void | Promise<void>;
-  onBatch?: (epoch: number, batch: number, lossSum: number, size: number) => void;
+  onBatch?: (p: BatchProgress) => void;
+  /** Called when the test pass of a (1-based) epoch starts. */
+  onTestStart?: (epoch: number) => void;
   now?: () => number;
 }
 
 export async function fit(model: Module, optimizer: SGD, options: FitOptions): Promise<EpochMetrics[]> {
   const now = options.now ?? (() => performance.now());
   const history: EpochMetrics[] = [];
-  for (let epoch = 0; epoch < options.epochs; epoch++) {
+  for (let epoch = options.startEpoch ?? 0; epoch < options.epochs; epoch++) {
     model.train();
     let lossSum = 0;
     let correct = 0;
@@ -113,19 +147,31 @@ export async function fit(model: Module, optimizer: SGD, options: FitOptions): P
     const settle = async (): Promise<void> => {
       if (!pending) return;
       const [l, c] = await pending.done;
+      const size = pending.size;
+      pending = null;
+      batchIndex++;
+      if (!Number.isFinite(l)) {
+        throw new NonFiniteLossError(epoch + 1, batchIndex, l, optimizer.paramGroups.map((g) => g.lr));
+      }
       lossSum += l;
       correct += c;
-      examples += pending.size;
-      options.onBatch?.(epoch, batchIndex++, l, pending.size);
-      pending = null;
+      examples += size;
+      options.onBatch?.({ epoch: epoch + 1, batch: batchIndex, batchLoss: l, batchCorrect: c, size, lossSum, correct, examples, seconds: (now() - start) / 1000 });
     };
-    for await (const batch of options.trainBatches(epoch)) {
-      const done = trainStep(model, optimizer, batch);
+    try {
+      for await (const batch of options.trainBatches(epoch)) {
+        const done = trainStep(model, optimizer, batch);
+        await settle();
+        pending = { done, size: batch.labels.length };
+      }
       await settle();
-      pending = { done, size: batch.labels.length };
+    } finally {
+      // A step still in flight when the loop fails must not outlive it unobserved.
+      if (pending) await (pending as { done: Promise<unknown> }).done.catch(() => undefined);
     }
-    await settle();
+    if (examples === 0) throw new Error(`epoch ${epoch + 1} had no training batches`);
     const trainSeconds = (now() - start) / 1000;
+    options.onTestStart?.(epoch + 1);
     const testStart = now();
     const test = await evaluateAccuracy(model, options.testBatches());
     const m: EpochMetrics = {
