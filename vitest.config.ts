@@ -1,3 +1,4 @@
+/// <reference types="@vitest/browser/providers/playwright" />
 import { defineConfig } from 'vitest/config';
 import { CHROMIUM_WEBGPU_ARGS, findChromium, NO_CHROMIUM } from './test/browser/chromium.js';
 
@@ -23,7 +24,8 @@ export default defineConfig({
           ...shared,
           name: 'node',
           include: ['test/**/*.test.ts', 'src/**/*.test.ts'],
-          exclude: ['test/browser/**/*.browser.test.ts'],
+          // HOTDOG_SKIP_PAGE_TESTS=1 (the SwiftShader run of scripts/test-swiftshader.sh) leaves out the page tests.
+          exclude: ['test/browser/**/*.browser.test.ts', ...(process.env.HOTDOG_SKIP_PAGE_TESTS === '1' ? ['test/e2e/**'] : [])],
           pool: 'forks',
         },
       },
