@@ -144,6 +144,7 @@ describe.skipIf(!chromiumPath)('demo page in headless Chromium', () => {
     const ms = cards.map((c) => c.ms).sort((a, b) => a - b);
     console.log(`page vs Node probabilities (PNG inputs): max |diff| ${worst.toExponential(2)}; page ms/image ${ms.join(', ')}`);
     expect(worst).toBeLessThan(1e-4);
+    await page.evaluate(() => window.scrollTo(0, 0));
     await page.screenshot({ path: join(screenshotDir(dir), 'demo-classify.png'), fullPage: true });
   });
 
@@ -204,6 +205,7 @@ describe.skipIf(!chromiumPath)('demo page in headless Chromium', () => {
     console.log(`head fine-tune in the page: loss ${losses[0]!.toFixed(4)} -> ${losses.at(-1)!.toFixed(4)} over ${losses.length} steps`);
     expect(losses).toHaveLength(30);
     expect(losses.at(-1)!).toBeLessThan(losses[0]! * 0.9);
+    await page.evaluate(() => window.scrollTo(0, 0));
     await page.screenshot({ path: join(screenshotDir(dir), 'demo-finetune.png'), fullPage: true });
 
     const [after] = await classify([pngs[2]!]);
