@@ -70,9 +70,10 @@ export const LAVAPIPE_RECIPE = [
 /** What a page tells its user when the browser has no WebGPU or no adapter. */
 export const BROWSER_RECIPE = [
   'This browser offers no WebGPU adapter.',
-  'Use a browser with WebGPU: Chrome or Edge 113+ (Windows, macOS, ChromeOS, Android; on Linux start it with',
-  '--enable-unsafe-webgpu, plus --enable-features=Vulkan on a GPU), Firefox 141+ on Windows (elsewhere Nightly with',
-  'dom.webgpu.enabled), or Safari 26+. The page must be served over https or from localhost/127.0.0.1.',
+  'Use a browser with WebGPU: Chrome or Edge 113+ (Windows, macOS, ChromeOS, Android; on Linux start it with ' +
+    '--enable-unsafe-webgpu, plus --enable-features=Vulkan on a GPU), Firefox 141+ on Windows (elsewhere Nightly with ' +
+    'dom.webgpu.enabled), or Safari 26+.',
+  'The page must be served over https or from localhost/127.0.0.1.',
 ].join('\n');
 
 /**

@@ -240,4 +240,19 @@ describe.skipIf(!chromiumPath)('demo page in headless Chromium', () => {
     expect(await page.textContent('.message.error')).toMatch(/broken\.jpg: not an image this browser can decode/);
     expect(pageErrors).toEqual([]);
   });
+
+  it('without WebGPU the page says which browsers and flags to use', async () => {
+    const { chromium } = await import('playwright');
+    const plain = await chromium.launch({ executablePath: chromiumPath! }); // no --enable-unsafe-webgpu: no adapter
+    try {
+      const p = await plain.newPage({ viewport: { width: 1200, height: 700 } });
+      await p.goto(server.resolvedUrls!.local[0]!);
+      await p.waitForSelector('#gpu-status[data-state="error"]', { timeout: 60_000 });
+      expect(await p.isVisible('#fatal')).toBe(true);
+      expect(await p.textContent('#fatal')).toMatch(/no WebGPU adapter[\s\S]*Chrome or Edge 113\+[\s\S]*--enable-unsafe-webgpu/);
+      await p.screenshot({ path: join(screenshotDir(dir), 'demo-no-webgpu.png') });
+    } finally {
+      await plain.close();
+    }
+  });
 });
