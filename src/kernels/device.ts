@@ -26,6 +26,11 @@ export interface DeviceOptions {
   featureLevel?: 'auto' | FeatureLevel;
   /** Ask for these optional features when the adapter offers them (default: shader-f16, subgroups, timestamp-query). */
   wantFeatures?: GPUFeatureName[];
+  /**
+   * 'adapter' (default): request the adapter's own limits. 'defaults': keep the spec's default limits (compatibility
+   * mode's when the device is one), the weakest device kernels must still run on; for tests.
+   */
+  limits?: 'adapter' | 'defaults';
   /** Under Node: Dawn's backend, adapter and toggles. Ignored in a page. */
   node?: NodeGpuOptions;
 }
@@ -38,8 +43,8 @@ export interface GpuContext {
   features: ReadonlySet<string>;
   /**
    * 'compatibility': the device validates WebGPU's compatibility-mode restrictions and usually lacks subgroups,
-   * shader-f16 and timestamp queries, with lower limits (e.g. 4 storage buffers per stage, 128 invocations per
-   * workgroup by default). Kernels must read `limits` and the flags below rather than assume.
+   * shader-f16 and timestamp queries, and its default limits are lower (Dawn: 128 invocations per workgroup, 128 per
+   * workgroup dimension). Kernels must read `limits` and the flags below rather than assume.
    */
   featureLevel: FeatureLevel;
   /** The device has the `subgroups` feature (WGSL `enable subgroups;`). */
@@ -155,7 +160,7 @@ export async function acquireGpu(options: DeviceOptions = {}): Promise<GpuContex
   const { adapter, level } = found;
 
   const requiredLimits: Record<string, number> = {};
-  for (const name of REQUESTED_LIMITS) {
+  if (options.limits !== 'defaults') for (const name of REQUESTED_LIMITS) {
     const v = adapter.limits[name];
     if (typeof v === 'number') requiredLimits[name] = v;
   }

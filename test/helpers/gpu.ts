@@ -7,10 +7,15 @@ import type { FeatureLevel } from '../../src/kernels/device.js';
 
 let rt: Promise<Runtime> | null = null;
 
-/** HOTDOG_TEST_FEATURE_LEVEL=compatibility runs a Node suite on a compatibility-mode device. */
+const env = (): Record<string, string | undefined> | undefined =>
+  (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
+
+/**
+ * HOTDOG_TEST_FEATURE_LEVEL=compatibility runs a Node suite on a compatibility-mode device; HOTDOG_TEST_LIMITS=defaults
+ * on a device with the default limits instead of the adapter's.
+ */
 function featureLevel(): FeatureLevel | undefined {
-  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
-  const level = env?.HOTDOG_TEST_FEATURE_LEVEL;
+  const level = env()?.HOTDOG_TEST_FEATURE_LEVEL;
   if (level === undefined || level === '') return undefined;
   if (level !== 'core' && level !== 'compatibility') throw new Error(`HOTDOG_TEST_FEATURE_LEVEL: '${level}' is neither core nor compatibility`);
   return level;
@@ -18,7 +23,7 @@ function featureLevel(): FeatureLevel | undefined {
 
 export function testRuntime(): Promise<Runtime> {
   if (!rt) {
-    rt = createRuntime({ featureLevel: featureLevel() });
+    rt = createRuntime({ featureLevel: featureLevel(), limits: env()?.HOTDOG_TEST_LIMITS === 'defaults' ? 'defaults' : 'adapter' });
     afterAll(async () => {
       if (rt) (await rt).destroy();
       rt = null;
