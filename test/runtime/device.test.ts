@@ -10,6 +10,10 @@ import { Tensor } from '../../src/kernels/tensor.js';
 import { nodeGpu } from '../../src/node/webgpu-node.js';
 import { matmulRef } from '../../src/kernels/matmul/matmul.reference.js';
 import { maxRelError, randn } from '../helpers/gradcheck.js';
+import { resnet18 } from '../../src/nn/resnet.js';
+import { SGD } from '../../src/nn/sgd.js';
+import { crossEntropy } from '../../src/autograd/functions.js';
+import { backward } from '../../src/autograd/tape.js';
 
 const contexts: GpuContext[] = [];
 afterAll(() => {
@@ -59,6 +63,25 @@ describe('acquireGpu', () => {
     const auto = await context({ gpu: compatOnly });
     expect(auto.featureLevel).toBe('core'); // auto takes core where the compatibility adapter offers it
   });
+});
+
+it('a ResNet-18 training step runs on a compatibility-mode device with only the default limits (the weakest device)', async () => {
+  const rt = new Runtime(await acquireGpu({ featureLevel: 'compatibility', limits: 'defaults' }));
+  try {
+    expect(rt.ctx.limits.maxComputeInvocationsPerWorkgroup).toBe(128);
+    const model = resnet18(rt, { numClasses: 3 });
+    const sgd = new SGD(model.parameters(), { lr: 0.01, momentum: 0.9, weightDecay: 1e-3 });
+    const x = Tensor.fromArray(rt, randn(2 * 3 * 32 * 32, 3), [2, 3, 32, 32]);
+    const y = Tensor.fromArray(rt, Int32Array.of(0, 2));
+    const loss = crossEntropy(model.forward(x), y, 'sum');
+    backward(loss);
+    sgd.step();
+    const value = (await loss.read())[0]!;
+    expect(Number.isFinite(value)).toBe(true);
+    await rt.sync();
+  } finally {
+    rt.destroy();
+  }
 });
 
 describe('kernels a device cannot run are refused by name', () => {
