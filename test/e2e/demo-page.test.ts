@@ -21,7 +21,7 @@ import type { Runtime } from '../../src/kernels/runtime.js';
 import { readClassNames } from '../../src/nn/weights/classes.js';
 import { parseSafetensors } from '../../src/nn/weights/safetensors.js';
 import { createNodeRuntime, destroyNodeRuntime } from '../../src/node/engine-node.js';
-import { CHROMIUM_WEBGPU_ARGS, findChromium, NO_CHROMIUM } from '../browser/chromium.js';
+import { CHROMIUM_COMPAT_ARGS, CHROMIUM_WEBGPU_ARGS, findChromium, NO_CHROMIUM } from '../browser/chromium.js';
 import { fixtureClassifierBytes, fixturePthBytes } from './model-fixture.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
@@ -253,6 +253,32 @@ describe.skipIf(!chromiumPath)('demo page in headless Chromium', () => {
       await p.screenshot({ path: join(screenshotDir(dir), 'demo-no-webgpu.png') });
     } finally {
       await plain.close();
+    }
+  });
+
+  it('in compatibility mode (ANGLE\'s OpenGL ES on lavapipe) classifies like Node too', async () => {
+    const { chromium } = await import('playwright');
+    const compat = await chromium.launch({ executablePath: chromiumPath!, args: CHROMIUM_COMPAT_ARGS });
+    try {
+      const p = await compat.newPage();
+      await p.goto(`${server.resolvedUrls!.local[0]!}?gpu=compatibility`);
+      await p.waitForSelector('#gpu-status[data-state="ready"], #gpu-status[data-state="error"]', { timeout: 60_000 });
+      const status = await p.textContent('#gpu-text');
+      if ((await p.getAttribute('#gpu-status', 'data-state')) === 'error') {
+        console.warn(`compatibility-mode check SKIPPED: this Chromium offers no compatibility adapter (${await p.textContent('#fatal')})`);
+        return;
+      }
+      expect(status).toContain('compatibility');
+      await p.setInputFiles('#model-file', join(dir, 'model.safetensors'));
+      await p.waitForSelector('#model-info[data-state="loaded"]', { timeout: 120_000 });
+      await p.setInputFiles('#images', [pngs[2]!]);
+      await p.waitForSelector('.result[data-state="done"]', { timeout: 120_000 });
+      const probs = JSON.parse((await p.getAttribute('.result', 'data-probs'))!) as number[];
+      const [node] = await nodeProbabilities(join(dir, 'model.safetensors'), [await decodeImage(pngs[2]!)]);
+      console.log(`compatibility-mode page (${status}, ${await p.getAttribute('.result', 'data-ms')} ms, first image): max |diff| vs Node ${maxAbsDiff(probs, node!).toExponential(2)}`);
+      expect(maxAbsDiff(probs, node!)).toBeLessThan(1e-4);
+    } finally {
+      await compat.close();
     }
   });
 });
