@@ -1,13 +1,52 @@
+/// <reference types="@vitest/browser/providers/playwright" />
 import { defineConfig } from 'vitest/config';
+import { CHROMIUM_WEBGPU_ARGS, findChromium, NO_CHROMIUM } from './test/browser/chromium.js';
 
-// Test files run one after another: each GPU test file owns a Dawn device, and lavapipe already
-// spreads every dispatch over all cores, so running files in parallel only makes them fight.
+// Test files run one after another: each GPU test file owns a device, and lavapipe already spreads every dispatch
+// over all cores, so running files in parallel only makes them fight.
+const shared = { fileParallelism: false, testTimeout: 120_000, hookTimeout: 120_000 };
+
+/**
+ * What runs in headless Chromium's WebGPU (SwiftShader here): every op test (parity with PyTorch, gradient checks,
+ * binding-limit slicing), the composite parity test, and the browser-only tests. New op tests under src/kernels are
+ * picked up by the glob.
+ */
+export const BROWSER_TESTS = ['src/kernels/**/*.test.ts', 'test/autograd/composite.test.ts', 'test/browser/**/*.browser.test.ts'];
+
+const chromium = findChromium();
+if (!chromium) console.warn(`\n*** browser tests SKIPPED: ${NO_CHROMIUM}\n`);
+
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts', 'src/**/*.test.ts'],
-    fileParallelism: false,
-    pool: 'forks',
-    testTimeout: 120_000,
-    hookTimeout: 120_000,
+    projects: [
+      {
+        test: {
+          ...shared,
+          name: 'node',
+          include: ['test/**/*.test.ts', 'src/**/*.test.ts'],
+          // HOTDOG_SKIP_PAGE_TESTS=1 (the SwiftShader run of scripts/test-swiftshader.sh) leaves out the page tests.
+          exclude: ['test/browser/**/*.browser.test.ts', ...(process.env.HOTDOG_SKIP_PAGE_TESTS === '1' ? ['test/e2e/**'] : [])],
+          pool: 'forks',
+        },
+      },
+      ...(chromium
+        ? [
+            {
+              test: {
+                ...shared,
+                name: 'browser',
+                include: BROWSER_TESTS,
+                browser: {
+                  enabled: true,
+                  provider: 'playwright',
+                  headless: true,
+                  screenshotFailures: false,
+                  instances: [{ browser: 'chromium' as const, launch: { executablePath: chromium, args: CHROMIUM_WEBGPU_ARGS } }],
+                },
+              },
+            },
+          ]
+        : []),
+    ],
   },
 });

@@ -11,8 +11,8 @@ import { decodeImage } from '../src/data/decode.js';
 import { ImageFolder } from '../src/data/image-folder.js';
 import { DataLoader } from '../src/data/loader.js';
 import { Random } from '../src/util/random.js';
-import { evalTransform, trainTransform } from '../src/data/transforms.js';
-import type { RgbImage } from '../src/data/image.js';
+import { evalTransform, trainTransform } from '../src/image/transforms.js';
+import type { RgbImage } from '../src/image/image.js';
 
 const DATA = fileURLToPath(new URL('../../shared/data/hotdog-mini', import.meta.url));
 const RESULTS = fileURLToPath(new URL('./results', import.meta.url));

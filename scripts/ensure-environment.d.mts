@@ -13,6 +13,10 @@ export function parseOsRelease(text: string | null | undefined): Record<string, 
 export type AdapterFix = { action: 'setup'; command: string } | { action: 'stop'; message: string };
 export function planAdapterFix(system: { platform: string; uid: number; osRelease: Record<string, string> }): AdapterFix;
 
+export function chromiumCandidates(env?: Record<string, string | undefined>): string[];
+export type ChromiumFix = { action: 'setup'; command: string } | { action: 'note'; message: string };
+export function planChromiumFix(system: { platform: string; uid: number; osRelease: Record<string, string> }): ChromiumFix;
+
 export interface StepContext {
   say(text: string): void;
   run(command: string, args: string[], options?: object): SpawnSyncReturns<string | Buffer>;

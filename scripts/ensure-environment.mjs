@@ -6,6 +6,9 @@
 //   packages        node_modules matches package-lock.json, else `npm ci`
 //   webgpu-adapter  Dawn finds a WebGPU adapter, else on Debian/Ubuntu as root scripts/setup-cpu-driver.sh
 //                   (Mesa's lavapipe CPU driver), elsewhere the command for this system
+//   chromium        (npm test only) a Chromium for the browser tests, else on Debian/Ubuntu as root
+//                   scripts/setup-chromium.sh; elsewhere a note with the command (the browser tests are then
+//                   skipped with a warning, the rest still runs)
 //
 // To add a step (say, a browser for page tests): write `async function ensureX(ctx)` that returns when all is
 // well, calls ctx.say() before changing anything, and throws new Stop(message) with the command to run; then add
@@ -138,9 +141,43 @@ async function ensureWebgpuAdapter(ctx) {
   ctx.say(`WebGPU adapter: ${found}`);
 }
 
+/** Where the browser tests look for Chromium (test/browser/chromium.ts). */
+export function chromiumCandidates(env = process.env) {
+  return [env.CHROMIUM_PATH, '/usr/lib/chromium/chromium', '/usr/bin/chromium', '/usr/bin/chromium-browser'].filter(Boolean);
+}
+
+/**
+ * What to do about a missing Chromium: { action: 'setup', command } installs Debian's chromium here; { action:
+ * 'note', message } says how, and the browser tests are skipped (a missing browser stops nothing else).
+ */
+export function planChromiumFix({ platform, uid, osRelease }) {
+  const setup = 'bash scripts/setup-chromium.sh';
+  const ids = `${osRelease.ID ?? ''} ${osRelease.ID_LIKE ?? ''}`.toLowerCase();
+  const skipped = 'No Chromium was found, so the browser tests will be skipped.';
+  if (platform === 'linux' && /\b(debian|ubuntu)\b/.test(ids)) {
+    if (uid === 0) return { action: 'setup', command: setup };
+    return { action: 'note', message: `${skipped} To run them: sudo ${setup}` };
+  }
+  return { action: 'note', message: `${skipped} To run them, install Chromium or Chrome and set CHROMIUM_PATH to its binary.` };
+}
+
+async function ensureChromium(ctx) {
+  if (chromiumCandidates().some((p) => existsSync(p))) return;
+  const plan = planChromiumFix({
+    platform: process.platform,
+    uid: process.getuid?.() ?? -1,
+    osRelease: parseOsRelease(existsSync('/etc/os-release') ? readFileSync('/etc/os-release', 'utf8') : ''),
+  });
+  if (plan.action === 'note') return ctx.say(plan.message);
+  ctx.say(`no Chromium for the browser tests; installing Debian's chromium: ${plan.command}`);
+  const r = ctx.run('bash', [join(ROOT, 'scripts', 'setup-chromium.sh')], { stdio: 'inherit' });
+  if (r.status !== 0) ctx.say(`${plan.command} failed (see above); the browser tests will be skipped`);
+}
+
 export const STEPS = [
   ['packages', ensurePackages],
   ['webgpu-adapter', ensureWebgpuAdapter],
+  ['chromium', ensureChromium],
 ];
 
 export async function ensureEnvironment({ steps = STEPS, log = (s) => process.stderr.write(`${s}\n`), run = spawnSync } = {}) {

@@ -4,7 +4,7 @@
  * bit fields), 24-bit and 32-bit (BI_RGB or bit fields) images, bottom-up or top-down; alpha is
  * dropped as `.convert('RGB')` does. RLE-compressed and embedded JPEG/PNG BMPs are rejected.
  */
-import type { RgbImage } from './image.js';
+import type { RgbImage } from '../image/image.js';
 
 const BI_RGB = 0;
 const BI_BITFIELDS = 3;

@@ -5,7 +5,7 @@
 import { parentPort } from 'node:worker_threads';
 import { DecodeError } from './decode.js';
 import { loadSample } from './sample.js';
-import { transformFromSpec, type Transform, type TransformSpec } from './transforms.js';
+import { transformFromSpec, type Transform, type TransformSpec } from '../image/transforms.js';
 
 export interface WorkerRequest {
   readonly id: number;

@@ -17,7 +17,7 @@ import { readFile } from 'node:fs/promises';
 import { extname } from 'node:path';
 import sharp, { type SharpOptions } from 'sharp';
 import { decodeBmp } from './bmp.js';
-import type { RgbImage } from './image.js';
+import type { RgbImage } from '../image/image.js';
 import { decodeNetpbm } from './netpbm.js';
 
 export class DecodeError extends Error {

@@ -1,9 +1,10 @@
 export { Random, deriveSeed } from '../util/random.js';
-export type { RgbImage, Box } from './image.js';
-export { crop, flipHorizontal } from './image.js';
-export { resizeBilinear } from './resample.js';
-export { decodeImage, decodeImageBuffer, DecodeError } from './decode.js';
+// The pure image code lives in src/image (shared with the browser page); re-exported here as before.
+export type { RgbImage, Box, Transform, TransformSpec, TensorImage, Sample } from '../image/index.js';
 export {
+  crop,
+  flipHorizontal,
+  resizeBilinear,
   Compose,
   RandomResizedCrop,
   RandomHorizontalFlip,
@@ -22,8 +23,8 @@ export {
   isTensor,
   IMAGENET_MEAN,
   IMAGENET_STD,
-} from './transforms.js';
-export type { Transform, TransformSpec, TensorImage, Sample } from './transforms.js';
+} from '../image/index.js';
+export { decodeImage, decodeImageBuffer, DecodeError } from './decode.js';
 export { ImageFolder, IMG_EXTENSIONS, DatasetError, compareCodePoints, hasImageExtension } from './image-folder.js';
 export type { ImageSample, ImageFolderOptions } from './image-folder.js';
 export { DataLoader } from './loader.js';

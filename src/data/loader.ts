@@ -20,7 +20,7 @@ import { DecodeError } from './decode.js';
 import type { ImageFolder, ImageSample } from './image-folder.js';
 import { deriveSeed, Random } from '../util/random.js';
 import { loadSample } from './sample.js';
-import { isSerializable, type TensorImage, type Transform } from './transforms.js';
+import { isSerializable, type TensorImage, type Transform } from '../image/transforms.js';
 import { WorkerPool } from './worker-pool.js';
 
 export interface Batch {

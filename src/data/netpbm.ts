@@ -3,7 +3,7 @@
  * its image extensions, but sharp's prebuilt libvips has no PPM loader. Samples are scaled from
  * 0..maxval to 0..255 (rounded); bitmaps map 1 to black.
  */
-import type { RgbImage } from './image.js';
+import type { RgbImage } from '../image/image.js';
 
 class Reader {
   pos = 0;

@@ -1,7 +1,7 @@
 /** One sample's work: decode a file and run the transform pipeline with the sample's own seed. */
 import { decodeImage } from './decode.js';
 import { Random } from '../util/random.js';
-import { isTensor, ToTensor, type TensorImage, type Transform } from './transforms.js';
+import { isTensor, ToTensor, type TensorImage, type Transform } from '../image/transforms.js';
 
 /**
  * Decodes `path` and applies `transform` with a generator seeded by `seed`. A pipeline that ends

@@ -6,7 +6,7 @@
 import { Worker } from 'node:worker_threads';
 import { DecodeError } from './decode.js';
 import type { WorkerRequest, WorkerResponse } from './decode-worker.js';
-import type { TensorImage, TransformSpec } from './transforms.js';
+import type { TensorImage, TransformSpec } from '../image/transforms.js';
 
 /**
  * Starts decode-worker. From compiled JavaScript it is a plain worker; from TypeScript source a

@@ -1,20 +1,65 @@
-// Adapter and device selection. Web-standard only: the caller passes the `GPU` object
-// (navigator.gpu in a browser, src/node/webgpu-node.ts under Node).
+// GPU acquisition: the one function that finds a WebGPU adapter and opens a device on it, in a page (navigator.gpu)
+// and under Node (Dawn's bindings, the `webgpu` package, loaded only there). Everything else takes the GpuContext
+// this returns, so kernels can pick variants from what the device really has.
+
+export type FeatureLevel = 'core' | 'compatibility';
+
+/** Dawn-only settings, used when the engine runs under Node (see src/node/webgpu-node.ts). */
+export interface NodeGpuOptions {
+  /** Dawn backend: 'vulkan', 'metal', 'd3d12', 'null'... Default: env HOTDOG_WEBGPU_BACKEND, else Dawn's choice. */
+  backend?: string;
+  /** Adapter name as Dawn lists it. Default: env HOTDOG_WEBGPU_ADAPTER, else Dawn's choice. */
+  adapter?: string;
+  /** Extra Dawn toggles/options passed to create(), e.g. 'enable-dawn-features=...'. */
+  dawnOptions?: string[];
+}
 
 export interface DeviceOptions {
+  /** The WebGPU entry point. Default: navigator.gpu in a page or worker; under Node, Dawn's bindings. */
+  gpu?: GPU | null;
   powerPreference?: GPUPowerPreference;
+  /**
+   * 'auto' (default): a core adapter, else a compatibility-mode one (OpenGL ES / D3D11 class hardware, or Chromium's
+   * ANGLE path). 'core' or 'compatibility': that level only ('compatibility' also opens a compatibility device on an
+   * adapter that could do core, which is how the compatibility path is tested).
+   */
+  featureLevel?: 'auto' | FeatureLevel;
   /** Ask for these optional features when the adapter offers them (default: shader-f16, subgroups, timestamp-query). */
   wantFeatures?: GPUFeatureName[];
+  /**
+   * 'adapter' (default): request the adapter's own limits. 'defaults': keep the spec's default limits (compatibility
+   * mode's when the device is one), the weakest device kernels must still run on; for tests.
+   */
+  limits?: 'adapter' | 'defaults';
+  /** Under Node: Dawn's backend, adapter and toggles. Ignored in a page. */
+  node?: NodeGpuOptions;
 }
 
 export interface GpuContext {
   device: GPUDevice;
   adapterInfo: GPUAdapterInfo;
-  /** The limits the device actually got (the adapter's real ones for the few that matter, see below). */
+  /** The limits the device actually got (the adapter's own values, requested explicitly; see REQUESTED_LIMITS). */
   limits: GPUSupportedLimits;
   features: ReadonlySet<string>;
+  /**
+   * 'compatibility': the device validates WebGPU's compatibility-mode restrictions and usually lacks subgroups,
+   * shader-f16 and timestamp queries, and its default limits are lower (Dawn: 128 invocations per workgroup, 128 per
+   * workgroup dimension). Kernels must read `limits` and the flags below rather than assume.
+   */
+  featureLevel: FeatureLevel;
+  /** The device has the `subgroups` feature (WGSL `enable subgroups;`). */
+  subgroups: boolean;
+  /** Subgroup sizes the adapter reports (lavapipe 8, SwiftShader 4); 0 when it does not say. */
+  subgroupMinSize: number;
+  subgroupMaxSize: number;
+  /** The device has `shader-f16` (WGSL `enable f16;`). */
+  shaderF16: boolean;
+  /** The device has `timestamp-query`. */
+  timestampQuery: boolean;
   /** True for CPU drivers (lavapipe/llvmpipe, SwiftShader): kernels pick variants shaped for them. */
   isCpuDriver: boolean;
+  /** Destroys the device and lets go of the WebGPU instance (under Node the process cannot exit while it lives). */
+  dispose(): void;
 }
 
 export const LAVAPIPE_RECIPE = [
@@ -27,8 +72,20 @@ export const LAVAPIPE_RECIPE = [
   'To choose a backend or adapter, set HOTDOG_WEBGPU_BACKEND (vulkan, metal, d3d12...) or HOTDOG_WEBGPU_ADAPTER.',
 ].join('\n');
 
-/** The spec's defaults are far below what real adapters offer; these are requested at the adapter's value. */
-const RAISED_LIMITS = [
+/** What a page tells its user when the browser has no WebGPU or no adapter. */
+export const BROWSER_RECIPE = [
+  'This browser offers no WebGPU adapter.',
+  'Use a browser with WebGPU: Chrome or Edge 113+ (Windows, macOS, ChromeOS, Android; on Linux start it with ' +
+    '--enable-unsafe-webgpu, plus --enable-features=Vulkan on a GPU), Firefox 141+ on Windows (elsewhere Nightly with ' +
+    'dom.webgpu.enabled), or Safari 26+.',
+  'The page must be served over https or from localhost/127.0.0.1.',
+].join('\n');
+
+/**
+ * The spec's defaults (and compatibility mode's, lower still) are far below what adapters offer; these are requested
+ * at the adapter's value. Texture limits are here for kernels that read operands through textures.
+ */
+const REQUESTED_LIMITS = [
   'maxStorageBufferBindingSize',
   'maxBufferSize',
   'maxComputeWorkgroupStorageSize',
@@ -36,32 +93,112 @@ const RAISED_LIMITS = [
   'maxComputeInvocationsPerWorkgroup',
   'maxComputeWorkgroupSizeX',
   'maxComputeWorkgroupSizeY',
+  'maxComputeWorkgroupSizeZ',
   'maxComputeWorkgroupsPerDimension',
+  'maxUniformBufferBindingSize',
+  'maxStorageTexturesPerShaderStage',
+  'maxSampledTexturesPerShaderStage',
+  'maxTextureDimension2D',
+  'maxTextureArrayLayers',
 ] as const;
 
 const DEFAULT_FEATURES: GPUFeatureName[] = ['shader-f16', 'subgroups', 'timestamp-query'];
+const CORE_FEATURE = 'core-features-and-limits';
 
-export async function createGpuContext(gpu: GPU | undefined | null, options: DeviceOptions = {}): Promise<GpuContext> {
-  if (!gpu) throw new Error(`WebGPU is not available in this environment.\n${LAVAPIPE_RECIPE}`);
-  const adapter = await gpu.requestAdapter({ powerPreference: options.powerPreference ?? 'high-performance' });
-  if (!adapter) throw new Error(LAVAPIPE_RECIPE);
+/** Where Node's WebGPU comes from; a variable so that bundlers leave it out of a page's bundle. */
+const NODE_GPU_MODULE = '../node/webgpu-node.js';
+
+interface NodeGpuModule {
+  nodeGpu(options?: NodeGpuOptions): Promise<GPU>;
+  releaseNodeGpu(): void;
+}
+
+function isNode(): boolean {
+  const p = (globalThis as { process?: { versions?: { node?: string } } }).process;
+  return typeof p?.versions?.node === 'string';
+}
+
+/** navigator.gpu in a page or worker; Dawn's bindings under Node; null where neither exists. */
+async function webgpuEntry(options: DeviceOptions): Promise<{ gpu: GPU | null; release: () => void }> {
+  if (options.gpu !== undefined) return { gpu: options.gpu, release: () => {} };
+  const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
+  if (nav?.gpu) return { gpu: nav.gpu, release: () => {} };
+  if (isNode()) {
+    const mod = (await import(/* @vite-ignore */ NODE_GPU_MODULE)) as NodeGpuModule;
+    return { gpu: await mod.nodeGpu(options.node), release: () => mod.releaseNodeGpu() };
+  }
+  return { gpu: null, release: () => {} };
+}
+
+async function requestAdapter(gpu: GPU, options: DeviceOptions): Promise<{ adapter: GPUAdapter; level: FeatureLevel } | null> {
+  const wanted = options.featureLevel ?? 'auto';
+  const powerPreference = options.powerPreference ?? 'high-performance';
+  if (wanted !== 'compatibility') {
+    const adapter = await gpu.requestAdapter({ powerPreference });
+    if (adapter) return { adapter, level: 'core' };
+    if (wanted === 'core') return null;
+  }
+  // Browsers without compatibility mode ignore featureLevel and answer as for a core request (null here).
+  const adapter = await gpu.requestAdapter({ powerPreference, featureLevel: 'compatibility' } as GPURequestAdapterOptions);
+  if (!adapter) return null;
+  // A compatibility request may still return an adapter that can do core: use it as core unless asked not to.
+  const canCore = adapter.features.has(CORE_FEATURE);
+  return { adapter, level: canCore && wanted === 'auto' ? 'core' : 'compatibility' };
+}
+
+/** Finds an adapter (core, else compatibility mode) and opens a device with its real limits and useful features. */
+export async function acquireGpu(options: DeviceOptions = {}): Promise<GpuContext> {
+  const entry = await webgpuEntry(options);
+  const gpu = entry.gpu;
+  const inPage = !isNode();
+  if (!gpu) throw new Error(`WebGPU is not available in this environment.\n${inPage ? BROWSER_RECIPE : LAVAPIPE_RECIPE}`);
+  const found = await requestAdapter(gpu, options);
+  if (!found) {
+    entry.release();
+    throw new Error(inPage ? BROWSER_RECIPE : LAVAPIPE_RECIPE);
+  }
+  const { adapter, level } = found;
 
   const requiredLimits: Record<string, number> = {};
-  for (const name of RAISED_LIMITS) requiredLimits[name] = adapter.limits[name];
+  if (options.limits !== 'defaults') for (const name of REQUESTED_LIMITS) {
+    const v = adapter.limits[name];
+    if (typeof v === 'number') requiredLimits[name] = v;
+  }
   const requiredFeatures = (options.wantFeatures ?? DEFAULT_FEATURES).filter((f) => adapter.features.has(f));
+  // On a compatibility adapter that can do core, asking for this feature is what makes the device core.
+  if (level === 'core' && adapter.features.has(CORE_FEATURE)) requiredFeatures.push(CORE_FEATURE as GPUFeatureName);
   const device = await adapter.requestDevice({ requiredLimits, requiredFeatures, label: 'hotdog-webgpu' });
   const info = adapter.info;
   const description = `${info.vendor} ${info.architecture} ${info.device} ${info.description}`.toLowerCase();
+  const features = new Set<string>(device.features);
+  const sizes = info as GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number };
   return {
     device,
     adapterInfo: info,
     limits: device.limits,
-    features: new Set(device.features),
+    features,
+    featureLevel: level === 'core' || features.has(CORE_FEATURE) ? 'core' : 'compatibility',
+    subgroups: features.has('subgroups'),
+    subgroupMinSize: sizes.subgroupMinSize ?? 0,
+    subgroupMaxSize: sizes.subgroupMaxSize ?? 0,
+    shaderF16: features.has('shader-f16'),
+    timestampQuery: features.has('timestamp-query'),
     isCpuDriver: /llvmpipe|lavapipe|swiftshader/.test(description),
+    dispose() {
+      device.destroy();
+      entry.release();
+    },
   };
 }
 
+/** The adapter and device in one line: names, feature level, and the features kernels care about. */
 export function describeAdapter(ctx: GpuContext): string {
   const i = ctx.adapterInfo;
-  return [i.vendor, i.architecture, i.device, i.description].filter((s) => s).join(' / ');
+  const name = [i.vendor, i.architecture, i.device, i.description].filter((s) => s).join(' / ');
+  const extras = [
+    ctx.featureLevel,
+    ctx.subgroups ? `subgroups ${ctx.subgroupMinSize}-${ctx.subgroupMaxSize}` : 'no subgroups',
+    ctx.shaderF16 ? 'f16' : 'no f16',
+  ];
+  return `${name} (${extras.join(', ')})`;
 }

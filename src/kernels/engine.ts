@@ -1,8 +1,7 @@
-// Engine construction from a `GPU` object (web-standard). Under Node, see src/node/engine-node.ts.
-import { createGpuContext, type DeviceOptions } from './device.js';
+// Engine construction: a runtime on the device acquireGpu() finds (navigator.gpu in a page, Dawn under Node).
+import { acquireGpu, type DeviceOptions } from './device.js';
 import { Runtime, type RuntimeOptions } from './runtime.js';
 
-export async function createRuntime(gpu: GPU | undefined | null, options: DeviceOptions & RuntimeOptions = {}): Promise<Runtime> {
-  const ctx = await createGpuContext(gpu, options);
-  return new Runtime(ctx, options);
+export async function createRuntime(options: DeviceOptions & RuntimeOptions = {}): Promise<Runtime> {
+  return new Runtime(await acquireGpu(options), options);
 }

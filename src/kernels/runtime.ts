@@ -97,6 +97,7 @@ export class Runtime {
     const cached = this.pipelines.get(key);
     if (cached) return cached;
     const layout = reflectKernel(def);
+    checkFitsDevice(def, layout, this.ctx);
     const bindGroupLayout = this.bindGroupLayout(layout);
     this.device.pushErrorScope('validation');
     const module = this.device.createShaderModule({ code: def.wgsl, label: def.name });
@@ -375,8 +376,53 @@ export class Runtime {
     for (const list of this.staging.values()) for (const b of list) b.destroy();
     this.staging.clear();
     for (const b of this.uniformChunks) b.destroy();
-    this.device.destroy();
+    this.ctx.dispose();
   }
+}
+
+const FEATURE_DIRECTIVES: [string, RegExp][] = [
+  ['shader-f16', /\benable\s+f16\s*;/],
+  ['subgroups', /\benable\s+subgroups\s*;/],
+];
+
+/**
+ * Refuses, by name, a kernel this device cannot run: more storage buffers or a bigger workgroup than its limits allow
+ * (compatibility-mode devices often allow 4 storage buffers and 128 invocations), or a WGSL extension it lacks.
+ * Without this, Dawn or the browser reports a pipeline error that does not say which limit or kernel.
+ */
+export function checkFitsDevice(def: KernelDef, layout: KernelLayout, ctx: GpuContext): void {
+  const where = `this ${ctx.featureLevel}-mode device`;
+  const storage = layout.buffers.length;
+  const maxStorage = ctx.limits.maxStorageBuffersPerShaderStage;
+  if (storage > maxStorage) {
+    throw new GpuError(`kernel ${def.name} binds ${storage} storage buffers; ${where} allows ${maxStorage} per shader stage`);
+  }
+  const [x, y, z] = workgroupSize(def, layout);
+  const l = ctx.limits;
+  if (x * y * z > l.maxComputeInvocationsPerWorkgroup || x > l.maxComputeWorkgroupSizeX || y > l.maxComputeWorkgroupSizeY || z > l.maxComputeWorkgroupSizeZ) {
+    throw new GpuError(
+      `kernel ${def.name} has workgroups of ${x}x${y}x${z}; ${where} allows ${l.maxComputeInvocationsPerWorkgroup} invocations ` +
+        `(at most ${l.maxComputeWorkgroupSizeX}x${l.maxComputeWorkgroupSizeY}x${l.maxComputeWorkgroupSizeZ})`,
+    );
+  }
+  for (const [feature, directive] of FEATURE_DIRECTIVES) {
+    if (directive.test(def.wgsl) && !ctx.features.has(feature)) {
+      throw new GpuError(`kernel ${def.name} needs the ${feature} feature, which this adapter does not offer: choose a variant without it`);
+    }
+  }
+}
+
+/** The entry point's workgroup size with override constants applied (reflection only knows their defaults). */
+function workgroupSize(def: KernelDef, layout: KernelLayout): [number, number, number] {
+  const size = [...layout.workgroupSize] as [number, number, number];
+  const attr = new RegExp(`@workgroup_size\\(([^)]*)\\)[^;{]*?fn\\s+${layout.entryPoint}\\b`).exec(def.wgsl);
+  if (!attr || !def.constants) return size;
+  attr[1]!.split(',').forEach((dim, i) => {
+    const name = dim.trim();
+    const value = def.constants?.[name];
+    if (i < 3 && value !== undefined) size[i] = value;
+  });
+  return size;
 }
 
 function pipelineKey(def: KernelDef): string {

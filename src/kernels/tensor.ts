@@ -3,6 +3,7 @@
 import type { Runtime } from './runtime.js';
 import { flatChunks } from './chunks.js';
 import { fillWgsl } from './fill.wgsl.js';
+import { FLAT_WG } from './workgroup.js';
 
 export type DType = 'f32' | 'i32' | 'u32';
 export type TypedArrayOf<D extends DType> = D extends 'f32' ? Float32Array : D extends 'i32' ? Int32Array : Uint32Array;
@@ -125,7 +126,7 @@ export class Tensor<D extends DType = DType> {
     else if (this.dtype === 'i32') bits.setInt32(0, value, true);
     else bits.setUint32(0, value, true);
     for (const c of flatChunks(this.rt, this.size)) {
-      this.rt.dispatch(fillWgsl, this.rt.grid(Math.ceil(c.count / 256)), { out: this.gpuBindingRange(c.start, c.count) }, {
+      this.rt.dispatch(fillWgsl, this.rt.grid(Math.ceil(c.count / FLAT_WG)), { out: this.gpuBindingRange(c.start, c.count) }, {
         n: c.count,
         bits: bits.getUint32(0, true),
       });

@@ -1,17 +1,11 @@
 // Node-only: creates the WebGPU entry point (navigator.gpu's equivalent) from Dawn's Node bindings.
-// Everything under src/kernels takes a plain `GPU` object, so a browser page passes navigator.gpu instead.
+// acquireGpu() (src/kernels/device.ts) loads this module under Node only; a page uses navigator.gpu.
 import { tmpdir } from 'node:os';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import type { NodeGpuOptions } from '../kernels/device.js';
 
-export interface NodeGpuOptions {
-  /** Dawn backend: 'vulkan', 'metal', 'd3d12', 'null'... Default: env HOTDOG_WEBGPU_BACKEND, else Dawn's choice. */
-  backend?: string;
-  /** Adapter name as Dawn lists it. Default: env HOTDOG_WEBGPU_ADAPTER, else Dawn's choice. */
-  adapter?: string;
-  /** Extra Dawn toggles/options passed to create(), e.g. 'enable-dawn-features=...'. */
-  dawnOptions?: string[];
-}
+export type { NodeGpuOptions };
 
 /**
  * llvmpipe (lavapipe) reads LP_NUM_THREADS once, when the driver loads; more threads than cores measured

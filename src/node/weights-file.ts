@@ -1,12 +1,12 @@
 // Node file access for weight files; the parsing itself lives in src/nn/weights (browser-safe).
 
 import { readFile } from 'node:fs/promises';
-import { extname } from 'node:path';
 
 import { AtomicWriteError, writeFileAtomic } from './atomic-file.js';
 
-import { looksLikeLegacyTorch, looksLikeZip, readPth, type ReadPthOptions } from '../nn/weights/pth.js';
-import { looksLikeSafetensors, parseSafetensors, serializeSafetensors, type Safetensors } from '../nn/weights/safetensors.js';
+import { detectWeightFormat } from '../nn/weights/format.js';
+import { readPth, type ReadPthOptions } from '../nn/weights/pth.js';
+import { parseSafetensors, serializeSafetensors, type Safetensors } from '../nn/weights/safetensors.js';
 import type { StateDict } from '../nn/weights/state-dict.js';
 
 /** Any failure reading or writing a weight file; the message starts with the file's path. */
@@ -26,18 +26,7 @@ function wrap(path: string, e: unknown): WeightFileError {
   return new WeightFileError(path, e instanceof Error ? e.message : String(e), { cause: e });
 }
 
-export type WeightFileFormat = 'pth' | 'safetensors';
-
-/** Content first (zip / pickle magic, safetensors header), then the extension; undefined if neither tells. */
-export function detectWeightFormat(path: string, bytes: Uint8Array): WeightFileFormat | undefined {
-  if (looksLikeZip(bytes) || looksLikeLegacyTorch(bytes)) return 'pth';
-  if (looksLikeSafetensors(bytes)) return 'safetensors';
-  if (bytes[0] === 0x80) return 'pth'; // a bare pickle: the pth reader explains what is wrong
-  const ext = extname(path).toLowerCase();
-  if (ext === '.safetensors') return 'safetensors';
-  if (ext === '.pth' || ext === '.pt' || ext === '.bin' || ext === '.ckpt') return 'pth';
-  return undefined;
-}
+export { detectWeightFormat, type WeightFileFormat } from '../nn/weights/format.js';
 
 /** Reads a torch.save zip checkpoint (.pth/.pt) or a safetensors file into a state dict. */
 export async function readStateDictFile(path: string, options: ReadPthOptions = {}): Promise<StateDict> {

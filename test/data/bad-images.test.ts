@@ -7,7 +7,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DecodeError, decodeImage } from '../../src/data/decode.js';
 import { Random } from '../../src/util/random.js';
-import { evalTransform, trainTransform, type TensorImage } from '../../src/data/transforms.js';
+import { evalTransform, trainTransform, type TensorImage } from '../../src/image/transforms.js';
 
 let dir: string;
 const W = 40;

@@ -17,7 +17,7 @@ import {
   trainTransform,
   type Sample,
   type Transform,
-} from '../../src/data/transforms.js';
+} from '../../src/image/transforms.js';
 
 let root: string;
 const N_PER_CLASS = [7, 6]; // 13 images: batches of 4 leave a partial batch of 1

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { decodeImage } from '../../src/data/decode.js';
-import type { RgbImage } from '../../src/data/image.js';
+import type { RgbImage } from '../../src/image/image.js';
 import { Random } from '../../src/util/random.js';
 import {
   CenterCrop,
@@ -27,7 +27,7 @@ import {
   type Sample,
   type TensorImage,
   type Transform,
-} from '../../src/data/transforms.js';
+} from '../../src/image/transforms.js';
 
 const ROOT = fileURLToPath(new URL('../../fixtures/transforms/', import.meta.url));
 

@@ -2,7 +2,16 @@
 // packages? run the driver set-up here, or stop with which command?) with fake systems and a fake process
 // runner, since a test must not run apt or npm ci.
 import { describe, expect, it } from 'vitest';
-import { ensureEnvironment, packagesOutOfDate, parseOsRelease, planAdapterFix, STEPS, Stop, type Lockfile } from '../../scripts/ensure-environment.mjs';
+import {
+  ensureEnvironment,
+  packagesOutOfDate,
+  parseOsRelease,
+  planAdapterFix,
+  planChromiumFix,
+  STEPS,
+  Stop,
+  type Lockfile,
+} from '../../scripts/ensure-environment.mjs';
 
 const DEBIAN = parseOsRelease('PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\nVERSION_CODENAME=bookworm\n');
 const UBUNTU = parseOsRelease('ID=ubuntu\nID_LIKE=debian\n');
@@ -60,7 +69,9 @@ describe('packagesOutOfDate', () => {
 describe('ensureEnvironment', () => {
   it('is silent and succeeds on this machine (packages installed, an adapter found)', async () => {
     const log: string[] = [];
-    expect(await ensureEnvironment({ log: (l) => log.push(l) })).toBe(0);
+    // (Not the chromium step: on a machine without Chromium it would install it.)
+    const steps = STEPS.filter(([name]) => name !== 'chromium');
+    expect(await ensureEnvironment({ log: (l) => log.push(l), steps })).toBe(0);
     expect(log).toEqual([]);
   });
 
@@ -81,6 +92,21 @@ describe('ensureEnvironment', () => {
   });
 
   it('has the packages step before the adapter step (the probe needs the webgpu package)', () => {
-    expect(STEPS.map(([name]) => name)).toEqual(['packages', 'webgpu-adapter']);
+    expect(STEPS.map(([name]) => name)).toEqual(['packages', 'webgpu-adapter', 'chromium']);
+  });
+});
+
+describe('planChromiumFix', () => {
+  it('installs Debian\'s chromium itself on Debian/Ubuntu as root', () => {
+    const osRelease = parseOsRelease('ID=debian\nVERSION_ID="12"');
+    expect(planChromiumFix({ platform: 'linux', uid: 0, osRelease })).toEqual({ action: 'setup', command: 'bash scripts/setup-chromium.sh' });
+  });
+  it('only notes the command elsewhere (the browser tests are skipped, nothing stops)', () => {
+    const debian = parseOsRelease('ID=ubuntu');
+    expect(planChromiumFix({ platform: 'linux', uid: 1000, osRelease: debian })).toEqual({
+      action: 'note',
+      message: 'No Chromium was found, so the browser tests will be skipped. To run them: sudo bash scripts/setup-chromium.sh',
+    });
+    expect(planChromiumFix({ platform: 'darwin', uid: 501, osRelease: {} }).action).toBe('note');
   });
 });

@@ -1,10 +1,10 @@
 // PyTorch fixtures of the op tests (fixtures/ops/*.json, written by scripts/fixtures/): reading them and turning
 // their tensors into GPU tensors.
-import { readFileSync } from 'node:fs';
 import { expect } from 'vitest';
 import type { Runtime } from '../../src/kernels/runtime.js';
 import { Tensor } from '../../src/kernels/tensor.js';
 import { maxRelError } from './gradcheck.js';
+import { readRepoText } from './repo-file.js';
 
 /** A tensor as the fixture scripts write it: the shape and the values in row-major order. */
 export interface FixtureTensor {
@@ -14,7 +14,7 @@ export interface FixtureTensor {
 
 /** Parses fixtures/ops/<file> (relative to the repository, not the working directory). */
 export function loadOpFixture<T>(file: string): T {
-  return JSON.parse(readFileSync(new URL(`../../fixtures/ops/${file}`, import.meta.url), 'utf8')) as T;
+  return JSON.parse(readRepoText(`fixtures/ops/${file}`)) as T;
 }
 
 /** The fixture tensor as an f32 GPU tensor of the same shape. */

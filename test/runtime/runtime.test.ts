@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Tensor } from '../../src/kernels/tensor.js';
 import type { KernelDef } from '../../src/kernels/kernel.js';
-import { createGpuContext, describeAdapter } from '../../src/kernels/device.js';
+import { acquireGpu, describeAdapter } from '../../src/kernels/device.js';
 import { withBindingLimit } from '../helpers/binding-limit.js';
 import { testRuntime } from '../helpers/gpu.js';
 
@@ -182,7 +182,7 @@ describe('errors', () => {
 
   it('no adapter: the error says what to install', async () => {
     const noAdapter = { requestAdapter: async () => null } as unknown as GPU;
-    await expect(createGpuContext(noAdapter)).rejects.toThrow(/No WebGPU adapter was found[\s\S]*mesa-vulkan-drivers libvulkan1/);
-    await expect(createGpuContext(undefined)).rejects.toThrow(/WebGPU is not available/);
+    await expect(acquireGpu({ gpu: noAdapter })).rejects.toThrow(/No WebGPU adapter was found[\s\S]*mesa-vulkan-drivers libvulkan1/);
+    await expect(acquireGpu({ gpu: null })).rejects.toThrow(/WebGPU is not available/);
   });
 });

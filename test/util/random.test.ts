@@ -11,8 +11,8 @@ import {
   trainTransform,
   evalTransform,
   type TensorImage,
-} from '../../src/data/transforms.js';
-import type { RgbImage } from '../../src/data/image.js';
+} from '../../src/image/transforms.js';
+import type { RgbImage } from '../../src/image/image.js';
 
 describe('Random', () => {
   it('is reproducible from its seed and differs between seeds', () => {

@@ -1,11 +1,12 @@
 import type { KernelDef } from '../kernel.js';
+import { FLAT_WG } from '../workgroup.js';
 
 // adaptive_avg_pool2d over NCHW as PyTorch: output (oh, ow) averages input rows [floor(oh*H/OH), ceil((oh+1)*H/OH))
 // and the matching columns. Windows can overlap when H is not a multiple of OH. One invocation per output element
 // (forward) or input element (backward): with ResNet's 7x7 -> 1x1 a sequential sum per plane beats a workgroup
 // reduction. Kernels see one batch slice at a time; `plane` = n * C + c within the slice.
 
-export const AVG_POOL_WG = 256;
+export const AVG_POOL_WG = FLAT_WG;
 
 const params = /* wgsl */ `
 struct Params { n: u32, H: u32, W: u32, OH: u32, OW: u32 }

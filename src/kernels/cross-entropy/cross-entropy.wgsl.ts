@@ -1,11 +1,12 @@
 import type { KernelDef } from '../kernel.js';
+import { FLAT_WG } from '../workgroup.js';
 
 // Softmax cross-entropy over logits [N, C] (row-major) with i32 labels [N], one workgroup per row (rows folded
 // over x and y of the grid). Kernels see one batch slice at a time. A label outside [0, C) gives a NaN loss and
 // a NaN gradient row (params.nan carries the value: WGSL constant expressions cannot make a NaN).
 
 export const CE_WG = 64;
-export const CE_SUM_WG = 256;
+export const CE_SUM_WG = FLAT_WG;
 
 // Row max and sum of exp(x - max), reduced over the workgroup in a fixed tree order.
 const rowStats = /* wgsl */ `

@@ -1,6 +1,7 @@
 import { flatChunks } from '../chunks.js';
 import type { KernelDef } from '../kernel.js';
 import { Tensor } from '../tensor.js';
+import { FLAT_WG } from '../workgroup.js';
 import {
   accumulateKernel,
   addKernel,
@@ -28,7 +29,7 @@ function runFlat(
     const bindings: Record<string, GPUBufferBinding> = {};
     for (const [name, t] of Object.entries(operands)) bindings[name] = t.gpuBindingRange(c.start, c.count);
     for (const [name, t] of Object.entries(extra)) bindings[name] = t.gpuBinding();
-    rt.dispatch(kernel, rt.grid(Math.ceil(c.count / 256)), bindings, { n: c.count, ...params });
+    rt.dispatch(kernel, rt.grid(Math.ceil(c.count / FLAT_WG)), bindings, { n: c.count, ...params });
   }
 }
 

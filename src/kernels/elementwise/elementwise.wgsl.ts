@@ -1,12 +1,13 @@
 import type { KernelDef } from '../kernel.js';
+import { FLAT_WG } from '../workgroup.js';
 
 // Elementwise kernels over flat f32 arrays. Invocation i handles element i; a 2-D grid (rt.grid) lifts the
-// 65535-workgroup cap, so i = gid.x + gid.y * (workgroups in x) * 256.
+// 65535-workgroup cap, so i = gid.x + gid.y * (workgroups in x) * FLAT_WG.
 
 const header = /* wgsl */ `
 struct Params { n: u32 }
 @group(0) @binding(0) var<uniform> params: Params;
-fn flatIndex(gid: vec3u, nwg: vec3u) -> u32 { return gid.x + gid.y * nwg.x * 256u; }
+fn flatIndex(gid: vec3u, nwg: vec3u) -> u32 { return gid.x + gid.y * nwg.x * ${FLAT_WG}u; }
 `;
 
 export const reluForwardKernel: KernelDef = {
@@ -14,7 +15,7 @@ export const reluForwardKernel: KernelDef = {
   wgsl: /* wgsl */ `${header}
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
-@compute @workgroup_size(256)
+@compute @workgroup_size(${FLAT_WG})
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let i = flatIndex(gid, nwg);
   if (i < params.n) { y[i] = max(x[i], 0.0); }
@@ -28,7 +29,7 @@ export const reluBackwardKernel: KernelDef = {
 @group(0) @binding(1) var<storage, read> y: array<f32>;
 @group(0) @binding(2) var<storage, read> gy: array<f32>;
 @group(0) @binding(3) var<storage, read_write> gx: array<f32>;
-@compute @workgroup_size(256)
+@compute @workgroup_size(${FLAT_WG})
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let i = flatIndex(gid, nwg);
   if (i < params.n) { gx[i] = select(0.0, gy[i], y[i] > 0.0); }
@@ -41,7 +42,7 @@ export const addKernel: KernelDef = {
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
-@compute @workgroup_size(256)
+@compute @workgroup_size(${FLAT_WG})
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let i = flatIndex(gid, nwg);
   if (i < params.n) { out[i] = a[i] + b[i]; }
@@ -54,7 +55,7 @@ export const accumulateKernel: KernelDef = {
   wgsl: /* wgsl */ `${header}
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> acc: array<f32>;
-@compute @workgroup_size(256)
+@compute @workgroup_size(${FLAT_WG})
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let i = flatIndex(gid, nwg);
   if (i < params.n) { acc[i] = acc[i] + x[i]; }
@@ -70,9 +71,9 @@ struct Params { n: u32, factor: f32 }
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> scalar: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
-@compute @workgroup_size(256)
+@compute @workgroup_size(${FLAT_WG})
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let i = gid.x + gid.y * nwg.x * 256u;
+  let i = gid.x + gid.y * nwg.x * ${FLAT_WG}u;
   if (i < params.n) { out[i] = x[i] * scalar[0] * params.factor; }
 }`,
 };
@@ -85,9 +86,9 @@ struct Params { n: u32, factor: f32 }
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> scalar: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
-@compute @workgroup_size(256)
+@compute @workgroup_size(${FLAT_WG})
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let i = gid.x + gid.y * nwg.x * 256u;
+  let i = gid.x + gid.y * nwg.x * ${FLAT_WG}u;
   if (i < params.n) { out[i] = scalar[0] * params.factor; }
 }`,
 };

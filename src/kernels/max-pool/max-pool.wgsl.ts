@@ -1,10 +1,11 @@
 import type { KernelDef } from '../kernel.js';
+import { FLAT_WG } from '../workgroup.js';
 
 // max_pool2d over NCHW as PyTorch: padding counts as -inf, the window is scanned row by row and the first maximum
 // wins (a NaN always wins, so NaN propagates), and `indices` holds the winner's position within its input plane
 // (ih * W + iw). Kernels see one batch slice at a time; `plane` = n * C + c within the slice.
 
-export const POOL_WG = 256;
+export const POOL_WG = FLAT_WG;
 export const POOL_WG_ROWS = 64;
 
 const params = /* wgsl */ `

@@ -1,4 +1,5 @@
 import type { KernelDef } from '../kernel.js';
+import { FLAT_WG } from '../workgroup.js';
 
 // Deterministic sum of a flat f32 array in two fixed-order stages (no float atomics):
 // stage 1: each of 256 workgroups sums one contiguous block of the input into partials[group];
@@ -13,17 +14,17 @@ struct Params { n: u32, block: u32 }
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> partials: array<f32>;
-var<workgroup> scratch: array<f32, 256>;
+var<workgroup> scratch: array<f32, ${FLAT_WG}>;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(${FLAT_WG})
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: vec3u) {
   let start = wg.x * params.block;
   let end = min(start + params.block, params.n);
   var s = 0.0;
-  for (var i = start + lid; i < end; i += 256u) { s += x[i]; }
+  for (var i = start + lid; i < end; i += ${FLAT_WG}u) { s += x[i]; }
   scratch[lid] = s;
   workgroupBarrier();
-  for (var half = 128u; half > 0u; half >>= 1u) {
+  for (var half = ${FLAT_WG / 2}u; half > 0u; half >>= 1u) {
     if (lid < half) { scratch[lid] += scratch[lid + half]; }
     workgroupBarrier();
   }
@@ -38,15 +39,15 @@ struct Params { n: u32, factor: f32 }
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> partials: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
-var<workgroup> scratch: array<f32, 256>;
+var<workgroup> scratch: array<f32, ${FLAT_WG}>;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(${FLAT_WG})
 fn main(@builtin(local_invocation_index) lid: u32) {
   var s = 0.0;
-  for (var i = lid; i < params.n; i += 256u) { s += partials[i]; }
+  for (var i = lid; i < params.n; i += ${FLAT_WG}u) { s += partials[i]; }
   scratch[lid] = s;
   workgroupBarrier();
-  for (var half = 128u; half > 0u; half >>= 1u) {
+  for (var half = ${FLAT_WG / 2}u; half > 0u; half >>= 1u) {
     if (lid < half) { scratch[lid] += scratch[lid + half]; }
     workgroupBarrier();
   }

@@ -1,6 +1,7 @@
 import { flatChunks } from '../chunks.js';
 import type { Tensor } from '../tensor.js';
 import { sgdUpdateKernel, sgdUpdateNoMomentumKernel } from './sgd.wgsl.js';
+import { FLAT_WG } from '../workgroup.js';
 
 export interface SgdHyper {
   lr: number;
@@ -18,7 +19,7 @@ export function sgdUpdate(param: Tensor, grad: Tensor, hyper: SgdHyper, momentum
   if (grad.size !== param.size) throw new Error(`sgdUpdate: grad has ${grad.size} elements, param ${param.size}`);
   const rt = param.rt;
   for (const c of flatChunks(rt, param.size)) {
-    const wg = rt.grid(Math.ceil(c.count / 256));
+    const wg = rt.grid(Math.ceil(c.count / FLAT_WG));
     const common = { param: param.gpuBindingRange(c.start, c.count), grad: grad.gpuBindingRange(c.start, c.count) };
     if (hyper.momentum === 0) {
       rt.dispatch(sgdUpdateNoMomentumKernel, wg, common, { n: c.count, lr: hyper.lr, weightDecay: hyper.weightDecay });

@@ -1,4 +1,5 @@
 import type { KernelDef } from '../kernel.js';
+import { FLAT_WG } from '../workgroup.js';
 
 // One SGD step for one parameter tensor, in place, exactly as torch.optim.SGD (1.13, foreach=False):
 //   g = grad + weight_decay * p
@@ -14,9 +15,9 @@ struct Params { n: u32, lr: f32, weightDecay: f32, momentum: f32, dampening: f32
 @group(0) @binding(2) var<storage, read> grad: array<f32>;
 @group(0) @binding(3) var<storage, read_write> momentumBuffer: array<f32>;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(${FLAT_WG})
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let i = gid.x + gid.y * nwg.x * 256u;
+  let i = gid.x + gid.y * nwg.x * ${FLAT_WG}u;
   if (i >= params.n) { return; }
   let p = param[i];
   var g = grad[i];
@@ -40,9 +41,9 @@ struct Params { n: u32, lr: f32, weightDecay: f32 }
 @group(0) @binding(1) var<storage, read_write> param: array<f32>;
 @group(0) @binding(2) var<storage, read> grad: array<f32>;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(${FLAT_WG})
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let i = gid.x + gid.y * nwg.x * 256u;
+  let i = gid.x + gid.y * nwg.x * ${FLAT_WG}u;
   if (i >= params.n) { return; }
   let p = param[i];
   param[i] = p - params.lr * (grad[i] + params.weightDecay * p);

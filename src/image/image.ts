@@ -55,3 +55,20 @@ export function flipHorizontal(img: RgbImage): RgbImage {
   }
   return { width, height, data: out };
 }
+
+/**
+ * An RGBA pixel array (a canvas's ImageData) as an RgbImage: alpha is dropped, not composited, as PIL's
+ * convert('RGB') does.
+ */
+export function rgbFromRgba(width: number, height: number, rgba: ArrayLike<number>): RgbImage {
+  if (rgba.length !== width * height * 4) throw new RangeError(`RGBA data holds ${rgba.length} bytes, expected ${width}x${height}x4`);
+  const data = new Uint8Array(width * height * 3);
+  for (let p = 0, s = 0, d = 0; p < width * height; p++, s += 4, d += 3) {
+    data[d] = rgba[s]!;
+    data[d + 1] = rgba[s + 1]!;
+    data[d + 2] = rgba[s + 2]!;
+  }
+  const img = { width, height, data };
+  checkImage(img);
+  return img;
+}
