@@ -15,6 +15,12 @@ export interface GpuContext {
   features: ReadonlySet<string>;
   /** True for CPU drivers (lavapipe/llvmpipe, SwiftShader): kernels pick variants shaped for them. */
   isCpuDriver: boolean;
+  /**
+   * The subgroup size when the device has the 'subgroups' feature and the adapter reports one fixed size
+   * (subgroupMinSize == subgroupMaxSize: 8 on lavapipe at 256 bits, 4 on SwiftShader); null otherwise. Kernels that
+   * exchange values across a subgroup with constant lane indices are only used when it is known.
+   */
+  subgroupSize: number | null;
 }
 
 export const LAVAPIPE_RECIPE = [
@@ -37,6 +43,8 @@ const RAISED_LIMITS = [
   'maxComputeWorkgroupSizeX',
   'maxComputeWorkgroupSizeY',
   'maxComputeWorkgroupsPerDimension',
+  'maxTextureDimension2D',
+  'maxTextureArrayLayers',
 ] as const;
 
 const DEFAULT_FEATURES: GPUFeatureName[] = ['shader-f16', 'subgroups', 'timestamp-query'];
@@ -51,6 +59,8 @@ export async function createGpuContext(gpu: GPU | undefined | null, options: Dev
   const requiredFeatures = (options.wantFeatures ?? DEFAULT_FEATURES).filter((f) => adapter.features.has(f));
   const device = await adapter.requestDevice({ requiredLimits, requiredFeatures, label: 'hotdog-webgpu' });
   const info = adapter.info;
+  const sgMin = (info as { subgroupMinSize?: number }).subgroupMinSize;
+  const sgMax = (info as { subgroupMaxSize?: number }).subgroupMaxSize;
   const description = `${info.vendor} ${info.architecture} ${info.device} ${info.description}`.toLowerCase();
   return {
     device,
@@ -58,6 +68,7 @@ export async function createGpuContext(gpu: GPU | undefined | null, options: Dev
     limits: device.limits,
     features: new Set(device.features),
     isCpuDriver: /llvmpipe|lavapipe|swiftshader/.test(description),
+    subgroupSize: device.features.has('subgroups') && sgMin && sgMin === sgMax ? sgMin : null,
   };
 }
 

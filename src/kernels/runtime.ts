@@ -6,10 +6,17 @@
 // of a readback buffer or of a 4-byte fence that is copied after the work to wait for.
 import { BufferPool, BufferUsage, type PoolStats } from './buffer-pool.js';
 import type { GpuContext } from './device.js';
-import { packParams, reflectKernel, type KernelDef, type KernelLayout } from './kernel.js';
+import { packParams, reflectKernel, type BindingInfo, type KernelDef, type KernelLayout } from './kernel.js';
+import { TexturePool, type TextureSize } from './texture-pool.js';
 
 /** Anything that can be bound as a storage buffer: a raw binding or an object (a Tensor) that makes one. */
 export type BufferSource = GPUBufferBinding | { gpuBinding(): GPUBufferBinding };
+/** A kernel binding: a storage buffer, or (for texture bindings) a whole rgba32float texture from the pool. */
+export type BindingSource = BufferSource | GPUTexture;
+
+function isTexture(src: BindingSource): src is GPUTexture {
+  return typeof (src as GPUTexture).createView === 'function';
+}
 
 export type Workgroups = number | [number, number?, number?];
 
@@ -33,6 +40,7 @@ export class GpuError extends Error {
 export class Runtime {
   readonly device: GPUDevice;
   readonly pool: BufferPool;
+  readonly textures: TexturePool;
   readonly maxBindingSize: number;
   readonly uniformAlign: number;
   readonly storageAlign: number;
@@ -75,6 +83,7 @@ export class Runtime {
     this.storageAlign = ctx.limits.minStorageBufferOffsetAlignment;
     this.maxDispatches = options.maxDispatchesPerSubmit ?? 256;
     this.pool = new BufferPool(this.device, ctx.limits.maxBufferSize);
+    this.textures = new TexturePool(this.device);
     this.fenceSource = this.device.createBuffer({ size: 4, usage: BufferUsage.COPY_SRC, label: 'fenceSource' });
     this.fence = this.device.createBuffer({ size: 4, usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST, label: 'fence' });
     this.device.addEventListener('uncapturederror', (ev) => {
@@ -129,16 +138,14 @@ export class Runtime {
 
   // Layouts are keyed by their binding signature, so kernels with the same shape of bindings share one.
   private bindGroupLayout(layout: KernelLayout): GPUBindGroupLayout {
-    const entries: GPUBindGroupLayoutEntry[] = layout.buffers.map((b) => ({
-      binding: b.binding,
-      visibility: 4 /* GPUShaderStage.COMPUTE */,
-      buffer: { type: b.kind },
-    }));
+    const entries: GPUBindGroupLayoutEntry[] = layout.buffers.map(layoutEntry);
     if (layout.params) {
       entries.push({ binding: layout.params.binding, visibility: 4, buffer: { type: 'uniform' } });
     }
     entries.sort((a, b) => a.binding - b.binding);
-    const key = entries.map((e) => `${e.binding}:${e.buffer?.type}`).join(',');
+    const key = entries
+      .map((e) => `${e.binding}:${e.buffer?.type ?? (e.texture ? `tex.${e.texture.viewDimension}` : `stex.${e.storageTexture?.viewDimension}`)}`)
+      .join(',');
     let bgl = this.layouts.get(key);
     if (!bgl) {
       bgl = this.device.createBindGroupLayout({ entries, label: `layout(${key})` });
@@ -153,19 +160,28 @@ export class Runtime {
    * Records one dispatch. `buffers` must name exactly the storage bindings the entry point uses; `params` exactly
    * the members of its `params` uniform struct.
    */
-  dispatch(def: KernelDef, workgroups: Workgroups, buffers: Record<string, BufferSource>, params: Record<string, number> = {}): void {
+  dispatch(def: KernelDef, workgroups: Workgroups, buffers: Record<string, BindingSource>, params: Record<string, number> = {}): void {
     this.throwIfLost();
     const k = this.kernel(def);
     const entries: GPUBindGroupEntry[] = [];
+    const resources: (GPUBuffer | GPUTexture)[] = [];
     for (const b of k.layout.buffers) {
       const src = buffers[b.name];
       if (!src) throw new Error(`kernel ${def.name}: binding "${b.name}" was not given (it binds: ${k.layout.buffers.map((x) => x.name).join(', ')})`);
+      const texture = b.kind === 'texture' || b.kind === 'storage-texture';
+      if (texture !== isTexture(src)) throw new Error(`kernel ${def.name}: binding "${b.name}" needs a ${texture ? 'texture' : 'buffer'}`);
+      if (isTexture(src)) {
+        entries.push({ binding: b.binding, resource: textureView(src) });
+        resources.push(src);
+        continue;
+      }
       const resource = 'gpuBinding' in src ? src.gpuBinding() : src;
       const size = resource.size ?? resource.buffer.size - (resource.offset ?? 0);
       if (size > this.bindingLimit) {
         throw new Error(`kernel ${def.name}: binding "${b.name}" is ${size} bytes, over the ${this.bindingLimit}-byte storage binding limit`);
       }
       entries.push({ binding: b.binding, resource });
+      resources.push(resource.buffer);
     }
     for (const name of Object.keys(buffers)) {
       if (!k.layout.buffers.some((b) => b.name === name)) {
@@ -174,11 +190,11 @@ export class Runtime {
     }
     // WebGPU forbids a buffer that one binding writes from being bound again in the same dispatch (Dawn would only
     // report it at submit time, without saying which kernel); catch it here by name.
+    const writes = (x: BindingInfo): boolean => x.kind === 'storage' || x.kind === 'storage-texture';
     k.layout.buffers.forEach((b, i) => {
       k.layout.buffers.forEach((other, j) => {
-        if (j <= i || (b.kind !== 'storage' && other.kind !== 'storage')) return;
-        const buffer = (entries[i]!.resource as GPUBufferBinding).buffer;
-        if (buffer === (entries[j]!.resource as GPUBufferBinding).buffer) {
+        if (j <= i || (!writes(b) && !writes(other))) return;
+        if (resources[i] === resources[j]) {
           throw new Error(`kernel ${def.name}: "${b.name}" and "${other.name}" are the same buffer, and one of them is written`);
         }
       });
@@ -212,6 +228,19 @@ export class Runtime {
   copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, size: number): void {
     this.endPass();
     this.commandEncoder().copyBufferToBuffer(src, srcOffset, dst, dstOffset, size);
+  }
+
+  /**
+   * Records a copy of rows of 4-float texels from a buffer into a pooled texture: `bytesPerRow` (a multiple of 256)
+   * apart, `size.height` rows per layer, `size.layers` layers from `srcOffset` (a multiple of 16).
+   */
+  copyToTexture(src: GPUBuffer, srcOffset: number, bytesPerRow: number, dst: GPUTexture, size: TextureSize): void {
+    this.endPass();
+    this.commandEncoder().copyBufferToTexture(
+      { buffer: src, offset: srcOffset, bytesPerRow, rowsPerImage: size.height },
+      { texture: dst },
+      [size.width, size.height, size.layers],
+    );
   }
 
   /** Records a zero fill (size a multiple of 4). */
@@ -372,11 +401,29 @@ export class Runtime {
     this.encoder = null;
     this.pass = null;
     this.pool.destroy();
+    this.textures.destroy();
     for (const list of this.staging.values()) for (const b of list) b.destroy();
     this.staging.clear();
     for (const b of this.uniformChunks) b.destroy();
     this.device.destroy();
   }
+}
+
+function layoutEntry(b: BindingInfo): GPUBindGroupLayoutEntry {
+  const visibility = 4; /* GPUShaderStage.COMPUTE */
+  if (b.kind === 'texture') return { binding: b.binding, visibility, texture: { sampleType: 'unfilterable-float', viewDimension: b.viewDimension } };
+  if (b.kind === 'storage-texture') {
+    return { binding: b.binding, visibility, storageTexture: { access: 'write-only', format: b.format!, viewDimension: b.viewDimension } };
+  }
+  return { binding: b.binding, visibility, buffer: { type: b.kind as GPUBufferBindingType } };
+}
+
+// Every pooled texture is bound whole as a 2d-array view; one view per texture is made and kept.
+const views = new WeakMap<GPUTexture, GPUTextureView>();
+function textureView(t: GPUTexture): GPUTextureView {
+  let v = views.get(t);
+  if (!v) views.set(t, (v = t.createView({ dimension: '2d-array' })));
+  return v;
 }
 
 function pipelineKey(def: KernelDef): string {

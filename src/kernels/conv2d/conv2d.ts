@@ -10,7 +10,7 @@
 // - weight gradient: gy transposed to [N, OH, OW, Cout]; partial sums over disjoint position ranges are added in
 //   a fixed order.
 // Batches whose tensors exceed the storage binding limit are processed in slices of samples (see convChunks).
-import type { BatchChunk } from '../chunks.js';
+import { sliceAlignment, type BatchChunk } from '../chunks.js';
 import type { BufferSource, Runtime } from '../runtime.js';
 import { Tensor } from '../tensor.js';
 import { recordChannelSum, recordGemm } from '../matmul/matmul.js';
@@ -107,23 +107,12 @@ function convChunks(rt: Runtime, n: number, bound: number[], temps: number[]): B
   const largest = Math.max(1, ...bound, ...temps);
   const fit = Math.floor(rt.bindingLimit / (largest * 4));
   if (fit >= n) return [{ start: 0, count: n }];
-  const unit = alignmentStep(rt, bound);
+  const unit = sliceAlignment(rt, bound);
   const count = Math.floor(fit / unit) * unit;
   if (count === 0) throw new Error(`conv2d: one sample (${largest * 4} bytes, x${unit} for alignment) exceeds the ${rt.bindingLimit}-byte binding limit`);
   const out: BatchChunk[] = [];
   for (let start = 0; start < n; start += count) out.push({ start, count: Math.min(count, n - start) });
   return out;
-}
-
-function alignmentStep(rt: Runtime, perSample: number[]): number {
-  const gcd = (a: number, b: number): number => (b ? gcd(b, a % b) : a);
-  let step = 1;
-  for (const p of perSample) {
-    if (p === 0) continue;
-    const s = rt.storageAlign / gcd(p * 4, rt.storageAlign);
-    step = (step / gcd(step, s)) * s;
-  }
-  return step;
 }
 
 function dispatchFlat(rt: Runtime, total: number): [number, number] {
