@@ -4,6 +4,7 @@
  *
  *   npm run bench -- [--only fma,kernels,e2e,data] [--filter TEXT] [--rounds 3] [--batch 32] [--recipe]
  *
+ * A partial run (--only or --filter) writes bench/results/partial.json instead.
  * Parts (all but recipe by default; BENCH_ONLY=... works like --only):
  * - fma:     register-only multiply-add loop, workgroups of 8/16/32/64: the WGSL ALU ceiling of the adapter.
  * - kernels: conv2d at ResNet-18's shapes (forward, data gradient, weight gradient) and matmul 1024^3 / 2048^3,
@@ -127,10 +128,19 @@ async function interleaved(
   const out: Timed = { engine: [], peer: [] };
   for (let r = 0; r < rounds; r++) {
     out.engine.push(...(await engine.call<RunReply>({ op: 'run', ...run })).seconds);
-    if (peerOk) out.peer.push(...(await peer!.call<RunReply>({ op: 'run', ...peerRun })).seconds);
+    if (!peerOk) continue;
+    try {
+      out.peer.push(...(await peer!.call<RunReply>({ op: 'run', ...peerRun })).seconds);
+    } catch (e) {
+      // A failing peer (out of memory, a crash) costs its figure, not the engine's.
+      peerOk = false;
+      peerError = (e as Error).message.split('\n')[0]!;
+      out.peer.length = 0;
+    }
   }
   await engine.call({ op: 'release' });
   if (peerOk) await peer!.call({ op: 'release' });
+  if (peerError) console.log(`${peer!.name} peer failed on ${JSON.stringify(spec)}: ${peerError}`);
   return { ...out, prepare, peerError };
 }
 
@@ -330,11 +340,13 @@ if (parts.has('data')) {
 
 result.skipped = skipped;
 mkdirSync(RESULTS, { recursive: true });
-const file = `${RESULTS}/latest.json`;
+// A partial run (--only, --filter) leaves the last full run's latest.json alone.
+const partial = Boolean(onlyText || filter);
+const file = `${RESULTS}/${partial ? 'partial' : 'latest'}.json`;
 const tmp = `${file}.${process.pid}.tmp`;
 writeFileSync(tmp, `${JSON.stringify(result, null, 2)}\n`);
 renameSync(tmp, file);
-console.log(`\nwrote bench/results/latest.json`);
+console.log(`\nwrote bench/results/${partial ? 'partial.json (a partial run; latest.json keeps the last full run)' : 'latest.json'}`);
 printSummary();
 
 function printSummary(): void {
