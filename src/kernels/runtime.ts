@@ -7,6 +7,7 @@
 import { BufferPool, BufferUsage, type PoolStats } from './buffer-pool.js';
 import type { GpuContext } from './device.js';
 import { packParams, reflectKernel, type BindingInfo, type KernelDef, type KernelLayout } from './kernel.js';
+import type { OpKind } from './profiling/op-kinds.js';
 import { TexturePool, type TextureSize } from './texture-pool.js';
 
 /** Anything that can be bound as a storage buffer: a raw binding or an object (a Tensor) that makes one. */
@@ -23,6 +24,45 @@ export type Workgroups = number | [number, number?, number?];
 export interface RuntimeOptions {
   /** Dispatches recorded before the runtime submits on its own (a few hundred per submit is measured safe). */
   maxDispatchesPerSubmit?: number;
+}
+
+/** A command as a profiler sees it (src/kernels/profiling/profiler.ts), with everything needed to record it again. */
+export type RecordedCommand =
+  | {
+      op: 'dispatch';
+      def: KernelDef;
+      workgroups: [number, number, number];
+      buffers: Record<string, GPUBufferBinding | GPUTexture>;
+      params: Record<string, number>;
+    }
+  | { op: 'copy'; src: GPUBuffer; srcOffset: number; dst: GPUBuffer; dstOffset: number; size: number }
+  | { op: 'copyToTexture'; src: GPUBuffer; srcOffset: number; bytesPerRow: number; dst: GPUTexture; size: TextureSize }
+  | { op: 'clear'; buffer: GPUBuffer; offset: number; size: number };
+
+/** Two timestamp query slots around one command. */
+export interface CommandTimestamps {
+  querySet: GPUQuerySet;
+  begin: number;
+  end: number;
+}
+
+/**
+ * What a profiler attaches to `rt.profiler`. Ops call begin/end around their dispatches (an op scope: the dispatches
+ * recorded meanwhile belong to that op call); the runtime calls record/beforeSubmit. Unset (null) in normal runs,
+ * where all of this costs one null check per op call and per command.
+ */
+export interface ProfilerHooks {
+  /** Opens an op scope: `kind` says what the op is, `label` which call (shapes), `flop` its direct FLOP count. */
+  begin(kind: OpKind, label: string, flop?: number): void;
+  /** Closes the innermost open scope. */
+  end(): void;
+  /**
+   * Sees every command before it is recorded. Returned timestamps put it between two timestamp writes: a dispatch
+   * alone in a compute pass of its own, a copy or clear between two empty passes.
+   */
+  record(cmd: RecordedCommand): CommandTimestamps | undefined;
+  /** The encoder about to be finished and submitted (to resolve its queries). */
+  beforeSubmit(encoder: GPUCommandEncoder): void;
 }
 
 interface CompiledKernel {
@@ -71,6 +111,9 @@ export class Runtime {
 
   /** Overridable for tests that force a small binding limit. */
   bindingLimit: number;
+
+  /** Set while a profiler is attached (src/kernels/profiling/profiler.ts); null otherwise. */
+  profiler: ProfilerHooks | null = null;
 
   constructor(
     readonly ctx: GpuContext,
@@ -206,10 +249,17 @@ export class Runtime {
     const [x, y = 1, z = 1] = typeof workgroups === 'number' ? [workgroups] : workgroups;
     if (x === 0 || y === 0 || z === 0) return;
     const bindGroup = this.device.createBindGroup({ layout: k.bindGroupLayout, entries, label: def.name });
-    const pass = this.computePass();
+    const stamps = this.profiler ? this.profiler.record(recordedDispatch(def, [x, y, z], k.layout, entries, buffers, params)) : undefined;
+    if (stamps) this.endPass();
+    const pass = stamps
+      ? (this.pass = this.commandEncoder().beginComputePass({
+          timestampWrites: { querySet: stamps.querySet, beginningOfPassWriteIndex: stamps.begin, endOfPassWriteIndex: stamps.end },
+        }))
+      : this.computePass();
     pass.setPipeline(k.pipeline);
     pass.setBindGroup(0, bindGroup);
     pass.dispatchWorkgroups(x, y, z);
+    if (stamps) this.endPass();
     this.dispatchesInBatch++;
     this.dispatches++;
     this.kernelsInBatch.add(def.name);
@@ -227,7 +277,10 @@ export class Runtime {
   /** Records a buffer-to-buffer copy (ends the open compute pass). */
   copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, size: number): void {
     this.endPass();
+    const stamps = this.profiler?.record({ op: 'copy', src, srcOffset, dst, dstOffset, size });
+    if (stamps) this.timestampPass(stamps.querySet, undefined, stamps.begin);
     this.commandEncoder().copyBufferToBuffer(src, srcOffset, dst, dstOffset, size);
+    if (stamps) this.timestampPass(stamps.querySet, stamps.end, undefined);
   }
 
   /**
@@ -236,18 +289,29 @@ export class Runtime {
    */
   copyToTexture(src: GPUBuffer, srcOffset: number, bytesPerRow: number, dst: GPUTexture, size: TextureSize): void {
     this.endPass();
+    const stamps = this.profiler?.record({ op: 'copyToTexture', src, srcOffset, bytesPerRow, dst, size });
+    if (stamps) this.timestampPass(stamps.querySet, undefined, stamps.begin);
     this.commandEncoder().copyBufferToTexture(
       { buffer: src, offset: srcOffset, bytesPerRow, rowsPerImage: size.height },
       { texture: dst },
       [size.width, size.height, size.layers],
     );
+    if (stamps) this.timestampPass(stamps.querySet, stamps.end, undefined);
   }
 
   /** Records a zero fill (size a multiple of 4). */
   clear(buffer: GPUBuffer, offset: number, size: number): void {
     if (size === 0) return;
     this.endPass();
+    const stamps = this.profiler?.record({ op: 'clear', buffer, offset, size });
+    if (stamps) this.timestampPass(stamps.querySet, undefined, stamps.begin);
     this.commandEncoder().clearBuffer(buffer, offset, size);
+    if (stamps) this.timestampPass(stamps.querySet, stamps.end, undefined);
+  }
+
+  /** An empty compute pass that only writes timestamps (around a copy or clear, which have no timestampWrites). */
+  private timestampPass(querySet: GPUQuerySet, beginningOfPassWriteIndex: number | undefined, endOfPassWriteIndex: number | undefined): void {
+    this.commandEncoder().beginComputePass({ timestampWrites: { querySet, beginningOfPassWriteIndex, endOfPassWriteIndex } }).end();
   }
 
   /**
@@ -307,6 +371,7 @@ export class Runtime {
     this.throwIfLost();
     if (!this.encoder) return;
     this.endPass();
+    this.profiler?.beforeSubmit(this.encoder);
     // Uniform chunks are rewritten per batch; queue order puts this write after the previous batch's reads.
     for (let c = 0; c * UNIFORM_CHUNK < this.uniformOffset; c++) {
       const len = Math.min(UNIFORM_CHUNK, this.uniformOffset - c * UNIFORM_CHUNK);
@@ -424,6 +489,23 @@ function textureView(t: GPUTexture): GPUTextureView {
   let v = views.get(t);
   if (!v) views.set(t, (v = t.createView({ dimension: '2d-array' })));
   return v;
+}
+
+function recordedDispatch(
+  def: KernelDef,
+  workgroups: [number, number, number],
+  layout: KernelLayout,
+  entries: GPUBindGroupEntry[],
+  sources: Record<string, BindingSource>,
+  params: Record<string, number>,
+): RecordedCommand {
+  // Raw bindings, not the tensors the op passed (those may be released before a replay).
+  const buffers: Record<string, GPUBufferBinding | GPUTexture> = {};
+  layout.buffers.forEach((b, i) => {
+    const src = sources[b.name]!;
+    buffers[b.name] = isTexture(src) ? src : (entries[i]!.resource as GPUBufferBinding);
+  });
+  return { op: 'dispatch', def, workgroups, buffers, params: { ...params } };
 }
 
 function pipelineKey(def: KernelDef): string {
