@@ -15,6 +15,13 @@ import type { BufferSource, Runtime } from '../runtime.js';
 import { Tensor } from '../tensor.js';
 import { recordChannelSum, recordGemm } from '../matmul/matmul.js';
 import { col2imWgsl, convGemmKernel, convPadWgsl, convWeightGradKernel, sumPartialsWgsl, transposeWgsl } from './conv2d.wgsl.js';
+import {
+  conv2dBackwardInputWinograd,
+  conv2dBackwardWeightWinograd,
+  conv2dForwardWinograd,
+  winogradApplies,
+  type WinogradTile,
+} from './winograd.js';
 
 export interface Conv2dOptions {
   stride?: number | readonly [number, number];
@@ -200,6 +207,43 @@ function convGemm(rt: Runtime, cols: number, bias: boolean, tiling?: ConvTiling)
   return { t, vecW, def: { ...convGemmKernel({ tm: t.tm, tnv: t.tnv, vecW, bias }), constants: { WG: t.wg } } };
 }
 
+// ---- choice of lowering -------------------------------------------------------------------------------------
+
+/**
+ * How a product is computed: the implicit GEMM over a padded copy (any shape, any adapter), Winograd F(4x4, 3x3) or
+ * F(2x2, 3x3) on the texture GEMM (3x3 stride 1, adapters with subgroups of size 4 or 8, winograd.ts), or, for the
+ * data gradient only, a GEMM + col2im (few input channels).
+ */
+export type ConvLowering = 'implicit' | 'col2im' | 'winograd4' | 'winograd2';
+export type ConvPass = 'forward' | 'data' | 'weight';
+
+/**
+ * The lowering 'auto' picks: Winograd F(4x4, 3x3) wherever it applies, col2im for the data gradient of
+ * convolutions with fewer than 16 input channels, else the implicit GEMM. A forced tiling means the implicit GEMM.
+ */
+export function convLowering(
+  rt: Runtime,
+  g: Conv2dGeometry,
+  pass: ConvPass,
+  requested: ConvLowering | 'auto' = 'auto',
+  hasBias = false,
+  tiling?: ConvTiling,
+): ConvLowering {
+  if (requested !== 'auto') {
+    if ((requested === 'winograd4' || requested === 'winograd2') && !winogradApplies(rt, g)) {
+      throw new Error('conv2d: Winograd needs a 3x3 stride-1 convolution with channel counts divisible by 4 on an adapter with subgroups of size 4 or 8');
+    }
+    if (requested === 'col2im' && pass !== 'data') throw new Error('conv2d: col2im is a data-gradient lowering');
+    if (requested.startsWith('winograd') && pass === 'forward' && hasBias) throw new Error('conv2d: the Winograd forward pass takes no bias');
+    return requested;
+  }
+  if (!tiling && !(pass === 'forward' && hasBias) && winogradApplies(rt, g)) return 'winograd4';
+  if (pass === 'data' && g.cin < COL2IM_BELOW_CHANNELS) return 'col2im';
+  return 'implicit';
+}
+
+const winogradTile = (l: ConvLowering): WinogradTile => (l === 'winograd2' ? 2 : 4);
+
 // ---- forward ------------------------------------------------------------------------------------------------
 
 /** y = conv2d(x, w) + b, as torch.nn.functional.conv2d (dilation 1, groups 1). */
@@ -209,10 +253,13 @@ export function conv2dForward(
   b: Tensor<'f32'> | null,
   opts: Conv2dOptions = {},
   tiling?: ConvTiling,
+  method: 'auto' | 'implicit' | 'winograd4' | 'winograd2' = 'auto',
 ): Tensor<'f32'> {
   const rt = x.rt;
   const g = conv2dGeometry(x.shape, w.shape, opts);
   if (b && (b.shape.length !== 1 || b.shape[0] !== g.cout)) throw new Error(`conv2d: bias must be [${g.cout}], got [${b.shape.join(', ')}]`);
+  const lowering = convLowering(rt, g, 'forward', method, !!b, tiling);
+  if (lowering !== 'implicit') return conv2dForwardWinograd(x, w, g, winogradTile(lowering));
   const { hs, ws, pad } = paddedInputDims(g);
   const kTotal = g.cin * g.kh * g.kw;
   const tab = table(rt, `fwd:${g.cin},${g.kh},${g.kw},${hs},${ws}`, () => {
@@ -307,12 +354,14 @@ export function conv2dBackwardInput(
   xShape: readonly number[],
   opts: Conv2dOptions = {},
   tiling?: ConvTiling,
-  method: 'auto' | 'implicit' | 'col2im' = 'auto',
+  method: ConvLowering | 'auto' = 'auto',
 ): Tensor<'f32'> {
   const rt = gy.rt;
   const g = conv2dGeometry(xShape, w.shape, opts);
   checkGy(gy, g);
-  if (method === 'col2im' || (method === 'auto' && g.cin < COL2IM_BELOW_CHANNELS)) return backwardInputCol2im(rt, gy, w, g);
+  const lowering = convLowering(rt, g, 'data', method, false, tiling);
+  if (lowering === 'col2im') return backwardInputCol2im(rt, gy, w, g);
+  if (lowering !== 'implicit') return conv2dBackwardInputWinograd(gy, w, g, winogradTile(lowering));
   const phH = phases(g.h, g.kh, g.sh, g.ph);
   const phW = phases(g.w, g.kw, g.sw, g.pw);
   const padH = gyPadding(phH, g.oh);
@@ -449,10 +498,13 @@ export function conv2dBackwardWeight(
   wShape: readonly number[],
   opts: Conv2dOptions = {},
   tiling?: ConvTiling,
+  method: 'auto' | 'implicit' | 'winograd4' | 'winograd2' = 'auto',
 ): Tensor<'f32'> {
   const rt = gy.rt;
   const g = conv2dGeometry(x.shape, wShape, opts);
   checkGy(gy, g);
+  const lowering = convLowering(rt, g, 'weight', method, false, tiling);
+  if (lowering !== 'implicit') return conv2dBackwardWeightWinograd(gy, x, g, winogradTile(lowering));
   const { hs, ws, pad } = paddedInputDims(g);
   const R = g.cin * g.kh * g.kw;
   const xtab = table(rt, `wgrad:${g.cin},${g.kh},${g.kw},${hs},${ws}`, () => {
