@@ -33,45 +33,54 @@ export type TextureGemmOutputKind = 'texture' | 'rows' | 'rows-accumulate' | 'st
 export interface TextureGemmVariant {
   /** Subgroup (and workgroup) size. */
   sg: number;
-  /** Rows of C per workgroup (accumulators per lane). */
+  /** Rows of C per workgroup. */
   rows: number;
+  /** Texel columns per lane (the workgroup owns 4 * sg * cols columns); rows * cols vec4 accumulators per lane. */
+  cols: number;
   output: TextureGemmOutputKind;
 }
 
 const cache = new Map<string, KernelDef>();
 
 export function textureGemmKernel(v: TextureGemmVariant): KernelDef {
-  const key = `${v.sg}x${v.rows}${v.output}`;
+  const key = `${v.sg}x${v.rows}x${v.cols}${v.output}`;
   let def = cache.get(key);
-  if (!def) cache.set(key, (def = { name: `textureGemm_${v.output}_sg${v.sg}_r${v.rows}`, wgsl: textureGemmWgsl(v) }));
+  if (!def) cache.set(key, (def = { name: `textureGemm_${v.output}_sg${v.sg}_${v.rows}x${v.cols}`, wgsl: textureGemmWgsl(v) }));
   return def;
 }
 
 const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
 
-function textureGemmWgsl({ sg: SG, rows: R, output }: TextureGemmVariant): string {
+function textureGemmWgsl({ sg: SG, rows: R, cols: CC, output }: TextureGemmVariant): string {
   const steps = 4 * SG;
   const comp = 'xyzw';
-  const decl = range(R).map((r) => `  var acc${r} = vec4f(0.0);`).join('\n');
+  const cells = range(R).flatMap((r) => range(CC).map((c) => [r, c] as const));
+  const decl = cells.map(([r, c]) => `  var acc${r}_${c} = vec4f(0.0);`).join('\n');
   const loadA = range(R).map((r) => `      let a${r} = textureLoad(A, vec2u(kq, m0 + ${r}u), la, 0);`).join('\n');
   const body: string[] = [];
   for (const kk of range(steps)) {
-    body.push(`      { let b = textureLoad(B, vec2u(nq, k0 + ${kk}u), lb, 0);`);
-    for (const r of range(R)) body.push(`        acc${r} += subgroupBroadcast(a${r}.${comp[kk & 3]}, ${kk >> 2}u) * b;`);
+    body.push(`      {`);
+    for (const c of range(CC)) body.push(`        let b${c} = textureLoad(B, vec2u(nq${c}, k0 + ${kk}u), lb, 0);`);
+    for (const r of range(R)) {
+      body.push(`        let s${r} = subgroupBroadcast(a${r}.${comp[kk & 3]}, ${kk >> 2}u);`);
+      for (const c of range(CC)) body.push(`        acc${r}_${c} += s${r} * b${c};`);
+    }
     body.push('      }');
   }
-  const store = range(R).map((r) => {
+  const columns = range(CC).map((c) => `  let nq${c} = nqBase + ${c * SG}u;\n  let n${c} = nq${c} * 4u;`).join("\n");
+  const store = cells.map(([r, c]) => {
     const m = `m0 + ${r}u`;
-    if (output === 'texture') return `  textureStore(C, vec2u(nq, ${m}), wg.z, acc${r});`;
+    const acc = `acc${r}_${c}`;
+    if (output === 'texture') return `  textureStore(C, vec2u(nq${c}, ${m}), wg.z, ${acc});`;
     if (output !== 'strided') {
-      const at = `params.cBase + wg.z * params.cBatch + (${m}) * params.rowStride + nq`;
-      const value = output === 'rows-accumulate' ? `C[${at}] + acc${r}` : `acc${r}`;
-      return `  if (${m} < params.M && nq < params.Nq) { C[${at}] = ${value}; }`;
+      const at = `params.cBase + wg.z * params.cBatch + (${m}) * params.rowStride + nq${c}`;
+      const value = output === 'rows-accumulate' ? `C[${at}] + ${acc}` : acc;
+      return `  if (${m} < params.M && nq${c} < params.Nq) { C[${at}] = ${value}; }`;
     }
     return `  if (${m} < params.M) {
     let at = params.cBase + wg.z * params.cBatch + ((${m}) / params.rowsPerGroup) * params.groupStride + ((${m}) % params.rowsPerGroup) * params.rowStride;
     for (var c = 0u; c < 4u; c++) {
-      if (n + c < params.N) { C[at + (n + c) * params.colStride] = acc${r}[c]; }
+      if (n${c} + c < params.N) { C[at + (n${c} + c) * params.colStride] = ${acc}[c]; }
     }
   }`;
   });
@@ -110,8 +119,8 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
   let groups = nwg.x * nwg.y;
   for (var tile = wg.x + wg.y * nwg.x; tile < params.tiles; tile += groups) {
   let m0 = (tile / params.tilesN) * ${R}u;
-  let nq = (tile % params.tilesN) * ${SG}u + lane;
-  let n = nq * 4u;
+  let nqBase = (tile % params.tilesN) * ${SG * CC}u + lane;
+${columns}
 ${decl}
   for (var l = 0u; l < params.kLayers; l++) {
     let la = wg.z * params.aLayers + l;
