@@ -2,9 +2,11 @@
 import type { BufferSource, Runtime } from '../runtime.js';
 import { textureGemmKernel, type TextureGemmOutputKind } from './texture-gemm.wgsl.js';
 
-/** Rows of C per workgroup and texel columns per lane: 32 x 2 (64 vec4 accumulators) measured fastest on lavapipe. */
+/**
+ * Rows of C per workgroup and texel columns per lane: 32 x 2 (64 vec4 accumulators, 32 x 64 tiles) measured fastest
+ * on lavapipe of 16-64 rows x 1-2 columns (docs/kernels-performance.md).
+ */
 export const TEXTURE_GEMM_ROWS = 32;
-
 export const TEXTURE_GEMM_COLS = 2;
 
 /** Workgroups launched per dispatch (over all batch items), each looping over tiles: enough to balance threads. */
