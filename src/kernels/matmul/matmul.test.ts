@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { batchChunks } from '../chunks.js';
 import { Tensor } from '../tensor.js';
 import { withBindingLimit } from '../../../test/helpers/binding-limit.js';
 import { expectFixtureOutputs, loadOpFixture, toTensor, type FixtureTensor, type LayerFixture } from '../../../test/helpers/fixtures.js';
@@ -161,22 +162,36 @@ describe('linear', () => {
     });
   }
 
-  it('splits the batch over a tiny binding limit with the same results', async () => {
+  it('splits the batch over a tiny binding limit: forward and data gradient bitwise equal, weight and bias gradients within 1e-6', async () => {
     const rt = await testRuntime();
     const [n, inF, outF] = [300, 24, 20];
     const X = Tensor.fromArray(rt, randn(n * inF, 21), [n, inF]);
     const W = Tensor.fromArray(rt, randn(outF * inF, 22), [outF, inF]);
     const B = Tensor.fromArray(rt, randn(outF, 23), [outF]);
     const G = Tensor.fromArray(rt, randn(n * outF, 24), [n, outF]);
-    const run = async (): Promise<Float32Array[]> => {
+    const run = async (): Promise<{ values: Float32Array[]; dispatches: number }> => {
+      const d0 = rt.stats.dispatches;
       const outs = [linearForward(X, W, B), ...linearLossGrads(X, W, G, true)];
-      const vals = await Promise.all(outs.map((t) => t.read() as Promise<Float32Array>));
+      const dispatches = rt.stats.dispatches - d0;
+      const values = await Promise.all(outs.map((t) => t.read() as Promise<Float32Array>));
       for (const t of outs) t.release();
-      return vals;
+      return { values, dispatches };
     };
     const whole = await run();
     const split = await withBindingLimit(rt, 16 * 1024, run);
-    for (let i = 0; i < whole.length; i++) expect(maxRelError(split[i]!, whole[i]!)).toBeLessThan(1e-6);
+    // It really was sliced: 96 bytes per row of x, so at most 170 rows (160 for offset alignment) per binding, and
+    // forward, data gradient and weight gradient each dispatch once per slice (the bias gradient too).
+    const slices = await withBindingLimit(rt, 16 * 1024, async () => batchChunks(rt, n, [inF, outF]).length);
+    expect(slices).toBe(2);
+    expect(whole.dispatches).toBe(4);
+    expect(split.dispatches).toBe(4 * slices);
+    // Forward and data gradient: every row is computed alone, the same way in any slice, so bitwise equal.
+    const bits = (a: Float32Array) => Array.from(new Uint32Array(a.buffer, a.byteOffset, a.length));
+    expect(bits(split.values[0]!), 'y').toEqual(bits(whole.values[0]!));
+    expect(bits(split.values[1]!), 'gx').toEqual(bits(whole.values[1]!));
+    // Weight and bias gradients sum over the batch: slices add in another order.
+    expect(maxRelError(split.values[2]!, whole.values[2]!), 'gw').toBeLessThan(1e-6);
+    expect(maxRelError(split.values[3]!, whole.values[3]!), 'gb').toBeLessThan(1e-6);
     for (const t of [X, W, B, G]) t.release();
   });
 });
