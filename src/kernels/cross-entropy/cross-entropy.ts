@@ -17,7 +17,7 @@ import {
 function check(op: string, logits: Tensor<'f32'>, labels: Tensor<'i32'>): { N: number; C: number } {
   if (logits.shape.length !== 2) throw new Error(`${op}: logits must be [N, C], got [${logits.shape.join(', ')}]`);
   const [N, C] = logits.shape as [number, number];
-  if (labels.size !== N || labels.dtype !== 'i32') throw new Error(`${op}: labels must be i32 [${N}], got ${labels.dtype} [${labels.shape.join(', ')}]`);
+  if (labels.shape.length !== 1 || labels.size !== N || labels.dtype !== 'i32') throw new Error(`${op}: labels must be i32 [${N}], got ${labels.dtype} [${labels.shape.join(', ')}]`);
   if (C < 1) throw new Error(`${op}: no classes`);
   return { N, C };
 }
