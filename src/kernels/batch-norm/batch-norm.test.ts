@@ -2,6 +2,7 @@ import { describe, expect, it, vi } from 'vitest';
 import { withBindingLimit } from '../../../test/helpers/binding-limit.js';
 import { loadOpFixture, toTensor, type FixtureTensor } from '../../../test/helpers/fixtures.js';
 import { testRuntime } from '../../../test/helpers/gpu.js';
+import { expectOpError } from '../../../test/helpers/op-errors.js';
 import { dot, f64, maxRelError, numericGrad, randn, uniform } from '../../../test/helpers/gradcheck.js';
 import type { Runtime } from '../runtime.js';
 import { Tensor } from '../tensor.js';
@@ -209,6 +210,51 @@ describe('batch_norm2d', () => {
     for (const k of ['y', 'mean', 'invStd', 'runningMean', 'runningVar'] as const) expect(errs[k], k).toBeLessThan(fwd);
     for (const k of ['gx', 'gweight', 'gbias'] as const) expect(errs[k], k).toBeLessThan(grad);
     release(gy, f.y, f.saveMean, f.saveInvStd, g.gx, g.gweight, g.gbias, ...Object.values(t));
+  });
+
+  it('rejects bad shapes and arguments with errors naming them, before any GPU work', async () => {
+    const rt = await testRuntime();
+    const z = (shape: number[]) => Tensor.zeros(rt, shape);
+    const [x, x3, v3, v2, gyBad] = [z([2, 3, 4, 4]), z([2, 3, 16]), z([3]), z([2]), z([2, 3, 4, 5])];
+    expectOpError(rt, () => batchNormTrainForward(x3, v3, v3, v3, v3), /^batchNormTrainForward: expected an NCHW tensor, got shape \[2, 3, 16\]$/);
+    expectOpError(rt, () => batchNormTrainForward(x, v2, v3, v3, v3), /^batchNormTrainForward: weight has 2 elements, expected 3 \(one per channel\)$/);
+    expectOpError(rt, () => batchNormTrainForward(x, v3, v3, v3, v2), /^batchNormTrainForward: runningVar has 2 elements, expected 3 \(one per channel\)$/);
+    expectOpError(rt, () => batchNormTrainForward(x, v3, v3, v3, v3, { momentum: null }), /^batchNormTrainForward: momentum null \(cumulative average\) needs a tracker$/);
+    expectOpError(rt, () => batchNormEvalForward(x, v3, v2, v3, v3), /^batchNormEvalForward: bias has 2 elements, expected 3 \(one per channel\)$/);
+    expectOpError(rt, () => batchNormBackward(gyBad, x, v3, v3, v3, all), /^batchNormBackward: shape \[2, 3, 4, 5\] does not match the input's \[2, 3, 4, 4\]$/);
+    expectOpError(rt, () => batchNormBackward(x, x, v3, v2, v3, all), /^batchNormBackward: saveMean has 2 elements, expected 3 \(one per channel\)$/);
+    expectOpError(rt, () => batchNormEvalBackward(gyBad, x, v3, v3, v3, 1e-5, all), /^batchNormEvalBackward: shape \[2, 3, 4, 5\] does not match/);
+    release(x, x3, v3, v2, gyBad);
+  });
+
+  it('a batch of one 1x1 image in train mode is the op\'s error (as PyTorch), leaving the state alone; eval mode takes it', async () => {
+    const rt = await testRuntime();
+    // PyTorch 1.13: "Expected more than 1 value per channel when training, got input size torch.Size([1, 4, 1, 1])".
+    // It happens with a small --image-size (layer4 at 1x1) and a last batch of one image.
+    const one: Shape4 = [1, 4, 1, 1];
+    const p = params(one, 90);
+    const t = upload(rt, p, one);
+    const tracker: BatchNormTracker = { numBatchesTracked: 3 };
+    expectOpError(
+      rt,
+      () => batchNormTrainForward(t.x, t.w, t.b, t.rm, t.rv, { tracker }),
+      /^batchNormTrainForward: expected more than 1 value per channel when training, got input \[1, 4, 1, 1\]$/,
+    );
+    expect(tracker.numBatchesTracked).toBe(3);
+    expect(await t.rm.read()).toEqual(p.rm);
+    expect(await t.rv.read()).toEqual(p.rv);
+    const y = batchNormEvalForward(t.x, t.w, t.b, t.rm, t.rv);
+    expect(maxRelError(await y.read(), bnEvalRef(f64(p.x), bnShape(one), f64(p.w), f64(p.b), f64(p.rm), f64(p.rv)))).toBeLessThan(FORWARD_BOUND);
+    release(y, ...Object.values(t));
+    // Two values per channel, from one image or two, are enough (PyTorch agrees).
+    for (const shape of [[1, 4, 1, 2], [2, 4, 1, 1]] as Shape4[]) {
+      const q = params(shape, 91);
+      const u = upload(rt, q, shape);
+      const f = batchNormTrainForward(u.x, u.w, u.b, u.rm, u.rv);
+      const ref = bnTrainRef(f64(q.x), bnShape(shape), f64(q.w), f64(q.b), f64(q.rm), f64(q.rv));
+      expect(maxRelError(await f.y.read(), ref.y)).toBeLessThan(FORWARD_BOUND);
+      release(f.y, f.saveMean, f.saveInvStd, ...Object.values(u));
+    }
   });
 
   it('computes only the gradients asked for', async () => {

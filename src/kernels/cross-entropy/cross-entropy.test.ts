@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { withBindingLimit } from '../../../test/helpers/binding-limit.js';
 import { loadOpFixture, toLabels, toTensor, type FixtureTensor } from '../../../test/helpers/fixtures.js';
 import { testRuntime } from '../../../test/helpers/gpu.js';
+import { expectOpError } from '../../../test/helpers/op-errors.js';
 import { dot, f64, maxRelError, numericGrad, randn, rng } from '../../../test/helpers/gradcheck.js';
 import { batchChunks } from '../chunks.js';
 import type { Runtime } from '../runtime.js';
@@ -173,6 +174,29 @@ describe('softmax_cross_entropy', () => {
     ];
     for (const g of grads) expect(Array.from(await g.read())).toEqual(new Array<number>(N * C).fill(0));
     for (const x of [t.logits, t.labels, f.losses, f.sum, f.mean, gL, gS, ...grads]) x.release();
+  });
+
+  it('rejects bad shapes and arguments with errors naming them, before any GPU work', async () => {
+    const rt = await testRuntime();
+    const logits = Tensor.zeros(rt, [2, 3]);
+    const labels = Tensor.zeros(rt, [2], 'i32');
+    const logits3 = Tensor.zeros(rt, [2, 3, 4]);
+    const noClasses = Tensor.zeros(rt, [2, 0]);
+    const floatLabels = Tensor.zeros(rt, [2]);
+    const labels3 = Tensor.zeros(rt, [3], 'i32');
+    const labels2d = Tensor.zeros(rt, [2, 1], 'i32');
+    const g3 = Tensor.zeros(rt, [3]);
+    const g2 = Tensor.zeros(rt, [2]);
+    expectOpError(rt, () => crossEntropyForward(logits3, labels), /^crossEntropyForward: logits must be \[N, C\], got \[2, 3, 4\]$/);
+    expectOpError(rt, () => crossEntropyForward(logits, floatLabels as unknown as Tensor<'i32'>), /^crossEntropyForward: labels must be i32 \[2\], got f32 \[2\]$/);
+    expectOpError(rt, () => crossEntropyForward(logits, labels3), /^crossEntropyForward: labels must be i32 \[2\], got i32 \[3\]$/);
+    expectOpError(rt, () => crossEntropyForward(logits, labels2d), /^crossEntropyForward: labels must be i32 \[2\], got i32 \[2, 1\]$/);
+    expectOpError(rt, () => crossEntropyForward(noClasses, labels), /^crossEntropyForward: no classes$/);
+    expectOpError(rt, () => crossEntropyBackward(logits, labels, g3), /^crossEntropyBackward: gLosses must have 2 elements, got 3$/);
+    expectOpError(rt, () => crossEntropyBackwardScaled(logits, labels, g2, 1), /^crossEntropyBackwardScaled: gScalar must have one element, got \[2\]$/);
+    expectOpError(rt, () => crossEntropyBackwardMean(logits, labels, g2), /^crossEntropyBackwardMean: gScalar must have one element, got \[2\]$/);
+    expectOpError(rt, () => crossEntropyBackwardMean(logits3, labels, g2), /^crossEntropyBackwardMean: logits must be \[N, C\]/);
+    for (const t of [logits, labels, logits3, noClasses, floatLabels, labels3, labels2d, g3, g2]) t.release();
   });
 
   it('splits over the binding limit by batch slices (bitwise equal to the unsplit run)', async () => {
