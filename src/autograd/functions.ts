@@ -11,7 +11,12 @@ import {
   type BatchNormTracker,
 } from '../kernels/batch-norm/batch-norm.js';
 import { conv2dBackwardBias, conv2dBackwardInput, conv2dBackwardWeight, conv2dForward, conv2dGeometry } from '../kernels/conv2d/conv2d.js';
-import { crossEntropyBackward, crossEntropyBackwardScaled, crossEntropyForward } from '../kernels/cross-entropy/cross-entropy.js';
+import {
+  crossEntropyBackward,
+  crossEntropyBackwardMean,
+  crossEntropyBackwardScaled,
+  crossEntropyForward,
+} from '../kernels/cross-entropy/cross-entropy.js';
 import { linearBackwardBias, linearBackwardInput, linearBackwardWeight, linearForward } from '../kernels/matmul/matmul.js';
 import { maxPool2dBackward, maxPool2dForward, type MaxPool2dOptions } from '../kernels/max-pool/max-pool.js';
 import { Tensor, type GradFn } from '../kernels/tensor.js';
@@ -269,7 +274,7 @@ export function adaptiveAvgPool2d(x: Tensor<'f32'>): Tensor<'f32'> {
 
 export type Reduction = 'none' | 'sum' | 'mean';
 
-/** torch.nn.functional.cross_entropy on logits [N, C] and i32 labels [N]. */
+/** torch.nn.functional.cross_entropy on logits [N, C] and i32 labels [N] (label -100 ignored, as PyTorch's default). */
 export function crossEntropy(logits: Tensor<'f32'>, labels: Tensor<'i32'>, reduction: Reduction = 'mean'): Tensor<'f32'> {
   logits.rt.profiler?.begin('crossEntropy', `crossEntropy ${shapeOf(logits)}`);
   const { losses, sum: total, mean: avg } = crossEntropyForward(logits, labels);
@@ -277,7 +282,6 @@ export function crossEntropy(logits: Tensor<'f32'>, labels: Tensor<'i32'>, reduc
   const keep = reduction === 'none' ? losses : reduction === 'sum' ? total : avg;
   for (const t of [losses, total, avg]) if (t !== keep) t.release();
   if (!needsTape(logits)) return keep;
-  const n = logits.shape[0]!;
   return record(
     keep,
     entry('crossEntropy', [logits], (g): Grads => {
@@ -285,7 +289,9 @@ export function crossEntropy(logits: Tensor<'f32'>, labels: Tensor<'i32'>, reduc
       const gx =
         reduction === 'none'
           ? crossEntropyBackward(logits, labels, g)
-          : crossEntropyBackwardScaled(logits, labels, g, reduction === 'mean' ? 1 / n : 1);
+          : reduction === 'mean'
+            ? crossEntropyBackwardMean(logits, labels, g)
+            : crossEntropyBackwardScaled(logits, labels, g, 1);
       logits.rt.profiler?.end();
       return [gx];
     }),

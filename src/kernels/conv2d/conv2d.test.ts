@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { Tensor } from '../tensor.js';
 import type { Runtime } from '../runtime.js';
 import { withBindingLimit } from '../../../test/helpers/binding-limit.js';
@@ -11,6 +11,7 @@ import {
   conv2dBackwardWeight,
   conv2dForward,
   conv2dGeometry,
+  type Conv2dGeometry,
   type Conv2dOptions,
   type ConvTiling,
 } from './conv2d.js';
@@ -162,6 +163,81 @@ describe('conv2d gradient check (central differences of the float64 reference)',
       for (const e of errs) expect(e).toBeLessThan(1e-4);
     });
   }
+});
+
+describe('conv2d data gradient: every lowering vs central differences of the float64 reference', () => {
+  // Each lowering of conv2dBackwardInput: the `method` that forces it, a kernel that only it dispatches (so the test
+  // knows which one ran) and, for lowerings limited to some geometries, which. A new lowering is one more line.
+  interface Lowering {
+    method: DataGradMethod;
+    kernel: RegExp;
+    applies?: (g: Conv2dGeometry) => boolean;
+  }
+  const lowerings: Lowering[] = [
+    { method: 'implicit', kernel: /^conv2dGemm/ },
+    { method: 'col2im', kernel: /^conv2dCol2im$/ },
+  ];
+  // The shapes of training's data gradients (every ResNet layer has Cin >= 16, conv1 has 3), small, with uneven
+  // sizes, and the lowering that 'auto' picks for each.
+  const shapes: (Case & { auto: DataGradMethod })[] = [
+    { name: '3x3 s1 p1, Cin 16', x: [2, 16, 5, 6], w: [4, 16, 3, 3], opts: { stride: 1, padding: 1 }, bias: false, auto: 'implicit' },
+    { name: '3x3 s2 p1, Cin 17, odd sizes', x: [1, 17, 7, 6], w: [5, 17, 3, 3], opts: { stride: 2, padding: 1 }, bias: false, auto: 'implicit' },
+    { name: '1x1 s2 p0, Cin 16 (downsample)', x: [2, 16, 5, 7], w: [6, 16, 1, 1], opts: { stride: 2, padding: 0 }, bias: false, auto: 'implicit' },
+    { name: '7x7 s2 p3, Cin 16', x: [1, 16, 9, 8], w: [3, 16, 7, 7], opts: { stride: 2, padding: 3 }, bias: false, auto: 'implicit' },
+    { name: '5x3 stride [2,1] padding [2,1], Cin 20', x: [1, 20, 8, 5], w: [4, 20, 5, 3], opts: { stride: [2, 1], padding: [2, 1] }, bias: false, auto: 'implicit' },
+    { name: '3x3 s1 p1, Cin 15', x: [1, 15, 6, 5], w: [4, 15, 3, 3], opts: { stride: 1, padding: 1 }, bias: false, auto: 'col2im' },
+    { name: '7x7 s2 p3, Cin 3 (conv1)', x: [2, 3, 11, 10], w: [8, 3, 7, 7], opts: { stride: 2, padding: 3 }, bias: false, auto: 'col2im' },
+  ];
+  // loss = sum(conv2d(x, w) * R) is linear in x, so the central difference (eps 1e-6, float64) is exact up to
+  // float64 rounding (about 1e-10 relative here); the GPU side is f32 sums of at most Cout*KH*KW = 196 products,
+  // about 1e-7 relative. Bound: maxRelError < 1e-5, while one missing tap or phase is an error of order 1e-1.
+  const BOUND = 1e-5;
+
+  /** gx by one lowering, and the names of the kernels it dispatched. */
+  async function dataGrad(rt: Runtime, c: Case, ws: Float32Array, gys: Float32Array, method: DataGradMethod) {
+    const g = conv2dGeometry(c.x, c.w, c.opts);
+    const w = Tensor.fromArray(rt, ws, c.w);
+    const gy = Tensor.fromArray(rt, gys, [g.n, g.cout, g.oh, g.ow]);
+    // Pooled buffers of gx's size hold NaN, so an element that no kernel writes cannot pass as a zero.
+    const poison = Array.from({ length: 4 }, () => Tensor.full(rt, c.x, NaN));
+    for (const t of poison) t.release();
+    const spy = vi.spyOn(rt, 'dispatch');
+    try {
+      const gx = conv2dBackwardInput(gy, w, c.x, c.opts, undefined, method);
+      const kernels = new Set(spy.mock.calls.map((call) => call[0].name));
+      const values = (await gx.read()) as Float32Array;
+      for (const t of [w, gy, gx]) t.release();
+      return { values, kernels: [...kernels] };
+    } finally {
+      spy.mockRestore();
+    }
+  }
+
+  const ran = (kernels: string[], l: Lowering) => kernels.some((k) => l.kernel.test(k));
+
+  shapes.forEach((c, idx) => {
+    it(c.name, async () => {
+      const rt = await testRuntime();
+      const { xs, ws, gys } = data(c, 300 + 10 * idx);
+      const g = conv2dGeometry(c.x, c.w, c.opts);
+      const loss = (v: Float64Array[]): number => dot(conv2dRef(v[0]!, v[1]!, null, g), gys);
+      const numeric = numericGrad(loss, [f64(xs), f64(ws)], 0);
+      const report: string[] = [];
+      for (const l of lowerings.filter((x) => x.applies?.(g) ?? true)) {
+        const got = await dataGrad(rt, c, ws, gys, l.method);
+        // The forced lowering ran, and no other one.
+        for (const other of lowerings) expect(ran(got.kernels, other), `${l.method} dispatched ${got.kernels.join(', ')}`).toBe(other === l);
+        const err = maxRelError(got.values, numeric);
+        report.push(`${l.method} ${err.toExponential(2)}`);
+        expect(err, l.method).toBeLessThan(BOUND);
+      }
+      // What 'auto' picks for this shape (the case names the lowering it is meant to check).
+      const auto = await dataGrad(rt, c, ws, gys, 'auto');
+      expect(lowerings.filter((l) => ran(auto.kernels, l)).map((l) => l.method)).toEqual([c.auto]);
+      expect(maxRelError(auto.values, numeric)).toBeLessThan(BOUND);
+      console.log(`conv2d data-gradient check ${c.name} (auto: ${c.auto}): ${report.join(', ')}`);
+    });
+  });
 });
 
 describe('conv2d over the binding limit', () => {
