@@ -10,6 +10,7 @@ import { replaceHead, resnet18, type ResNet } from '../nn/resnet.js';
 import { SGD } from '../nn/sgd.js';
 import type { StateDict } from '../nn/weights/state-dict.js';
 import { createNodeRuntime, destroyNodeRuntime } from '../node/engine-node.js';
+import { nodeTuningStore } from '../node/tuning-store.js';
 import { readStateDictFile, writeSafetensorsFile } from '../node/weights-file.js';
 import { fit, type EpochMetrics } from '../train/fit.js';
 import type { Runtime } from '../kernels/runtime.js';
@@ -196,7 +197,7 @@ async function main(): Promise<void> {
   if (train.classes.join() !== test.classes.join()) {
     throw new Error(`the train classes (${train.classes.join(', ')}) and test classes (${test.classes.join(', ')}) differ`);
   }
-  const rt = await createNodeRuntime();
+  const rt = await createNodeRuntime({ tuningStore: nodeTuningStore(opts.cacheDir) });
   try {
     const { model, source } = await buildModel(rt, opts, train.classes.length);
     const head: Tensor[] = [model.fc.weight, model.fc.bias!];

@@ -19,6 +19,7 @@ import { Tensor } from '../kernels/tensor.js';
 import { resnet18, type ResNet } from '../nn/resnet.js';
 import { SGD } from '../nn/sgd.js';
 import { createNodeRuntime, destroyNodeRuntime } from '../node/engine-node.js';
+import { nodeTuningStore } from '../node/tuning-store.js';
 import { trainStep, type HostBatch } from '../train/fit.js';
 
 const USAGE = 'usage: npm run profile -- [--size 224] [--batch 32] [--warmup 1] [--timer auto|timestamp|replay] [--phase both|train|inference] [--calls] [--kernels N] [--json] [--out FILE]';
@@ -68,7 +69,7 @@ if (!['auto', 'timestamp', 'replay'].includes(parsed.timer!)) fail(`--timer must
 if (!['both', 'train', 'inference'].includes(parsed.phase!)) fail(`--phase must be both, train or inference, got "${parsed.phase}"`);
 if (size < 32) fail(`--size must be at least 32 (ResNet-18 downsamples by 32), got ${size}`);
 
-const rt = await createNodeRuntime({ dawnOptions: ['disable-dawn-features=timestamp_quantization'] });
+const rt = await createNodeRuntime({ dawnOptions: ['disable-dawn-features=timestamp_quantization'], tuningStore: nodeTuningStore() });
 const timer: ProfileTimer = parsed.timer === 'auto' ? Profiler.defaultTimer(rt) : (parsed.timer as ProfileTimer);
 
 function randomBatch(): HostBatch {
@@ -90,7 +91,10 @@ interface PhaseResult {
 }
 
 async function profilePhase(phase: 'train' | 'inference', run: () => Promise<unknown>): Promise<PhaseResult> {
-  for (let i = 0; i < warmup; i++) await run();
+  for (let i = 0; i < warmup; i++) {
+    await run();
+    await rt.tuner.tunePending((line) => console.error(line));
+  }
   let t0 = performance.now();
   await run();
   const wallMs = performance.now() - t0;

@@ -5,6 +5,8 @@ export interface DeviceOptions {
   powerPreference?: GPUPowerPreference;
   /** Ask for these optional features when the adapter offers them (default: shader-f16, subgroups, timestamp-query). */
   wantFeatures?: GPUFeatureName[];
+  /** Driver settings that change performance but not results (lavapipe's LP_NUM_THREADS), for tuning keys. */
+  driverSettings?: string;
 }
 
 export interface GpuContext {
@@ -21,6 +23,8 @@ export interface GpuContext {
    * exchange values across a subgroup with constant lane indices are only used when it is known.
    */
   subgroupSize: number | null;
+  /** DeviceOptions.driverSettings: part of the identity under which measured kernel choices are saved. */
+  driverSettings: string;
 }
 
 export const LAVAPIPE_RECIPE = [
@@ -69,6 +73,7 @@ export async function createGpuContext(gpu: GPU | undefined | null, options: Dev
     features: new Set(device.features),
     isCpuDriver: /llvmpipe|lavapipe|swiftshader/.test(description),
     subgroupSize: device.features.has('subgroups') && sgMin && sgMin === sgMax ? sgMin : null,
+    driverSettings: options.driverSettings ?? '',
   };
 }
 

@@ -4,5 +4,7 @@ import { Runtime, type RuntimeOptions } from './runtime.js';
 
 export async function createRuntime(gpu: GPU | undefined | null, options: DeviceOptions & RuntimeOptions = {}): Promise<Runtime> {
   const ctx = await createGpuContext(gpu, options);
-  return new Runtime(ctx, options);
+  const rt = new Runtime(ctx, options);
+  await rt.tuner.load();
+  return rt;
 }

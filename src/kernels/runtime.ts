@@ -9,6 +9,7 @@ import type { GpuContext } from './device.js';
 import { packParams, reflectKernel, type BindingInfo, type KernelDef, type KernelLayout } from './kernel.js';
 import type { OpKind } from './profiling/op-kinds.js';
 import { TexturePool, type TextureSize } from './texture-pool.js';
+import { Tuner, type TuningStore } from './autotune.js';
 
 /** Anything that can be bound as a storage buffer: a raw binding or an object (a Tensor) that makes one. */
 export type BufferSource = GPUBufferBinding | { gpuBinding(): GPUBufferBinding };
@@ -24,6 +25,8 @@ export type Workgroups = number | [number, number?, number?];
 export interface RuntimeOptions {
   /** Dispatches recorded before the runtime submits on its own (a few hundred per submit is measured safe). */
   maxDispatchesPerSubmit?: number;
+  /** Where measured kernel choices persist between runs (autotune.ts); none: they are measured in every process. */
+  tuningStore?: TuningStore;
 }
 
 /** A command as a profiler sees it (src/kernels/profiling/profiler.ts), with everything needed to record it again. */
@@ -114,6 +117,8 @@ export class Runtime {
 
   /** Set while a profiler is attached (src/kernels/profiling/profiler.ts); null otherwise. */
   profiler: ProfilerHooks | null = null;
+  /** Measured choices between kernel variants (autotune.ts). */
+  readonly tuner: Tuner;
 
   constructor(
     readonly ctx: GpuContext,
@@ -127,6 +132,7 @@ export class Runtime {
     this.maxDispatches = options.maxDispatchesPerSubmit ?? 256;
     this.pool = new BufferPool(this.device, ctx.limits.maxBufferSize);
     this.textures = new TexturePool(this.device);
+    this.tuner = new Tuner(this, options.tuningStore ?? null);
     this.fenceSource = this.device.createBuffer({ size: 4, usage: BufferUsage.COPY_SRC, label: 'fenceSource' });
     this.fence = this.device.createBuffer({ size: 4, usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST, label: 'fence' });
     this.device.addEventListener('uncapturederror', (ev) => {

@@ -95,6 +95,8 @@ export interface FitOptions {
   testBatches: () => AsyncIterable<HostBatch>;
   onEpoch?: (m: EpochMetrics) => void | Promise<void>;
   onBatch?: (epoch: number, batch: number, lossSum: number, size: number) => void;
+  /** Lines about kernel variants measured after the first step (src/kernels/autotune.ts). */
+  onTune?: (line: string) => void;
   now?: () => number;
 }
 
@@ -123,6 +125,11 @@ export async function fit(model: Module, optimizer: SGD, options: FitOptions): P
       const done = trainStep(model, optimizer, batch);
       await settle();
       pending = { done, size: batch.labels.length };
+      // After the first step has met every layer's shapes, measure the kernel variants it could choose between.
+      if (model.rt.tuner.pendingCount) {
+        await settle();
+        await model.rt.tuner.tunePending(options.onTune);
+      }
     }
     await settle();
     const trainSeconds = (now() - start) / 1000;
