@@ -26,6 +26,7 @@ import {
   conv2dGeometry,
   type Conv2dOptions,
 } from '../src/kernels/conv2d/conv2d.js';
+import { RESNET18_CONVS } from './lib/shapes.js';
 
 const RESULTS = fileURLToPath(new URL('./results', import.meta.url));
 const BATCH = Number(process.env.BENCH_BATCH ?? 32);
@@ -83,26 +84,11 @@ function random(shape: number[]): Tensor<'f32'> {
   return Tensor.fromArray(rt, data, shape);
 }
 
-// ResNet-18's distinct conv shapes at 224x224: [label, Cin, Cout, input H=W, kernel, stride, padding].
-const CONVS: [string, number, number, number, number, number, number][] = [
-  ['conv1 3->64 7x7 s2 @224', 3, 64, 224, 7, 2, 3],
-  ['layer1 64->64 3x3 s1 @56', 64, 64, 56, 3, 1, 1],
-  ['layer2 64->128 3x3 s2 @56', 64, 128, 56, 3, 2, 1],
-  ['layer2 128->128 3x3 s1 @28', 128, 128, 28, 3, 1, 1],
-  ['layer2.down 64->128 1x1 s2 @56', 64, 128, 56, 1, 2, 0],
-  ['layer3 128->256 3x3 s2 @28', 128, 256, 28, 3, 2, 1],
-  ['layer3 256->256 3x3 s1 @14', 256, 256, 14, 3, 1, 1],
-  ['layer3.down 128->256 1x1 s2 @28', 128, 256, 28, 1, 2, 0],
-  ['layer4 256->512 3x3 s2 @14', 256, 512, 14, 3, 2, 1],
-  ['layer4 512->512 3x3 s1 @7', 512, 512, 7, 3, 1, 1],
-  ['layer4.down 256->512 1x1 s2 @14', 256, 512, 14, 1, 2, 0],
-];
-
 type ConvOp = 'forward' | 'backward-data' | 'backward-weight';
 
 function convCases(op: ConvOp): ReturnType<typeof b.add>[] {
   const out: ReturnType<typeof b.add>[] = [];
-  for (const [label, cin, cout, hw, k, s, p] of CONVS) {
+  for (const { label, cin, cout, hw, k, stride: s, padding: p } of RESNET18_CONVS) {
     const name = `conv2d ${op} ${label} N${BATCH}`;
     if (!name.includes(FILTER)) continue;
     const opts: Conv2dOptions = { stride: s, padding: p };

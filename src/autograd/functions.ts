@@ -10,8 +10,13 @@ import {
   batchNormTrainForward,
   type BatchNormTracker,
 } from '../kernels/batch-norm/batch-norm.js';
-import { conv2dBackwardBias, conv2dBackwardInput, conv2dBackwardWeight, conv2dForward } from '../kernels/conv2d/conv2d.js';
-import { crossEntropyBackward, crossEntropyBackwardScaled, crossEntropyForward } from '../kernels/cross-entropy/cross-entropy.js';
+import { conv2dBackwardBias, conv2dBackwardInput, conv2dBackwardWeight, conv2dForward, conv2dGeometry } from '../kernels/conv2d/conv2d.js';
+import {
+  crossEntropyBackward,
+  crossEntropyBackwardMean,
+  crossEntropyBackwardScaled,
+  crossEntropyForward,
+} from '../kernels/cross-entropy/cross-entropy.js';
 import { linearBackwardBias, linearBackwardInput, linearBackwardWeight, linearForward } from '../kernels/matmul/matmul.js';
 import { maxPool2dBackward, maxPool2dForward, type MaxPool2dOptions } from '../kernels/max-pool/max-pool.js';
 import { Tensor, type GradFn } from '../kernels/tensor.js';
@@ -19,25 +24,60 @@ import { needsTape, record } from './tape.js';
 
 type Grads = (Tensor<'f32'> | null)[];
 
+// Op scopes: `rt.profiler?.begin(kind, label, flop)` ... `rt.profiler?.end()` around each op's kernels tell the
+// profiler (src/kernels/profiling) which op call the dispatches belong to. Without a profiler, `?.` skips the
+// call and its arguments.
+
+const shapeOf = (t: Tensor): string => `[${t.shape.join(',')}]`;
+
+/** A conv call's label (shapes) for the profiler. */
+function convLabel(xShape: readonly number[], wShape: readonly number[], args: Conv2dArgs): string {
+  const g = conv2dGeometry(xShape, wShape, args);
+  return `${g.cin}->${g.cout} ${g.kh}x${g.kw} s${g.sh} @${g.h}${g.w === g.h ? '' : `x${g.w}`} N${g.n}`;
+}
+
+/** Direct-convolution FLOPs of one conv call (each of forward, data and weight gradient): 2 N Cout OH OW Cin KH KW. */
+export function convFlop(xShape: readonly number[], wShape: readonly number[], args: Conv2dArgs): number {
+  const g = conv2dGeometry(xShape, wShape, args);
+  return 2 * g.n * g.cout * g.oh * g.ow * g.cin * g.kh * g.kw;
+}
+
 function entry(name: string, inputs: Tensor[], backward: GradFn['backward'], release: () => void = () => {}): GradFn {
   return { name, inputs, backward, release };
 }
 
 export function relu(x: Tensor): Tensor<'f32'> {
+  x.rt.profiler?.begin('relu', `relu ${shapeOf(x)}`);
   const y = reluForward(x);
+  x.rt.profiler?.end();
   if (!needsTape(x)) return y;
-  return record(y, entry('relu', [x], (gy): Grads => [reluBackward(y, gy)]));
+  return record(
+    y,
+    entry('relu', [x], (gy): Grads => {
+      gy.rt.profiler?.begin('relu', `relu backward ${shapeOf(gy)}`);
+      const gx = reluBackward(y, gy);
+      gy.rt.profiler?.end();
+      return [gx];
+    }),
+  );
 }
 
 /** a + b (same shape): the residual connection. */
 export function add(a: Tensor, b: Tensor): Tensor<'f32'> {
+  a.rt.profiler?.begin('add', `add ${shapeOf(a)}`);
   const out = addKernel(a, b);
+  a.rt.profiler?.end();
   if (!needsTape(a, b)) return out;
   // The gradient passes through unchanged to both. backward() owns what an entry returns and accumulates into
   // it in place, so the two inputs must not share storage: one gets a copy, the other a view of g itself.
   return record(
     out,
-    entry('add', [a, b], (g, needs): Grads => [needs[0] ? copyOf(g) : null, needs[1] ? g.view(g.shape) : null]),
+    entry('add', [a, b], (g, needs): Grads => {
+      g.rt.profiler?.begin('add', `add backward ${shapeOf(g)}`);
+      const ga = needs[0] ? copyOf(g) : null;
+      g.rt.profiler?.end();
+      return [ga, needs[1] ? g.view(g.shape) : null];
+    }),
   );
 }
 
@@ -71,16 +111,23 @@ export function flatten(x: Tensor, startDim = 1): Tensor {
 
 /** y = x @ w^T + b (torch.nn.functional.linear). */
 export function linear(x: Tensor, w: Tensor, b: Tensor | null): Tensor<'f32'> {
+  x.rt.profiler?.begin('linear', `linear ${shapeOf(x)} x ${shapeOf(w)}`);
   const y = linearForward(x, w, b);
+  x.rt.profiler?.end();
   if (!needsTape(x, w, b)) return y;
   const inputs = b ? [x, w, b] : [x, w];
   return record(
     y,
-    entry('linear', inputs, (gy, needs): Grads => [
-      needs[0] ? linearBackwardInput(gy, w) : null,
-      needs[1] ? linearBackwardWeight(gy, x) : null,
-      ...(b ? [needs[2] ? linearBackwardBias(gy) : null] : []),
-    ]),
+    entry('linear', inputs, (gy, needs): Grads => {
+      gy.rt.profiler?.begin('linear', `linear backward ${shapeOf(gy)} x ${shapeOf(w)}`);
+      const grads = [
+        needs[0] ? linearBackwardInput(gy, w) : null,
+        needs[1] ? linearBackwardWeight(gy, x) : null,
+        ...(b ? [needs[2] ? linearBackwardBias(gy) : null] : []),
+      ];
+      gy.rt.profiler?.end();
+      return grads;
+    }),
   );
 }
 
@@ -91,16 +138,29 @@ export interface Conv2dArgs {
 
 /** torch.nn.functional.conv2d with dilation 1 and groups 1; x NCHW, w OIHW. */
 export function conv2d(x: Tensor<'f32'>, w: Tensor<'f32'>, b: Tensor<'f32'> | null, args: Conv2dArgs): Tensor<'f32'> {
+  const rt = x.rt;
+  rt.profiler?.begin('conv.forward', convLabel(x.shape, w.shape, args), convFlop(x.shape, w.shape, args));
   const y = conv2dForward(x, w, b, args);
+  rt.profiler?.end();
   if (!needsTape(x, w, b)) return y;
   const inputs = b ? [x, w, b] : [x, w];
   return record(
     y,
-    entry('conv2d', inputs, (gy, needs): Grads => [
-      needs[0] ? conv2dBackwardInput(gy, w, x.shape, args) : null,
-      needs[1] ? conv2dBackwardWeight(gy, x, w.shape, args) : null,
-      ...(b ? [needs[2] ? conv2dBackwardBias(gy) : null] : []),
-    ]),
+    entry('conv2d', inputs, (gy, needs): Grads => {
+      let gx: Tensor<'f32'> | null = null;
+      let gw: Tensor<'f32'> | null = null;
+      if (needs[0]) {
+        rt.profiler?.begin('conv.backwardData', convLabel(x.shape, w.shape, args), convFlop(x.shape, w.shape, args));
+        gx = conv2dBackwardInput(gy, w, x.shape, args);
+        rt.profiler?.end();
+      }
+      if (needs[1]) {
+        rt.profiler?.begin('conv.backwardWeight', convLabel(x.shape, w.shape, args), convFlop(x.shape, w.shape, args));
+        gw = conv2dBackwardWeight(gy, x, w.shape, args);
+        rt.profiler?.end();
+      }
+      return [gx, gw, ...(b ? [needs[2] ? conv2dBackwardBias(gy) : null] : [])];
+    }),
   );
 }
 
@@ -120,26 +180,33 @@ export interface BatchNormState {
  */
 export function batchNorm2d(x: Tensor<'f32'>, s: BatchNormState, training: boolean): Tensor<'f32'> {
   const inputs = [x, s.weight, s.bias];
+  const rt = x.rt;
   if (!training) {
+    rt.profiler?.begin('bn.forward', `batchNorm2d eval ${shapeOf(x)}`);
     const y = batchNormEvalForward(x, s.weight, s.bias, s.runningMean, s.runningVar, s.eps);
+    rt.profiler?.end();
     if (!needsTape(...inputs)) return y;
     return record(
       y,
       entry('batchNorm2dEval', inputs, (gy, needs): Grads => {
+        rt.profiler?.begin('bn.backward', `batchNorm2d eval backward ${shapeOf(gy)}`);
         const g = batchNormEvalBackward(gy, x, s.weight, s.runningMean, s.runningVar, s.eps, {
           input: needs[0]!,
           weight: needs[1]!,
           bias: needs[2]!,
         });
+        rt.profiler?.end();
         return [g.gx, g.gweight, g.gbias];
       }),
     );
   }
+  rt.profiler?.begin('bn.forward', `batchNorm2d ${shapeOf(x)}`);
   const { y, saveMean, saveInvStd } = batchNormTrainForward(x, s.weight, s.bias, s.runningMean, s.runningVar, {
     momentum: s.momentum,
     eps: s.eps,
     tracker: s.tracker,
   });
+  rt.profiler?.end();
   if (!needsTape(...inputs)) {
     saveMean.release();
     saveInvStd.release();
@@ -151,7 +218,9 @@ export function batchNorm2d(x: Tensor<'f32'>, s: BatchNormState, training: boole
       'batchNorm2d',
       inputs,
       (gy, needs): Grads => {
+        rt.profiler?.begin('bn.backward', `batchNorm2d backward ${shapeOf(gy)}`);
         const g = batchNormBackward(gy, x, s.weight, saveMean, saveInvStd, { input: needs[0]!, weight: needs[1]!, bias: needs[2]! });
+        rt.profiler?.end();
         return [g.gx, g.gweight, g.gbias];
       },
       () => {
@@ -163,39 +232,68 @@ export function batchNorm2d(x: Tensor<'f32'>, s: BatchNormState, training: boole
 }
 
 export function maxPool2d(x: Tensor<'f32'>, options: MaxPool2dOptions): Tensor<'f32'> {
+  x.rt.profiler?.begin('pool', `maxPool2d ${shapeOf(x)}`);
   const { y, indices } = maxPool2dForward(x, options);
+  x.rt.profiler?.end();
   if (!needsTape(x)) {
     indices.release();
     return y;
   }
   return record(
     y,
-    entry('maxPool2d', [x], (gy): Grads => [maxPool2dBackward(gy, indices, x.shape, options)], () => indices.release()),
+    entry(
+      'maxPool2d',
+      [x],
+      (gy): Grads => {
+        gy.rt.profiler?.begin('pool', `maxPool2d backward ${shapeOf(gy)}`);
+        const gx = maxPool2dBackward(gy, indices, x.shape, options);
+        gy.rt.profiler?.end();
+        return [gx];
+      },
+      () => indices.release(),
+    ),
   );
 }
 
 /** adaptive_avg_pool2d to 1x1. */
 export function adaptiveAvgPool2d(x: Tensor<'f32'>): Tensor<'f32'> {
+  x.rt.profiler?.begin('pool', `adaptiveAvgPool2d ${shapeOf(x)}`);
   const y = adaptiveAvgPool2dForward(x, 1);
+  x.rt.profiler?.end();
   if (!needsTape(x)) return y;
-  return record(y, entry('adaptiveAvgPool2d', [x], (gy): Grads => [adaptiveAvgPool2dBackward(gy, x.shape)]));
+  return record(
+    y,
+    entry('adaptiveAvgPool2d', [x], (gy): Grads => {
+      gy.rt.profiler?.begin('pool', `adaptiveAvgPool2d backward ${shapeOf(gy)}`);
+      const gx = adaptiveAvgPool2dBackward(gy, x.shape);
+      gy.rt.profiler?.end();
+      return [gx];
+    }),
+  );
 }
 
 export type Reduction = 'none' | 'sum' | 'mean';
 
-/** torch.nn.functional.cross_entropy on logits [N, C] and i32 labels [N]. */
+/** torch.nn.functional.cross_entropy on logits [N, C] and i32 labels [N] (label -100 ignored, as PyTorch's default). */
 export function crossEntropy(logits: Tensor<'f32'>, labels: Tensor<'i32'>, reduction: Reduction = 'mean'): Tensor<'f32'> {
+  logits.rt.profiler?.begin('crossEntropy', `crossEntropy ${shapeOf(logits)}`);
   const { losses, sum: total, mean: avg } = crossEntropyForward(logits, labels);
+  logits.rt.profiler?.end();
   const keep = reduction === 'none' ? losses : reduction === 'sum' ? total : avg;
   for (const t of [losses, total, avg]) if (t !== keep) t.release();
   if (!needsTape(logits)) return keep;
-  const n = logits.shape[0]!;
   return record(
     keep,
-    entry('crossEntropy', [logits], (g): Grads => [
-      reduction === 'none'
-        ? crossEntropyBackward(logits, labels, g)
-        : crossEntropyBackwardScaled(logits, labels, g, reduction === 'mean' ? 1 / n : 1),
-    ]),
+    entry('crossEntropy', [logits], (g): Grads => {
+      logits.rt.profiler?.begin('crossEntropy', `crossEntropy backward ${shapeOf(logits)}`);
+      const gx =
+        reduction === 'none'
+          ? crossEntropyBackward(logits, labels, g)
+          : reduction === 'mean'
+            ? crossEntropyBackwardMean(logits, labels, g)
+            : crossEntropyBackwardScaled(logits, labels, g, 1);
+      logits.rt.profiler?.end();
+      return [gx];
+    }),
   );
 }

@@ -12,6 +12,7 @@ import { resnet18, type ResNet } from '../nn/resnet.js';
 import { SGD } from '../nn/sgd.js';
 import { writeFileAtomic } from '../node/atomic-file.js';
 import { createNodeRuntime, destroyNodeRuntime } from '../node/engine-node.js';
+import { nodeTuningStore } from '../node/tuning-store.js';
 import { engineVersion, runtimeVersions } from '../node/versions.js';
 import { readSafetensorsFile, readStateDictFile, writeSafetensorsFile } from '../node/weights-file.js';
 import { checkpointContents, checkFinite, parseCheckpoint, type Checkpoint } from '../train/checkpoint.js';
@@ -357,6 +358,7 @@ async function train(s: Session, progress: Progress, rt: Runtime): Promise<void>
         }
       },
       onTestStart: (epoch) => progress.testStart(epoch, testBatches),
+      onTune: (line) => progress.info(line),
       onBatch: (p) => {
         progress.batch(p, o.epochs, batches);
         if (isTracePoint(p.batch, batches)) {
@@ -408,7 +410,9 @@ export async function runFinetune(
   const json = command.kind === 'run' ? command.options.json : command.request.json;
   const progress = createProgress(env.output, json);
   let ownRuntime: Runtime | null = null;
-  const rtFor = async (): Promise<Runtime> => env.runtime ?? (ownRuntime ??= await createNodeRuntime());
+  const rtFor = async (): Promise<Runtime> =>
+    env.runtime ??
+    (ownRuntime ??= await createNodeRuntime({ tuningStore: nodeTuningStore(command.kind === 'run' ? (command.options.cacheDir ?? undefined) : undefined) }));
   let s: Session | null = null;
   const created: string[] = [];
   try {

@@ -19,19 +19,41 @@ export function batchChunks(rt: Runtime, batch: number, perSample: readonly numb
   const largest = Math.max(1, ...perSample);
   let count = Math.floor(rt.bindingLimit / (largest * 4));
   if (count >= batch) return [{ start: 0, count: batch }];
-  // Slices must start at aligned byte offsets for every tensor: start * p * 4 ≡ 0 (mod align).
-  let step = 1;
-  for (const p of perSample) {
-    if (p === 0) continue;
-    const bytes = p * 4;
-    step = lcm(step, rt.storageAlign / gcd(bytes, rt.storageAlign));
-  }
+  const step = sliceAlignment(rt, perSample);
   count = Math.floor(count / step) * step;
   if (count === 0) {
     throw new Error(
       `one sample needs ${largest * 4} bytes (x${step} for offset alignment), more than the ${rt.bindingLimit}-byte storage binding limit`,
     );
   }
+  const chunks: BatchChunk[] = [];
+  for (let start = 0; start < batch; start += count) chunks.push({ start, count: Math.min(count, batch - start) });
+  return chunks;
+}
+
+/**
+ * The sample count every slice start must be a multiple of, so that it starts at an aligned byte offset in every
+ * tensor: start * p * 4 ≡ 0 (mod minStorageBufferOffsetAlignment) for each per-sample element count p.
+ */
+export function sliceAlignment(rt: Runtime, perSample: readonly number[]): number {
+  let step = 1;
+  for (const p of perSample) {
+    if (p === 0) continue;
+    step = lcm(step, rt.storageAlign / gcd(p * 4, rt.storageAlign));
+  }
+  return step;
+}
+
+/**
+ * Slices [0, batch) into the largest slices for which `fits(count)` holds, each starting at an aligned offset for
+ * tensors with `perSample` elements per sample (see sliceAlignment). `fits` must be monotone in count.
+ */
+export function fittingChunks(rt: Runtime, batch: number, perSample: readonly number[], fits: (count: number) => boolean, what: string): BatchChunk[] {
+  if (fits(batch)) return [{ start: 0, count: batch }];
+  const step = sliceAlignment(rt, perSample);
+  let count = Math.floor(batch / step) * step;
+  while (count > 0 && !fits(count)) count -= step;
+  if (count === 0) throw new Error(`${what}: even ${step} sample(s) exceed the storage binding or texture size limits`);
   const chunks: BatchChunk[] = [];
   for (let start = 0; start < batch; start += count) chunks.push({ start, count: Math.min(count, batch - start) });
   return chunks;

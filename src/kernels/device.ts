@@ -33,6 +33,8 @@ export interface DeviceOptions {
   limits?: 'adapter' | 'defaults';
   /** Under Node: Dawn's backend, adapter and toggles. Ignored in a page. */
   node?: NodeGpuOptions;
+  /** Driver settings that change performance but not results (lavapipe's LP_NUM_THREADS), for tuning keys. */
+  driverSettings?: string;
 }
 
 export interface GpuContext {
@@ -52,6 +54,14 @@ export interface GpuContext {
   /** Subgroup sizes the adapter reports (lavapipe 8, SwiftShader 4); 0 when it does not say. */
   subgroupMinSize: number;
   subgroupMaxSize: number;
+  /**
+   * The subgroup size when the device has subgroups and the adapter reports one fixed size (min == max: 8 on lavapipe
+   * at 256 bits, 4 on SwiftShader); null otherwise. Kernels that exchange values across a subgroup with constant lane
+   * indices (the texture GEMM) are only used when it is known.
+   */
+  subgroupSize: number | null;
+  /** DeviceOptions.driverSettings: part of the identity under which measured kernel choices are saved. */
+  driverSettings: string;
   /** The device has `shader-f16` (WGSL `enable f16;`). */
   shaderF16: boolean;
   /** The device has `timestamp-query`. */
@@ -181,6 +191,8 @@ export async function acquireGpu(options: DeviceOptions = {}): Promise<GpuContex
     subgroups: features.has('subgroups'),
     subgroupMinSize: sizes.subgroupMinSize ?? 0,
     subgroupMaxSize: sizes.subgroupMaxSize ?? 0,
+    subgroupSize: features.has('subgroups') && sizes.subgroupMinSize && sizes.subgroupMinSize === sizes.subgroupMaxSize ? sizes.subgroupMinSize : null,
+    driverSettings: options.driverSettings ?? '',
     shaderF16: features.has('shader-f16'),
     timestampQuery: features.has('timestamp-query'),
     isCpuDriver: /llvmpipe|lavapipe|swiftshader/.test(description),

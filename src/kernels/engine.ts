@@ -3,5 +3,7 @@ import { acquireGpu, type DeviceOptions } from './device.js';
 import { Runtime, type RuntimeOptions } from './runtime.js';
 
 export async function createRuntime(options: DeviceOptions & RuntimeOptions = {}): Promise<Runtime> {
-  return new Runtime(await acquireGpu(options), options);
+  const rt = new Runtime(await acquireGpu(options), options);
+  await rt.tuner.load();
+  return rt;
 }

@@ -11,12 +11,15 @@ export interface KernelDef {
   constants?: Record<string, number>;
 }
 
-export type BindingKind = 'uniform' | 'read-only-storage' | 'storage';
+export type BindingKind = 'uniform' | 'read-only-storage' | 'storage' | 'texture' | 'storage-texture';
 
 export interface BindingInfo {
   name: string;
   binding: number;
   kind: BindingKind;
+  /** Textures only: the view dimension ('2d', '2d-array'). Storage textures: their format too. */
+  viewDimension?: GPUTextureViewDimension;
+  format?: GPUTextureFormat;
 }
 
 export type ScalarType = 'u32' | 'i32' | 'f32';
@@ -40,7 +43,7 @@ export interface KernelLayout {
   name: string;
   entryPoint: string;
   workgroupSize: [number, number, number];
-  /** The storage bindings of group 0, in binding order. */
+  /** The storage-buffer and texture bindings of group 0, in binding order. */
   buffers: BindingInfo[];
   params: ParamsLayout | null;
 }
@@ -73,8 +76,10 @@ export function reflectKernel(def: KernelDef): KernelLayout {
       params = paramsLayout(def.name, v.name, v.binding, v.size, v.members ?? []);
     } else if (v.resourceType === ResourceType.Storage) {
       buffers.push({ name: v.name, binding: v.binding, kind: v.access === 'read' ? 'read-only-storage' : 'storage' });
+    } else if (v.resourceType === ResourceType.Texture || v.resourceType === ResourceType.StorageTexture) {
+      buffers.push(textureBinding(def.name, v.name, v.binding, v.resourceType === ResourceType.StorageTexture, v.type));
     } else {
-      throw new Error(`kernel ${def.name}: binding ${v.name} is a texture/sampler, which this runtime does not bind`);
+      throw new Error(`kernel ${def.name}: binding ${v.name} is a sampler or external texture, which this runtime does not bind`);
     }
   }
   buffers.sort((a, b) => a.binding - b.binding);
@@ -82,6 +87,31 @@ export function reflectKernel(def: KernelDef): KernelLayout {
   const layout: KernelLayout = { name: def.name, entryPoint, workgroupSize: [ws[0], ws[1] ?? 1, ws[2] ?? 1], buffers, params };
   layoutCache.set(key, layout);
   return layout;
+}
+
+// Textures hold f32 data read with textureLoad (no sampler), so sampled ones are 'unfilterable-float'; storage
+// textures are write-only rgba32float. Only 2d and 2d-array views are used.
+function textureBinding(
+  kernel: string,
+  name: string,
+  binding: number,
+  storage: boolean,
+  type: { name: string; format?: { name: string } | null },
+): BindingInfo {
+  const dims: Record<string, GPUTextureViewDimension> = {
+    texture_2d: '2d',
+    texture_2d_array: '2d-array',
+    texture_storage_2d: '2d',
+    texture_storage_2d_array: '2d-array',
+  };
+  const viewDimension = dims[type.name];
+  if (!viewDimension) throw new Error(`kernel ${kernel}: texture ${name} has type ${type.name}; only 2d and 2d-array textures are supported`);
+  if (!storage) {
+    if (type.format?.name !== 'f32') throw new Error(`kernel ${kernel}: texture ${name} must be ${type.name}<f32>`);
+    return { name, binding, kind: 'texture', viewDimension };
+  }
+  if (type.format?.name !== 'rgba32float') throw new Error(`kernel ${kernel}: storage texture ${name} must be rgba32float`);
+  return { name, binding, kind: 'storage-texture', viewDimension, format: 'rgba32float' };
 }
 
 function paramsLayout(

@@ -6,16 +6,66 @@
 // of a readback buffer or of a 4-byte fence that is copied after the work to wait for.
 import { BufferPool, BufferUsage, type PoolStats } from './buffer-pool.js';
 import type { GpuContext } from './device.js';
-import { packParams, reflectKernel, type KernelDef, type KernelLayout } from './kernel.js';
+import { packParams, reflectKernel, type BindingInfo, type KernelDef, type KernelLayout } from './kernel.js';
+import type { OpKind } from './profiling/op-kinds.js';
+import { TexturePool, type TextureSize } from './texture-pool.js';
+import { Tuner, type TuningStore } from './autotune.js';
 
 /** Anything that can be bound as a storage buffer: a raw binding or an object (a Tensor) that makes one. */
 export type BufferSource = GPUBufferBinding | { gpuBinding(): GPUBufferBinding };
+/** A kernel binding: a storage buffer, or (for texture bindings) a whole rgba32float texture from the pool. */
+export type BindingSource = BufferSource | GPUTexture;
+
+function isTexture(src: BindingSource): src is GPUTexture {
+  return typeof (src as GPUTexture).createView === 'function';
+}
 
 export type Workgroups = number | [number, number?, number?];
 
 export interface RuntimeOptions {
   /** Dispatches recorded before the runtime submits on its own (a few hundred per submit is measured safe). */
   maxDispatchesPerSubmit?: number;
+  /** Where measured kernel choices persist between runs (autotune.ts); none: they are measured in every process. */
+  tuningStore?: TuningStore;
+}
+
+/** A command as a profiler sees it (src/kernels/profiling/profiler.ts), with everything needed to record it again. */
+export type RecordedCommand =
+  | {
+      op: 'dispatch';
+      def: KernelDef;
+      workgroups: [number, number, number];
+      buffers: Record<string, GPUBufferBinding | GPUTexture>;
+      params: Record<string, number>;
+    }
+  | { op: 'copy'; src: GPUBuffer; srcOffset: number; dst: GPUBuffer; dstOffset: number; size: number }
+  | { op: 'copyToTexture'; src: GPUBuffer; srcOffset: number; bytesPerRow: number; dst: GPUTexture; size: TextureSize }
+  | { op: 'clear'; buffer: GPUBuffer; offset: number; size: number };
+
+/** Two timestamp query slots around one command. */
+export interface CommandTimestamps {
+  querySet: GPUQuerySet;
+  begin: number;
+  end: number;
+}
+
+/**
+ * What a profiler attaches to `rt.profiler`. Ops call begin/end around their dispatches (an op scope: the dispatches
+ * recorded meanwhile belong to that op call); the runtime calls record/beforeSubmit. Unset (null) in normal runs,
+ * where all of this costs one null check per op call and per command.
+ */
+export interface ProfilerHooks {
+  /** Opens an op scope: `kind` says what the op is, `label` which call (shapes), `flop` its direct FLOP count. */
+  begin(kind: OpKind, label: string, flop?: number): void;
+  /** Closes the innermost open scope. */
+  end(): void;
+  /**
+   * Sees every command before it is recorded. Returned timestamps put it between two timestamp writes: a dispatch
+   * alone in a compute pass of its own, a copy or clear between two empty passes.
+   */
+  record(cmd: RecordedCommand): CommandTimestamps | undefined;
+  /** The encoder about to be finished and submitted (to resolve its queries). */
+  beforeSubmit(encoder: GPUCommandEncoder): void;
 }
 
 interface CompiledKernel {
@@ -33,6 +83,7 @@ export class GpuError extends Error {
 export class Runtime {
   readonly device: GPUDevice;
   readonly pool: BufferPool;
+  readonly textures: TexturePool;
   readonly maxBindingSize: number;
   readonly uniformAlign: number;
   readonly storageAlign: number;
@@ -64,6 +115,11 @@ export class Runtime {
   /** Overridable for tests that force a small binding limit. */
   bindingLimit: number;
 
+  /** Set while a profiler is attached (src/kernels/profiling/profiler.ts); null otherwise. */
+  profiler: ProfilerHooks | null = null;
+  /** Measured choices between kernel variants (autotune.ts). */
+  readonly tuner: Tuner;
+
   constructor(
     readonly ctx: GpuContext,
     options: RuntimeOptions = {},
@@ -75,6 +131,8 @@ export class Runtime {
     this.storageAlign = ctx.limits.minStorageBufferOffsetAlignment;
     this.maxDispatches = options.maxDispatchesPerSubmit ?? 256;
     this.pool = new BufferPool(this.device, ctx.limits.maxBufferSize);
+    this.textures = new TexturePool(this.device);
+    this.tuner = new Tuner(this, options.tuningStore ?? null);
     this.fenceSource = this.device.createBuffer({ size: 4, usage: BufferUsage.COPY_SRC, label: 'fenceSource' });
     this.fence = this.device.createBuffer({ size: 4, usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST, label: 'fence' });
     this.device.addEventListener('uncapturederror', (ev) => {
@@ -130,16 +188,14 @@ export class Runtime {
 
   // Layouts are keyed by their binding signature, so kernels with the same shape of bindings share one.
   private bindGroupLayout(layout: KernelLayout): GPUBindGroupLayout {
-    const entries: GPUBindGroupLayoutEntry[] = layout.buffers.map((b) => ({
-      binding: b.binding,
-      visibility: 4 /* GPUShaderStage.COMPUTE */,
-      buffer: { type: b.kind },
-    }));
+    const entries: GPUBindGroupLayoutEntry[] = layout.buffers.map(layoutEntry);
     if (layout.params) {
       entries.push({ binding: layout.params.binding, visibility: 4, buffer: { type: 'uniform' } });
     }
     entries.sort((a, b) => a.binding - b.binding);
-    const key = entries.map((e) => `${e.binding}:${e.buffer?.type}`).join(',');
+    const key = entries
+      .map((e) => `${e.binding}:${e.buffer?.type ?? (e.texture ? `tex.${e.texture.viewDimension}` : `stex.${e.storageTexture?.viewDimension}`)}`)
+      .join(',');
     let bgl = this.layouts.get(key);
     if (!bgl) {
       bgl = this.device.createBindGroupLayout({ entries, label: `layout(${key})` });
@@ -154,19 +210,28 @@ export class Runtime {
    * Records one dispatch. `buffers` must name exactly the storage bindings the entry point uses; `params` exactly
    * the members of its `params` uniform struct.
    */
-  dispatch(def: KernelDef, workgroups: Workgroups, buffers: Record<string, BufferSource>, params: Record<string, number> = {}): void {
+  dispatch(def: KernelDef, workgroups: Workgroups, buffers: Record<string, BindingSource>, params: Record<string, number> = {}): void {
     this.throwIfLost();
     const k = this.kernel(def);
     const entries: GPUBindGroupEntry[] = [];
+    const resources: (GPUBuffer | GPUTexture)[] = [];
     for (const b of k.layout.buffers) {
       const src = buffers[b.name];
       if (!src) throw new Error(`kernel ${def.name}: binding "${b.name}" was not given (it binds: ${k.layout.buffers.map((x) => x.name).join(', ')})`);
+      const texture = b.kind === 'texture' || b.kind === 'storage-texture';
+      if (texture !== isTexture(src)) throw new Error(`kernel ${def.name}: binding "${b.name}" needs a ${texture ? 'texture' : 'buffer'}`);
+      if (isTexture(src)) {
+        entries.push({ binding: b.binding, resource: textureView(src) });
+        resources.push(src);
+        continue;
+      }
       const resource = 'gpuBinding' in src ? src.gpuBinding() : src;
       const size = resource.size ?? resource.buffer.size - (resource.offset ?? 0);
       if (size > this.bindingLimit) {
         throw new Error(`kernel ${def.name}: binding "${b.name}" is ${size} bytes, over the ${this.bindingLimit}-byte storage binding limit`);
       }
       entries.push({ binding: b.binding, resource });
+      resources.push(resource.buffer);
     }
     for (const name of Object.keys(buffers)) {
       if (!k.layout.buffers.some((b) => b.name === name)) {
@@ -175,11 +240,11 @@ export class Runtime {
     }
     // WebGPU forbids a buffer that one binding writes from being bound again in the same dispatch (Dawn would only
     // report it at submit time, without saying which kernel); catch it here by name.
+    const writes = (x: BindingInfo): boolean => x.kind === 'storage' || x.kind === 'storage-texture';
     k.layout.buffers.forEach((b, i) => {
       k.layout.buffers.forEach((other, j) => {
-        if (j <= i || (b.kind !== 'storage' && other.kind !== 'storage')) return;
-        const buffer = (entries[i]!.resource as GPUBufferBinding).buffer;
-        if (buffer === (entries[j]!.resource as GPUBufferBinding).buffer) {
+        if (j <= i || (!writes(b) && !writes(other))) return;
+        if (resources[i] === resources[j]) {
           throw new Error(`kernel ${def.name}: "${b.name}" and "${other.name}" are the same buffer, and one of them is written`);
         }
       });
@@ -191,10 +256,17 @@ export class Runtime {
     const [x, y = 1, z = 1] = typeof workgroups === 'number' ? [workgroups] : workgroups;
     if (x === 0 || y === 0 || z === 0) return;
     const bindGroup = this.device.createBindGroup({ layout: k.bindGroupLayout, entries, label: def.name });
-    const pass = this.computePass();
+    const stamps = this.profiler ? this.profiler.record(recordedDispatch(def, [x, y, z], k.layout, entries, buffers, params)) : undefined;
+    if (stamps) this.endPass();
+    const pass = stamps
+      ? (this.pass = this.commandEncoder().beginComputePass({
+          timestampWrites: { querySet: stamps.querySet, beginningOfPassWriteIndex: stamps.begin, endOfPassWriteIndex: stamps.end },
+        }))
+      : this.computePass();
     pass.setPipeline(k.pipeline);
     pass.setBindGroup(0, bindGroup);
     pass.dispatchWorkgroups(x, y, z);
+    if (stamps) this.endPass();
     this.dispatchesInBatch++;
     this.dispatches++;
     this.kernelsInBatch.add(def.name);
@@ -212,14 +284,41 @@ export class Runtime {
   /** Records a buffer-to-buffer copy (ends the open compute pass). */
   copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, size: number): void {
     this.endPass();
+    const stamps = this.profiler?.record({ op: 'copy', src, srcOffset, dst, dstOffset, size });
+    if (stamps) this.timestampPass(stamps.querySet, undefined, stamps.begin);
     this.commandEncoder().copyBufferToBuffer(src, srcOffset, dst, dstOffset, size);
+    if (stamps) this.timestampPass(stamps.querySet, stamps.end, undefined);
+  }
+
+  /**
+   * Records a copy of rows of 4-float texels from a buffer into a pooled texture: `bytesPerRow` (a multiple of 256)
+   * apart, `size.height` rows per layer, `size.layers` layers from `srcOffset` (a multiple of 16).
+   */
+  copyToTexture(src: GPUBuffer, srcOffset: number, bytesPerRow: number, dst: GPUTexture, size: TextureSize): void {
+    this.endPass();
+    const stamps = this.profiler?.record({ op: 'copyToTexture', src, srcOffset, bytesPerRow, dst, size });
+    if (stamps) this.timestampPass(stamps.querySet, undefined, stamps.begin);
+    this.commandEncoder().copyBufferToTexture(
+      { buffer: src, offset: srcOffset, bytesPerRow, rowsPerImage: size.height },
+      { texture: dst },
+      [size.width, size.height, size.layers],
+    );
+    if (stamps) this.timestampPass(stamps.querySet, stamps.end, undefined);
   }
 
   /** Records a zero fill (size a multiple of 4). */
   clear(buffer: GPUBuffer, offset: number, size: number): void {
     if (size === 0) return;
     this.endPass();
+    const stamps = this.profiler?.record({ op: 'clear', buffer, offset, size });
+    if (stamps) this.timestampPass(stamps.querySet, undefined, stamps.begin);
     this.commandEncoder().clearBuffer(buffer, offset, size);
+    if (stamps) this.timestampPass(stamps.querySet, stamps.end, undefined);
+  }
+
+  /** An empty compute pass that only writes timestamps (around a copy or clear, which have no timestampWrites). */
+  private timestampPass(querySet: GPUQuerySet, beginningOfPassWriteIndex: number | undefined, endOfPassWriteIndex: number | undefined): void {
+    this.commandEncoder().beginComputePass({ timestampWrites: { querySet, beginningOfPassWriteIndex, endOfPassWriteIndex } }).end();
   }
 
   /**
@@ -279,6 +378,7 @@ export class Runtime {
     this.throwIfLost();
     if (!this.encoder) return;
     this.endPass();
+    this.profiler?.beforeSubmit(this.encoder);
     // Uniform chunks are rewritten per batch; queue order puts this write after the previous batch's reads.
     for (let c = 0; c * UNIFORM_CHUNK < this.uniformOffset; c++) {
       const len = Math.min(UNIFORM_CHUNK, this.uniformOffset - c * UNIFORM_CHUNK);
@@ -373,6 +473,7 @@ export class Runtime {
     this.encoder = null;
     this.pass = null;
     this.pool.destroy();
+    this.textures.destroy();
     for (const list of this.staging.values()) for (const b of list) b.destroy();
     this.staging.clear();
     for (const b of this.uniformChunks) b.destroy();
@@ -392,10 +493,14 @@ const FEATURE_DIRECTIVES: [string, RegExp][] = [
  */
 export function checkFitsDevice(def: KernelDef, layout: KernelLayout, ctx: GpuContext): void {
   const where = `this ${ctx.featureLevel}-mode device`;
-  const storage = layout.buffers.length;
-  const maxStorage = ctx.limits.maxStorageBuffersPerShaderStage;
-  if (storage > maxStorage) {
-    throw new GpuError(`kernel ${def.name} binds ${storage} storage buffers; ${where} allows ${maxStorage} per shader stage`);
+  const counts: [BindingInfo['kind'][], string, number][] = [
+    [['storage', 'read-only-storage'], 'storage buffers', ctx.limits.maxStorageBuffersPerShaderStage],
+    [['storage-texture'], 'storage textures', ctx.limits.maxStorageTexturesPerShaderStage],
+    [['texture'], 'sampled textures', ctx.limits.maxSampledTexturesPerShaderStage],
+  ];
+  for (const [kinds, what, max] of counts) {
+    const n = layout.buffers.filter((b) => kinds.includes(b.kind)).length;
+    if (n > max) throw new GpuError(`kernel ${def.name} binds ${n} ${what}; ${where} allows ${max} per shader stage`);
   }
   const [x, y, z] = workgroupSize(def, layout);
   const l = ctx.limits;
@@ -423,6 +528,40 @@ function workgroupSize(def: KernelDef, layout: KernelLayout): [number, number, n
     if (i < 3 && value !== undefined) size[i] = value;
   });
   return size;
+}
+
+function layoutEntry(b: BindingInfo): GPUBindGroupLayoutEntry {
+  const visibility = 4; /* GPUShaderStage.COMPUTE */
+  if (b.kind === 'texture') return { binding: b.binding, visibility, texture: { sampleType: 'unfilterable-float', viewDimension: b.viewDimension } };
+  if (b.kind === 'storage-texture') {
+    return { binding: b.binding, visibility, storageTexture: { access: 'write-only', format: b.format!, viewDimension: b.viewDimension } };
+  }
+  return { binding: b.binding, visibility, buffer: { type: b.kind as GPUBufferBindingType } };
+}
+
+// Every pooled texture is bound whole as a 2d-array view; one view per texture is made and kept.
+const views = new WeakMap<GPUTexture, GPUTextureView>();
+function textureView(t: GPUTexture): GPUTextureView {
+  let v = views.get(t);
+  if (!v) views.set(t, (v = t.createView({ dimension: '2d-array' })));
+  return v;
+}
+
+function recordedDispatch(
+  def: KernelDef,
+  workgroups: [number, number, number],
+  layout: KernelLayout,
+  entries: GPUBindGroupEntry[],
+  sources: Record<string, BindingSource>,
+  params: Record<string, number>,
+): RecordedCommand {
+  // Raw bindings, not the tensors the op passed (those may be released before a replay).
+  const buffers: Record<string, GPUBufferBinding | GPUTexture> = {};
+  layout.buffers.forEach((b, i) => {
+    const src = sources[b.name]!;
+    buffers[b.name] = isTexture(src) ? src : (entries[i]!.resource as GPUBufferBinding);
+  });
+  return { op: 'dispatch', def, workgroups, buffers, params: { ...params } };
 }
 
 function pipelineKey(def: KernelDef): string {

@@ -59,6 +59,9 @@ export class SGD {
 
   /** Applies one update to every parameter that requires grad and has one. */
   step(): void {
+    // The sgdUpdate kernels are classified by name as well, should the first group be empty.
+    const rt = this.paramGroups[0]?.params[0]?.rt;
+    rt?.profiler?.begin('sgd', 'SGD step');
     noGrad(() => {
       for (const group of this.paramGroups) {
         for (const p of group.params) {
@@ -77,6 +80,7 @@ export class SGD {
         }
       }
     });
+    rt?.profiler?.end();
   }
 
   zeroGrad(): void {

@@ -129,6 +129,8 @@ export interface FitOptions {
   onBatch?: (p: BatchProgress) => void;
   /** Called when the test pass of a (1-based) epoch starts. */
   onTestStart?: (epoch: number) => void;
+  /** Lines about kernel variants measured after the first step (src/kernels/autotune.ts). */
+  onTune?: (line: string) => void;
   now?: () => number;
 }
 
@@ -163,6 +165,11 @@ export async function fit(model: Module, optimizer: SGD, options: FitOptions): P
         const done = trainStep(model, optimizer, batch);
         await settle();
         pending = { done, size: batch.labels.length };
+        // After the first step has met every layer's shapes, measure the kernel variants it could choose between.
+        if (model.rt.tuner.pendingCount) {
+          await settle();
+          await model.rt.tuner.tunePending(options.onTune);
+        }
       }
       await settle();
     } finally {

@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { Tensor } from '../../src/kernels/tensor.js';
-import { add, flatten, mean, relu, sum } from '../../src/autograd/functions.js';
+import { add, crossEntropy, flatten, mean, relu, sum } from '../../src/autograd/functions.js';
 import { backward, zeroGrad } from '../../src/autograd/tape.js';
 import { noGrad } from '../../src/autograd/grad-mode.js';
 import { testRuntime } from '../helpers/gpu.js';
+import { maxRelError } from '../helpers/gradcheck.js';
 
 async function param(values: number[], shape?: number[]): Promise<Tensor<'f32'>> {
   const t = Tensor.fromArray(await testRuntime(), values, shape);
@@ -73,6 +74,26 @@ describe('autograd tape', () => {
     expect(after.liveBuffers).toBe(before.liveBuffers);
     expect(after.allocations).toBe(before.allocations);
     expect(v).toBeGreaterThan(0);
+  });
+
+  it("crossEntropy's mean leaves rows labelled -100 out of the count and their gradient at 0 (PyTorch's ignore_index)", async () => {
+    const rt = await testRuntime();
+    const x = [
+      [2, -1],
+      [0.5, 3],
+      [-1, 1],
+    ];
+    const logits = await param(x.flat(), [3, 2]);
+    const labels = Tensor.fromArray(rt, Int32Array.from([0, -100, 1]));
+    const loss = crossEntropy(logits, labels, 'mean');
+    // Two kept rows: loss = (l0 + l2) / 2, d loss / d logits[n] = (softmax(x[n]) - onehot) / 2, row 1 zero.
+    const softmax = (r: number[]) => r.map((v) => Math.exp(v) / r.reduce((s, u) => s + Math.exp(u), 0));
+    const [p0, p2] = [softmax(x[0]!), softmax(x[2]!)];
+    expect(await loss.item()).toBeCloseTo((-Math.log(p0[0]!) - Math.log(p2[1]!)) / 2, 6);
+    backward(loss);
+    const want = [(p0[0]! - 1) / 2, p0[1]! / 2, 0, 0, p2[0]! / 2, (p2[1]! - 1) / 2];
+    expect(maxRelError(await logits.grad!.read(), want)).toBeLessThan(1e-6);
+    for (const t of [loss, logits, labels]) t.release();
   });
 
   it('rejects a non-scalar root without a gradient', async () => {

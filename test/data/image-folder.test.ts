@@ -1,7 +1,9 @@
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import sharp from 'sharp';
 import { afterAll, describe, expect, it } from 'vitest';
+import { decodeImage } from '../../src/data/decode.js';
 import { compareCodePoints, DatasetError, hasImageExtension, ImageFolder } from '../../src/data/image-folder.js';
 
 const dirs: string[] = [];
@@ -106,11 +108,40 @@ describe('ImageFolder', () => {
     expect(() => ImageFolder.split(d2l, 'test')).toThrow(`split folder ${join(d2l, 'test')} does not exist`);
   });
 
-  it('reads the shared hotdog-mini layout', () => {
-    const root = new URL('../../../shared/data/hotdog-mini', import.meta.url).pathname;
+  it("reads d2l's hot-dog layout (train/test splits of real JPEG and PNG images, written here with sharp)", async () => {
+    // hotdog/{train,test}/{hotdog,not-hotdog}/*, like d2l's hotdog.zip and the hotdog-mini sample, in miniature.
+    // Each image is one flat colour whose red channel encodes its position in the listing (by 20 steps).
+    const root = tree([]);
+    const layout: [string, string, number][] = [
+      ['train', 'hotdog', 3],
+      ['train', 'not-hotdog', 2],
+      ['test', 'hotdog', 1],
+      ['test', 'not-hotdog', 2],
+    ];
+    const written: { file: string; width: number; red: number; label: number }[] = [];
+    for (const [split, cls, count] of layout) {
+      mkdirSync(join(root, split, cls), { recursive: true });
+      for (let k = 0; k < count; k++) {
+        const red = 20 * written.length + 10;
+        const width = 9 + k;
+        const img = sharp({ create: { width, height: 7, channels: 3, background: { r: red, g: 100, b: 200 } } });
+        // Both formats d2l's archive and users' folders hold; the upper-case extension too.
+        const [ext, bytes] = k % 2 === 0 ? ['.jpg', await img.jpeg({ quality: 100 }).toBuffer()] : ['.PNG', await img.png().toBuffer()];
+        const file = join(root, split, cls, `${100 + k}${ext}`);
+        writeFileSync(file, bytes);
+        written.push({ file, width, red, label: cls === 'hotdog' ? 0 : 1 });
+      }
+    }
     const train = ImageFolder.split(root, 'train');
-    expect(train.classes).toEqual(['hotdog', 'not-hotdog']);
-    expect(train.length).toBe(240);
-    expect(train.samples.filter((s) => s.label === 0).length).toBe(120);
+    const test = ImageFolder.split(root, 'test');
+    for (const ds of [train, test]) expect(ds.classes).toEqual(['hotdog', 'not-hotdog']);
+    expect(train.samples).toEqual(written.slice(0, 5).map(({ file, label }) => ({ path: file, label })));
+    expect(test.samples).toEqual(written.slice(5).map(({ file, label }) => ({ path: file, label })));
+    // The listed files are the images written, and decode as such (JPEG at quality 100: within 2 levels).
+    for (const [i, s] of [...train.samples, ...test.samples].entries()) {
+      const img = await decodeImage(s.path);
+      expect([img.width, img.height]).toEqual([written[i]!.width, 7]);
+      expect(Math.abs(img.data[0]! - written[i]!.red)).toBeLessThanOrEqual(2);
+    }
   });
 });

@@ -12,7 +12,7 @@ import { accuracyCount } from '../../src/kernels/accuracy/accuracy.js';
 import { adaptiveAvgPool2dBackward, adaptiveAvgPool2dForward } from '../../src/kernels/avg-pool/avg-pool.js';
 import { batchNormBackward, batchNormEvalBackward, batchNormEvalForward, batchNormTrainForward } from '../../src/kernels/batch-norm/batch-norm.js';
 import { conv2dBackwardBias, conv2dBackwardInput, conv2dBackwardWeight, conv2dForward } from '../../src/kernels/conv2d/conv2d.js';
-import { crossEntropyBackward, crossEntropyBackwardScaled, crossEntropyForward } from '../../src/kernels/cross-entropy/cross-entropy.js';
+import { crossEntropyBackward, crossEntropyBackwardMean, crossEntropyBackwardScaled, crossEntropyForward } from '../../src/kernels/cross-entropy/cross-entropy.js';
 import { accumulate, add, broadcastScalar, reluBackward, reluForward, scaleByTensor } from '../../src/kernels/elementwise/elementwise.js';
 import { reflectKernel, type KernelDef } from '../../src/kernels/kernel.js';
 import { linearBackwardBias, linearBackwardInput, linearBackwardWeight, linearForward, matmul } from '../../src/kernels/matmul/matmul.js';
@@ -89,6 +89,7 @@ function exerciseEveryOp(rt: Runtime): Tensor[] {
   keep.push(ce.losses, ce.sum, ce.mean);
   k(crossEntropyBackward(logits, labels, ce.losses));
   k(crossEntropyBackwardScaled(logits, labels, ce.sum, 0.25));
+  k(crossEntropyBackwardMean(logits, labels, ce.mean));
   k(accuracyCount(logits, labels));
   // elementwise, reductions, the optimizer, fill.
   const r = k(reluForward(a));

@@ -11,7 +11,7 @@ import type { Runtime } from '../../src/kernels/runtime.js';
 import { replaceHead, resnet18, type ResNet } from '../../src/nn/resnet.js';
 import { SGD } from '../../src/nn/sgd.js';
 import type { StateDict } from '../../src/nn/weights/state-dict.js';
-import { maxRelError } from '../helpers/gradcheck.js';
+import { maxRelError, randn } from '../helpers/gradcheck.js';
 import { testRuntime } from '../helpers/gpu.js';
 import { compareGradient, compareParameter, Expected, loadFixtureCheckpoint } from './resnet-fixture.js';
 
@@ -155,6 +155,20 @@ describe('resnet18 vs torchvision', () => {
     expect(losses[3]!).toBeLessThan(losses[0]!);
     opt.release();
     for (const t of [x, y]) t.release();
+    model.release();
+  });
+
+  it("a batch of one whose layer4 is 1x1 fails in train mode with the BatchNorm op's error, and runs in eval mode", async () => {
+    // --image-size 32 and a last batch of one image: layer4 sees [1, 512, 1, 1], one value per channel, which
+    // PyTorch refuses in train mode too ("Expected more than 1 value per channel when training").
+    const model = resnet18(rt, { numClasses: 2, seed: 1 }).train();
+    const x = Tensor.fromArray(rt, randn(3 * 32 * 32, 5), [1, 3, 32, 32]);
+    expect(() => model.forward(x)).toThrow(/^batchNormTrainForward: expected more than 1 value per channel when training, got input \[1, 512, 1, 1\]$/);
+    const logits = noGrad(() => model.eval().forward(x));
+    const v = await logits.read();
+    expect(v.length).toBe(2);
+    expect(v.every(Number.isFinite)).toBe(true);
+    for (const t of [x, logits]) t.release();
     model.release();
   });
 

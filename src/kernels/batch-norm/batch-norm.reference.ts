@@ -56,3 +56,42 @@ export function bnTrainRef(
 export function bnEvalRef(x: Float64Array, shape: BnShape, w: Float64Array, b: Float64Array, runningMean: Float64Array, runningVar: Float64Array, eps = 1e-5): Float64Array {
   return affine(x, shape, runningMean, runningVar, w, b, eps);
 }
+
+/**
+ * Training-mode gradients of sum(y * gy) in closed form (batch statistics depend on x):
+ * gx = w / sqrt(var + eps) * (gy - mean(gy) - xhat * mean(gy * xhat)), gweight = sum(gy * xhat), gbias = sum(gy).
+ */
+export function bnTrainBackwardRef(
+  x: Float64Array,
+  shape: BnShape,
+  w: Float64Array,
+  gy: Float64Array,
+  eps = 1e-5,
+): { gx: Float64Array; gweight: Float64Array; gbias: Float64Array } {
+  const { N, C, HW } = shape;
+  const M = N * HW;
+  const { mean, variance } = bnBatchStatsRef(x, shape);
+  const gx = new Float64Array(x.length);
+  const gweight = new Float64Array(C);
+  const gbias = new Float64Array(C);
+  for (let c = 0; c < C; c++) {
+    const inv = 1 / Math.sqrt(variance[c]! + eps);
+    let sg = 0;
+    let sgx = 0;
+    for (let n = 0; n < N; n++)
+      for (let i = 0; i < HW; i++) {
+        const k = (n * C + c) * HW + i;
+        sg += gy[k]!;
+        sgx += gy[k]! * (x[k]! - mean[c]!) * inv;
+      }
+    gbias[c] = sg;
+    gweight[c] = sgx;
+    for (let n = 0; n < N; n++)
+      for (let i = 0; i < HW; i++) {
+        const k = (n * C + c) * HW + i;
+        const xhat = (x[k]! - mean[c]!) * inv;
+        gx[k] = w[c]! * inv * (gy[k]! - sg / M - (xhat * sgx) / M);
+      }
+  }
+  return { gx, gweight, gbias };
+}

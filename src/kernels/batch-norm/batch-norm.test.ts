@@ -1,7 +1,8 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { withBindingLimit } from '../../../test/helpers/binding-limit.js';
 import { loadOpFixture, toTensor, type FixtureTensor } from '../../../test/helpers/fixtures.js';
 import { testRuntime } from '../../../test/helpers/gpu.js';
+import { expectOpError } from '../../../test/helpers/op-errors.js';
 import { dot, f64, maxRelError, numericGrad, randn, uniform } from '../../../test/helpers/gradcheck.js';
 import type { Runtime } from '../runtime.js';
 import { Tensor } from '../tensor.js';
@@ -12,7 +13,7 @@ import {
   batchNormTrainForward,
   type BatchNormTracker,
 } from './batch-norm.js';
-import { bnEvalRef, bnTrainRef, type BnShape } from './batch-norm.reference.js';
+import { bnEvalRef, bnTrainBackwardRef, bnTrainRef, type BnShape } from './batch-norm.reference.js';
 
 // Errors are maxRelError = max|gpu - ref| / max|ref| over the whole output.
 const FORWARD_BOUND = 2e-6;
@@ -149,6 +150,112 @@ describe('batch_norm2d', () => {
       release(gy, grads.gx, grads.gweight, grads.gbias, ...Object.values(t));
     });
   }
+
+  it('the closed-form float64 backward reference matches central differences (used at sizes too big for them)', () => {
+    for (const shape of [[2, 3, 3, 4], [3, 1, 1, 2]] as Shape4[]) {
+      const p = params(shape, 60 + shape[0], 500);
+      const R = randn(p.x.length, 61);
+      const s = bnShape(shape);
+      const loss = ([x, w, b]: Float64Array[]): number => dot(bnTrainRef(x!, s, w!, b!, f64(p.rm), f64(p.rv)).y, R);
+      const inputs = [f64(p.x), f64(p.w), f64(p.b)];
+      const ref = bnTrainBackwardRef(f64(p.x), s, f64(p.w), f64(R));
+      // Both float64; the central difference's own error is about 1e-9 relative here.
+      expect(maxRelError(ref.gx, numericGrad(loss, inputs, 0))).toBeLessThan(1e-6);
+      expect(maxRelError(ref.gweight, numericGrad(loss, inputs, 1))).toBeLessThan(1e-6);
+      expect(maxRelError(ref.gbias, numericGrad(loss, inputs, 2))).toBeLessThan(1e-6);
+    }
+  });
+
+  // Real sizes: more than REDUCE_WG * 64 = 4096 values per channel, so the statistics and the gradient sums of each
+  // channel are reduced by several stage-1 workgroups and merged in stage 2 (asserted from the dispatched grids).
+  // Bounds (maxRelError): the forward as above. The gradients are sums of up to 17920 f32 terms reduced in short
+  // sequential runs and trees (about 1e-7 relative seen), so 1e-5; with a mean of 1000 the f32 mean is only good to
+  // half an ulp (3e-5 absolute, 1.5e-5 of the std), which enters every x - mean, hence 5e-5 for y and the gradients.
+  it.each([
+    { shape: [4, 3, 64, 70] as Shape4, offset: 0, fwd: FORWARD_BOUND, grad: GRAD_BOUND },
+    { shape: [2, 2, 72, 72] as Shape4, offset: 1000, fwd: 5e-5, grad: 5e-5 },
+  ])('train forward, running stats and backward vs float64 with several workgroups per channel: $shape, mean offset $offset', async ({ shape, offset, fwd, grad }) => {
+    const rt = await testRuntime();
+    const p = params(shape, 70 + offset, offset);
+    const R = randn(p.x.length, 71, 1.5);
+    const t = upload(rt, p, shape);
+    const gy = Tensor.fromArray(rt, R, shape);
+    const spy = vi.spyOn(rt, 'dispatch');
+    let f, g;
+    try {
+      f = batchNormTrainForward(t.x, t.w, t.b, t.rm, t.rv);
+      g = batchNormBackward(gy, t.x, t.w, f.saveMean, f.saveInvStd, all);
+      const grids = (name: string) => spy.mock.calls.filter((c) => c[0].name === name).map((c) => c[1] as number[]);
+      for (const name of ['batchNormStatsPartial', 'batchNormGradPartial']) {
+        expect(grids(name), name).toEqual([[Math.ceil((shape[0] * shape[2] * shape[3]) / 4096), shape[1]]]);
+        expect(grids(name)[0]![0], name).toBeGreaterThan(1);
+      }
+    } finally {
+      spy.mockRestore();
+    }
+    const s = bnShape(shape);
+    const ref = bnTrainRef(f64(p.x), s, f64(p.w), f64(p.b), f64(p.rm), f64(p.rv));
+    const gref = bnTrainBackwardRef(f64(p.x), s, f64(p.w), f64(R));
+    const errs = {
+      y: maxRelError(await f.y.read(), ref.y),
+      mean: maxRelError(await f.saveMean.read(), ref.mean),
+      invStd: maxRelError(await f.saveInvStd.read(), ref.variance.map((v) => 1 / Math.sqrt(v + 1e-5))),
+      runningMean: maxRelError(await t.rm.read(), ref.runningMean),
+      runningVar: maxRelError(await t.rv.read(), ref.runningVar),
+      gx: maxRelError(await g.gx!.read(), gref.gx),
+      gweight: maxRelError(await g.gweight!.read(), gref.gweight),
+      gbias: maxRelError(await g.gbias!.read(), gref.gbias),
+    };
+    console.log(`bn real size [${shape.join(',')}] offset ${offset}`, JSON.stringify(Object.fromEntries(Object.entries(errs).map(([k, v]) => [k, +v.toExponential(2)]))));
+    for (const k of ['y', 'mean', 'invStd', 'runningMean', 'runningVar'] as const) expect(errs[k], k).toBeLessThan(fwd);
+    for (const k of ['gx', 'gweight', 'gbias'] as const) expect(errs[k], k).toBeLessThan(grad);
+    release(gy, f.y, f.saveMean, f.saveInvStd, g.gx, g.gweight, g.gbias, ...Object.values(t));
+  });
+
+  it('rejects bad shapes and arguments with errors naming them, before any GPU work', async () => {
+    const rt = await testRuntime();
+    const z = (shape: number[]) => Tensor.zeros(rt, shape);
+    const [x, x3, v3, v2, gyBad] = [z([2, 3, 4, 4]), z([2, 3, 16]), z([3]), z([2]), z([2, 3, 4, 5])];
+    expectOpError(rt, () => batchNormTrainForward(x3, v3, v3, v3, v3), /^batchNormTrainForward: expected an NCHW tensor, got shape \[2, 3, 16\]$/);
+    expectOpError(rt, () => batchNormTrainForward(x, v2, v3, v3, v3), /^batchNormTrainForward: weight has 2 elements, expected 3 \(one per channel\)$/);
+    expectOpError(rt, () => batchNormTrainForward(x, v3, v3, v3, v2), /^batchNormTrainForward: runningVar has 2 elements, expected 3 \(one per channel\)$/);
+    expectOpError(rt, () => batchNormTrainForward(x, v3, v3, v3, v3, { momentum: null }), /^batchNormTrainForward: momentum null \(cumulative average\) needs a tracker$/);
+    expectOpError(rt, () => batchNormEvalForward(x, v3, v2, v3, v3), /^batchNormEvalForward: bias has 2 elements, expected 3 \(one per channel\)$/);
+    expectOpError(rt, () => batchNormBackward(gyBad, x, v3, v3, v3, all), /^batchNormBackward: shape \[2, 3, 4, 5\] does not match the input's \[2, 3, 4, 4\]$/);
+    expectOpError(rt, () => batchNormBackward(x, x, v3, v2, v3, all), /^batchNormBackward: saveMean has 2 elements, expected 3 \(one per channel\)$/);
+    expectOpError(rt, () => batchNormEvalBackward(gyBad, x, v3, v3, v3, 1e-5, all), /^batchNormEvalBackward: shape \[2, 3, 4, 5\] does not match/);
+    release(x, x3, v3, v2, gyBad);
+  });
+
+  it('a batch of one 1x1 image in train mode is the op\'s error (as PyTorch), leaving the state alone; eval mode takes it', async () => {
+    const rt = await testRuntime();
+    // PyTorch 1.13: "Expected more than 1 value per channel when training, got input size torch.Size([1, 4, 1, 1])".
+    // It happens with a small --image-size (layer4 at 1x1) and a last batch of one image.
+    const one: Shape4 = [1, 4, 1, 1];
+    const p = params(one, 90);
+    const t = upload(rt, p, one);
+    const tracker: BatchNormTracker = { numBatchesTracked: 3 };
+    expectOpError(
+      rt,
+      () => batchNormTrainForward(t.x, t.w, t.b, t.rm, t.rv, { tracker }),
+      /^batchNormTrainForward: expected more than 1 value per channel when training, got input \[1, 4, 1, 1\]$/,
+    );
+    expect(tracker.numBatchesTracked).toBe(3);
+    expect(await t.rm.read()).toEqual(p.rm);
+    expect(await t.rv.read()).toEqual(p.rv);
+    const y = batchNormEvalForward(t.x, t.w, t.b, t.rm, t.rv);
+    expect(maxRelError(await y.read(), bnEvalRef(f64(p.x), bnShape(one), f64(p.w), f64(p.b), f64(p.rm), f64(p.rv)))).toBeLessThan(FORWARD_BOUND);
+    release(y, ...Object.values(t));
+    // Two values per channel, from one image or two, are enough (PyTorch agrees).
+    for (const shape of [[1, 4, 1, 2], [2, 4, 1, 1]] as Shape4[]) {
+      const q = params(shape, 91);
+      const u = upload(rt, q, shape);
+      const f = batchNormTrainForward(u.x, u.w, u.b, u.rm, u.rv);
+      const ref = bnTrainRef(f64(q.x), bnShape(shape), f64(q.w), f64(q.b), f64(q.rm), f64(q.rv));
+      expect(maxRelError(await f.y.read(), ref.y)).toBeLessThan(FORWARD_BOUND);
+      release(f.y, f.saveMean, f.saveInvStd, ...Object.values(u));
+    }
+  });
 
   it('computes only the gradients asked for', async () => {
     const rt = await testRuntime();

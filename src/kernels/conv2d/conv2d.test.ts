@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { Tensor } from '../tensor.js';
 import type { Runtime } from '../runtime.js';
 import { withBindingLimit } from '../../../test/helpers/binding-limit.js';
@@ -11,10 +11,14 @@ import {
   conv2dBackwardWeight,
   conv2dForward,
   conv2dGeometry,
+  type Conv2dGeometry,
   type Conv2dOptions,
+  type ConvLowering,
   type ConvTiling,
 } from './conv2d.js';
 import { conv2dBackwardRef, conv2dRef } from './conv2d.reference.js';
+import { im2colApplies } from './im2col.js';
+import { winogradApplies } from './winograd.js';
 
 // Error metric throughout: maxRelError = max |gpu - ref| / max |ref| (test/helpers/gradcheck.ts).
 // GPU (f32) vs float64 reference: sums of up to a few hundred products of N(0,1) values; 1e-5 is a wide margin.
@@ -46,7 +50,8 @@ interface Result {
   gb: Float32Array;
 }
 
-type DataGradMethod = 'implicit' | 'col2im' | 'auto';
+type DataGradMethod = ConvLowering | 'auto';
+type Method = Exclude<DataGradMethod, 'col2im'>;
 
 async function runAll(
   rt: Runtime,
@@ -57,15 +62,17 @@ async function runAll(
   gys: Float32Array,
   tiling?: ConvTiling,
   method: DataGradMethod = 'auto',
+  method2: Method = 'auto',
 ): Promise<Result> {
   const x = Tensor.fromArray(rt, xs, c.x);
   const w = Tensor.fromArray(rt, ws, c.w);
   const b = bs ? Tensor.fromArray(rt, bs, [c.w[0]]) : null;
   const g = conv2dGeometry(c.x, c.w, c.opts);
   const gy = Tensor.fromArray(rt, gys, [g.n, g.cout, g.oh, g.ow]);
-  const y = conv2dForward(x, w, b, c.opts, tiling);
+  // method: the data gradient's lowering; method2: the forward pass's and the weight gradient's.
+  const y = conv2dForward(x, w, b, c.opts, tiling, method2);
   const gx = conv2dBackwardInput(gy, w, c.x, c.opts, tiling, method);
-  const gw = conv2dBackwardWeight(gy, x, c.w, c.opts, tiling);
+  const gw = conv2dBackwardWeight(gy, x, c.w, c.opts, tiling, method2);
   const gb = conv2dBackwardBias(gy);
   const out = {
     y: (await y.read()) as Float32Array,
@@ -164,7 +171,186 @@ describe('conv2d gradient check (central differences of the float64 reference)',
   }
 });
 
+describe('conv2d data gradient: every lowering vs central differences of the float64 reference', () => {
+  // Each lowering of conv2dBackwardInput: the `method` that forces it, a kernel that only it dispatches (so the test
+  // knows which one ran) and, for lowerings limited to some geometries, which. A new lowering is one more line.
+  interface Lowering {
+    method: DataGradMethod;
+    kernel: RegExp;
+    applies?: (g: Conv2dGeometry, rt: Runtime) => boolean;
+  }
+  const lowerings: Lowering[] = [
+    { method: 'implicit', kernel: /^conv2dGemm/ },
+    { method: 'col2im', kernel: /^gemm_tn/ },
+    { method: 'winograd4', kernel: /^winogradInputTransform_F4x3$/, applies: (g, rt) => winogradApplies(rt, g) },
+    { method: 'winograd2', kernel: /^winogradInputTransform_F2x3$/, applies: (g, rt) => winogradApplies(rt, g) },
+    { method: 'im2col', kernel: /^conv2dStridedTexture$/, applies: (_g, rt) => im2colApplies(rt) },
+  ];
+  // The shapes of training's data gradients (every ResNet layer has Cin >= 16, conv1 has 3), small, with uneven
+  // sizes, and the lowering that 'auto' picks for each.
+  const shapes: (Case & { auto: DataGradMethod })[] = [
+    { name: '3x3 s1 p1, Cin 16', x: [2, 16, 5, 6], w: [4, 16, 3, 3], opts: { stride: 1, padding: 1 }, bias: false, auto: 'winograd4' },
+    { name: '3x3 s1 p1, Cin 16, uneven (partial Winograd tiles)', x: [2, 16, 7, 5], w: [8, 16, 3, 3], opts: { stride: 1, padding: 1 }, bias: false, auto: 'winograd4' },
+    { name: '3x3 s1 p0, Cin 20, Cout 12', x: [1, 20, 9, 6], w: [12, 20, 3, 3], opts: { stride: 1, padding: 0 }, bias: false, auto: 'winograd4' },
+    { name: '3x3 s1 p2, Cin 16', x: [1, 16, 5, 5], w: [4, 16, 3, 3], opts: { stride: 1, padding: 2 }, bias: false, auto: 'winograd4' },
+    { name: '3x3 s2 p1, Cin 17, odd sizes', x: [1, 17, 7, 6], w: [5, 17, 3, 3], opts: { stride: 2, padding: 1 }, bias: false, auto: 'implicit' },
+    { name: '1x1 s2 p0, Cin 16 (downsample)', x: [2, 16, 5, 7], w: [6, 16, 1, 1], opts: { stride: 2, padding: 0 }, bias: false, auto: 'implicit' },
+    { name: '7x7 s2 p3, Cin 16', x: [1, 16, 9, 8], w: [3, 16, 7, 7], opts: { stride: 2, padding: 3 }, bias: false, auto: 'implicit' },
+    { name: '5x3 stride [2,1] padding [2,1], Cin 20', x: [1, 20, 8, 5], w: [4, 20, 5, 3], opts: { stride: [2, 1], padding: [2, 1] }, bias: false, auto: 'implicit' },
+    { name: '3x3 s1 p1, Cin 15', x: [1, 15, 6, 5], w: [4, 15, 3, 3], opts: { stride: 1, padding: 1 }, bias: false, auto: 'col2im' },
+    { name: '7x7 s2 p3, Cin 3 (conv1)', x: [2, 3, 11, 10], w: [8, 3, 7, 7], opts: { stride: 2, padding: 3 }, bias: false, auto: 'col2im' },
+  ];
+  // loss = sum(conv2d(x, w) * R) is linear in x, so the central difference (eps 1e-6, float64) is exact up to
+  // float64 rounding (about 1e-10 relative here); the GPU side is f32 sums of at most Cout*KH*KW = 196 products,
+  // about 1e-7 relative. Bound: maxRelError < 1e-5, while one missing tap or phase is an error of order 1e-1.
+  const BOUND = 1e-5;
+
+  /** gx by one lowering, and the names of the kernels it dispatched. */
+  async function dataGrad(rt: Runtime, c: Case, ws: Float32Array, gys: Float32Array, method: DataGradMethod) {
+    const g = conv2dGeometry(c.x, c.w, c.opts);
+    const w = Tensor.fromArray(rt, ws, c.w);
+    const gy = Tensor.fromArray(rt, gys, [g.n, g.cout, g.oh, g.ow]);
+    // Pooled buffers of gx's size hold NaN, so an element that no kernel writes cannot pass as a zero.
+    const poison = Array.from({ length: 4 }, () => Tensor.full(rt, c.x, NaN));
+    for (const t of poison) t.release();
+    const spy = vi.spyOn(rt, 'dispatch');
+    try {
+      const gx = conv2dBackwardInput(gy, w, c.x, c.opts, undefined, method);
+      const kernels = new Set(spy.mock.calls.map((call) => call[0].name));
+      const values = (await gx.read()) as Float32Array;
+      for (const t of [w, gy, gx]) t.release();
+      return { values, kernels: [...kernels] };
+    } finally {
+      spy.mockRestore();
+    }
+  }
+
+  const ran = (kernels: string[], l: Lowering) => kernels.some((k) => l.kernel.test(k));
+
+  shapes.forEach((c, idx) => {
+    it(c.name, async () => {
+      const rt = await testRuntime();
+      const { xs, ws, gys } = data(c, 300 + 10 * idx);
+      const g = conv2dGeometry(c.x, c.w, c.opts);
+      const loss = (v: Float64Array[]): number => dot(conv2dRef(v[0]!, v[1]!, null, g), gys);
+      const numeric = numericGrad(loss, [f64(xs), f64(ws)], 0);
+      const report: string[] = [];
+      for (const l of lowerings.filter((x) => x.applies?.(g, rt) ?? true)) {
+        const got = await dataGrad(rt, c, ws, gys, l.method);
+        // The forced lowering ran, and no other one.
+        for (const other of lowerings) expect(ran(got.kernels, other), `${l.method} dispatched ${got.kernels.join(', ')}`).toBe(other === l);
+        const err = maxRelError(got.values, numeric);
+        report.push(`${l.method} ${err.toExponential(2)}`);
+        expect(err, l.method).toBeLessThan(BOUND);
+      }
+      // What 'auto' picks for this shape before any tuning (the test runtime has no saved choices): the case names
+      // the default where the adapter runs the texture GEMM; without it Winograd falls back to the implicit GEMM.
+      const auto = await dataGrad(rt, c, ws, gys, 'auto');
+      const expected = c.auto.startsWith('winograd') && !winogradApplies(rt, g) ? 'implicit' : c.auto;
+      expect(lowerings.filter((l) => ran(auto.kernels, l)).map((l) => l.method)).toEqual([expected]);
+      expect(maxRelError(auto.values, numeric)).toBeLessThan(BOUND);
+      console.log(`conv2d data-gradient check ${c.name} (auto: ${expected}): ${report.join(', ')}`);
+    });
+  });
+});
+
+describe('conv2d texture lowerings (Winograd, im2col): forward and weight gradient vs float64', () => {
+  // Winograd trades exact multiplies for transforms: its float32 error grows with the tile (F(4,3) ~1e-6 of the
+  // output's scale here, F(2,3) a few 1e-7; scripts/winograd/winograd_matrices.py) and stays within the same bound
+  // as the implicit GEMM, 1e-5. The weight gradient's reference is the central difference of the float64 loss
+  // sum(conv2d(x, w) * gy) in w (exact up to float64 rounding: the loss is linear in w); for the largest shape the
+  // analytic float64 gradient.
+  const BOUND = 1e-5;
+  const stride1: Case[] = [
+    { name: '3x3 s1 p1, 16->8, uneven', x: [2, 16, 7, 5], w: [8, 16, 3, 3], opts: { stride: 1, padding: 1 }, bias: false },
+    { name: '3x3 s1 p0, 20->12', x: [1, 20, 9, 6], w: [12, 20, 3, 3], opts: { stride: 1, padding: 0 }, bias: false },
+    { name: '3x3 s1 p2, 16->4', x: [2, 16, 5, 4], w: [4, 16, 3, 3], opts: { stride: 1, padding: 2 }, bias: false },
+    { name: '3x3 s1 p1, 64->64 @ 14 (several GEMM tiles)', x: [2, 64, 14, 14], w: [64, 64, 3, 3], opts: { stride: 1, padding: 1 }, bias: false },
+  ];
+  // im2col takes any shape: the ResNet kinds Winograd does not (7x7 s2 with 3 channels, 3x3 s2, 1x1 s2), uneven.
+  const any: Case[] = [
+    ...stride1.slice(0, 2),
+    { name: '7x7 s2 p3, 3->8 (conv1)', x: [2, 3, 15, 13], w: [8, 3, 7, 7], opts: { stride: 2, padding: 3 }, bias: false },
+    { name: '3x3 s2 p1, 17->20, odd sizes', x: [2, 17, 9, 7], w: [20, 17, 3, 3], opts: { stride: 2, padding: 1 }, bias: false },
+    { name: '1x1 s2 p0, 16->24 (downsample)', x: [3, 16, 7, 6], w: [24, 16, 1, 1], opts: { stride: 2, padding: 0 }, bias: false },
+    { name: '3x3 s2 p1, 64->128 @ 15 (several GEMM tiles)', x: [2, 64, 15, 15], w: [128, 64, 3, 3], opts: { stride: 2, padding: 1 }, bias: false },
+  ];
+  const runs: [Method, Case[], RegExp, (g: Conv2dGeometry, rt: Runtime) => boolean][] = [
+    ['winograd4', stride1, /^winogradInputTransposedTransform_F3x4$/, (g, rt) => winogradApplies(rt, g)],
+    ['winograd2', stride1, /^winogradInputTransposedTransform_F3x2$/, (g, rt) => winogradApplies(rt, g)],
+    ['im2col', any, /^conv2dIm2colTexture$/, (_g, rt) => im2colApplies(rt)],
+  ];
+  for (const [method, shapes, kernel, applies] of runs) {
+    shapes.forEach((c, idx) => {
+      it(`${method}: ${c.name}`, async () => {
+        const rt = await testRuntime();
+        const g = conv2dGeometry(c.x, c.w, c.opts);
+        if (!applies(g, rt)) return console.log(`skipped: this adapter has no texture GEMM (subgroups of size 4 or 8)`);
+        const { xs, ws, gys } = data(c, 700 + 10 * idx);
+        const spy = vi.spyOn(rt, 'dispatch');
+        const got = await runAll(rt, c, xs, ws, null, gys, undefined, method, method);
+        const kernels = [...new Set(spy.mock.calls.map((call) => call[0].name))];
+        spy.mockRestore();
+        // This lowering ran, and neither implicit-GEMM kernel did.
+        expect(kernels.some((k) => kernel.test(k)), kernels.join(', ')).toBe(true);
+        expect(kernels.some((k) => k.startsWith('conv2dGemm') || k.startsWith('conv2dBackwardWeight'))).toBe(false);
+        const ref = conv2dRef(f64(xs), f64(ws), null, g);
+        const gw =
+          ws.length <= 2304
+            ? numericGrad((v) => dot(conv2dRef(f64(xs), v[0]!, null, g), gys), [f64(ws)], 0)
+            : conv2dBackwardRef(f64(xs), f64(ws), f64(gys), g).gw;
+        const errs = { y: maxRelError(got.y, ref), gw: maxRelError(got.gw, gw) };
+        console.log(`conv2d ${method} ${c.name}: y ${errs.y.toExponential(2)} gw ${errs.gw.toExponential(2)}`);
+        expect(errs.y).toBeLessThan(BOUND);
+        expect(errs.gw).toBeLessThan(BOUND);
+      });
+    });
+  }
+});
+
 describe('conv2d over the binding limit', () => {
+  it('splits the batch on the Winograd path and gives the same results as one piece', async () => {
+    const rt = await testRuntime();
+    const c: Case = { name: 'split', x: [7, 4, 28, 28], w: [4, 4, 3, 3], opts: { stride: 1, padding: 1 }, bias: false };
+    if (!winogradApplies(rt, conv2dGeometry(c.x, c.w, c.opts))) return console.log('skipped: no texture GEMM on this adapter');
+    const { xs, ws, gys } = data(c, 19);
+    const d0 = rt.stats.dispatches;
+    const whole = await runAll(rt, c, xs, ws, null, gys, undefined, 'winograd4', 'winograd4');
+    const wholeDispatches = rt.stats.dispatches - d0;
+    // 12.25 KiB per input sample, 40 KiB limit: slices of at most 3 samples. (The weight gradient's per-position
+    // product, 36 x Cin x 64 floats, is bound whole: 36 KiB here, at most 38 MB in ResNet-18.)
+    const split = await withBindingLimit(rt, 40 * 1024, async () => {
+      const d1 = rt.stats.dispatches;
+      const r = await runAll(rt, c, xs, ws, null, gys, undefined, 'winograd4', 'winograd4');
+      expect(rt.stats.dispatches - d1).toBeGreaterThan(wholeDispatches + 6);
+      return r;
+    });
+    // Tiles are independent in the forward pass and the data gradient; the weight gradient adds the slices' sums in
+    // the transformed domain, whose rounding the output transform amplifies: within Winograd's bound, 1e-5.
+    expect(maxRelError(split.y, whole.y)).toBe(0);
+    expect(maxRelError(split.gx, whole.gx)).toBe(0);
+    expect(maxRelError(split.gw, whole.gw)).toBeLessThan(1e-5);
+  });
+
+  it('splits the batch on the im2col path and gives the same results as one piece', async () => {
+    const rt = await testRuntime();
+    if (!im2colApplies(rt)) return console.log('skipped: no texture GEMM on this adapter');
+    const c: Case = { name: 'split', x: [7, 16, 8, 8], w: [8, 16, 3, 3], opts: { stride: 2, padding: 1 }, bias: false };
+    const { xs, ws, gys } = data(c, 29);
+    const d0 = rt.stats.dispatches;
+    const whole = await runAll(rt, c, xs, ws, null, gys, undefined, 'im2col', 'im2col');
+    const wholeDispatches = rt.stats.dispatches - d0;
+    const split = await withBindingLimit(rt, 16 * 1024, async () => {
+      const d1 = rt.stats.dispatches;
+      const r = await runAll(rt, c, xs, ws, null, gys, undefined, 'im2col', 'im2col');
+      expect(rt.stats.dispatches - d1).toBeGreaterThan(wholeDispatches + 4);
+      return r;
+    });
+    expect(maxRelError(split.y, whole.y)).toBe(0);
+    expect(maxRelError(split.gx, whole.gx)).toBe(0);
+    expect(maxRelError(split.gw, whole.gw)).toBeLessThan(1e-6);
+  });
+
   for (const method of ['implicit', 'col2im'] as const) {
     it(`splits the batch and gives the same results as one piece (data gradient: ${method})`, async () => {
       const rt = await testRuntime();
@@ -172,11 +358,11 @@ describe('conv2d over the binding limit', () => {
       const c: Case = { name: 'split', x: [7, 4, 16, 16], w: [8, 4, 3, 3], opts: { stride: 2, padding: 1 }, bias: true };
       const { xs, ws, bs, gys } = data(c, 9);
       const d0 = rt.stats.dispatches;
-      const whole = await runAll(rt, c, xs, ws, bs, gys, undefined, method);
+      const whole = await runAll(rt, c, xs, ws, bs, gys, undefined, method, 'implicit');
       const wholeDispatches = rt.stats.dispatches - d0;
       const split = await withBindingLimit(rt, 16 * 1024, async () => {
         const d1 = rt.stats.dispatches;
-        const r = await runAll(rt, c, xs, ws, bs, gys, undefined, method);
+        const r = await runAll(rt, c, xs, ws, bs, gys, undefined, method, 'implicit');
         // More dispatches than the one-piece run: it really was sliced.
         expect(rt.stats.dispatches - d1).toBeGreaterThan(2 * wholeDispatches);
         return r;
@@ -211,6 +397,16 @@ describe('conv2d vs PyTorch 1.13 (fixtures/ops/conv2d.json, scripts/fixtures/mak
       ];
       if (c.gb) outs.push([conv2dBackwardBias(gy), c.gb]);
       console.log(`${c.name}: worst max rel error vs torch ${(await expectFixtureOutputs(outs, 1e-4)).toExponential(2)}`);
+      const g = conv2dGeometry(c.x.shape, c.w.shape, opts);
+      if (c.name.includes('Winograd') && winogradApplies(rt, g)) {
+        // 'auto' took F(4,3) above; F(2,3) too.
+        const outs2: [Tensor, FixtureTensor][] = [
+          [conv2dForward(x, w, null, opts, undefined, 'winograd2'), c.y],
+          [conv2dBackwardInput(gy, w, c.x.shape, opts, undefined, 'winograd2'), c.gx],
+          [conv2dBackwardWeight(gy, x, c.w.shape, opts, undefined, 'winograd2'), c.gw],
+        ];
+        console.log(`${c.name} F(2,3): worst max rel error vs torch ${(await expectFixtureOutputs(outs2, 1e-4)).toExponential(2)}`);
+      }
       for (const z of [x, w, gy, b]) z?.release();
     });
   }

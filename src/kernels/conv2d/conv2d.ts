@@ -10,11 +10,19 @@
 // - weight gradient: gy transposed to [N, OH, OW, Cout]; partial sums over disjoint position ranges are added in
 //   a fixed order.
 // Batches whose tensors exceed the storage binding limit are processed in slices of samples (see convChunks).
-import type { BatchChunk } from '../chunks.js';
+import { sliceAlignment, type BatchChunk } from '../chunks.js';
 import type { BufferSource, Runtime } from '../runtime.js';
 import { Tensor } from '../tensor.js';
 import { recordChannelSum, recordGemm } from '../matmul/matmul.js';
 import { col2imWgsl, convGemmKernel, convPadWgsl, convWeightGradKernel, sumPartialsWgsl, transposeWgsl } from './conv2d.wgsl.js';
+import { conv2dBackwardInputIm2col, conv2dBackwardWeightIm2col, conv2dForwardIm2col, im2colApplies } from './im2col.js';
+import {
+  conv2dBackwardInputWinograd,
+  conv2dBackwardWeightWinograd,
+  conv2dForwardWinograd,
+  winogradApplies,
+  type WinogradTile,
+} from './winograd.js';
 
 export interface Conv2dOptions {
   stride?: number | readonly [number, number];
@@ -107,23 +115,12 @@ function convChunks(rt: Runtime, n: number, bound: number[], temps: number[]): B
   const largest = Math.max(1, ...bound, ...temps);
   const fit = Math.floor(rt.bindingLimit / (largest * 4));
   if (fit >= n) return [{ start: 0, count: n }];
-  const unit = alignmentStep(rt, bound);
+  const unit = sliceAlignment(rt, bound);
   const count = Math.floor(fit / unit) * unit;
   if (count === 0) throw new Error(`conv2d: one sample (${largest * 4} bytes, x${unit} for alignment) exceeds the ${rt.bindingLimit}-byte binding limit`);
   const out: BatchChunk[] = [];
   for (let start = 0; start < n; start += count) out.push({ start, count: Math.min(count, n - start) });
   return out;
-}
-
-function alignmentStep(rt: Runtime, perSample: number[]): number {
-  const gcd = (a: number, b: number): number => (b ? gcd(b, a % b) : a);
-  let step = 1;
-  for (const p of perSample) {
-    if (p === 0) continue;
-    const s = rt.storageAlign / gcd(p * 4, rt.storageAlign);
-    step = (step / gcd(step, s)) * s;
-  }
-  return step;
 }
 
 function dispatchFlat(rt: Runtime, total: number): [number, number] {
@@ -211,6 +208,77 @@ function convGemm(rt: Runtime, cols: number, bias: boolean, tiling?: ConvTiling)
   return { t, vecW, def: { ...convGemmKernel({ tm: t.tm, tnv: t.tnv, vecW, bias }), constants: { WG: t.wg } } };
 }
 
+// ---- choice of lowering -------------------------------------------------------------------------------------
+
+/**
+ * How a product is computed: the implicit GEMM over a padded copy (any shape, any adapter); on adapters where the
+ * texture GEMM runs (subgroups of size 4 or 8), Winograd F(4x4, 3x3) or F(2x2, 3x3) (3x3 stride 1, winograd.ts) or
+ * a GEMM over im2col textures (any shape, im2col.ts); for the data gradient only, a storage GEMM + col2im (few
+ * input channels).
+ */
+export type ConvLowering = 'implicit' | 'col2im' | 'winograd4' | 'winograd2' | 'im2col';
+export type ConvPass = 'forward' | 'data' | 'weight';
+
+/**
+ * The lowering 'auto' picks. Where the texture GEMM runs, every applicable lowering is a candidate and the runtime's
+ * tuner (autotune.ts) measures them the first time a shape is met; until then, and everywhere else, the defaults:
+ * Winograd F(4x4, 3x3) wherever it applies, col2im for the data gradient below 16 input channels, else the
+ * implicit GEMM. A forced tiling means the implicit GEMM; the texture lowerings take no bias in the forward pass.
+ */
+export function convLowering(
+  rt: Runtime,
+  g: Conv2dGeometry,
+  pass: ConvPass,
+  requested: ConvLowering | 'auto' = 'auto',
+  hasBias = false,
+  tiling?: ConvTiling,
+): ConvLowering {
+  if (requested !== 'auto') {
+    if ((requested === 'winograd4' || requested === 'winograd2') && !winogradApplies(rt, g)) {
+      throw new Error('conv2d: Winograd needs a 3x3 stride-1 convolution with channel counts divisible by 4 on an adapter with subgroups of size 4 or 8');
+    }
+    if (requested === 'col2im' && pass !== 'data') throw new Error('conv2d: col2im is a data-gradient lowering');
+    if (requested === 'im2col' && !im2colApplies(rt)) throw new Error('conv2d: the im2col lowering needs an adapter with subgroups of size 4 or 8');
+    if ((requested.startsWith('winograd') || requested === 'im2col') && pass === 'forward' && hasBias) {
+      throw new Error(`conv2d: the ${requested} forward pass takes no bias`);
+    }
+    return requested;
+  }
+  if (tiling) return pass === 'data' && g.cin < COL2IM_BELOW_CHANNELS ? 'col2im' : 'implicit';
+  const candidates: ConvLowering[] = ['implicit'];
+  if (pass === 'data' && g.cin < COL2IM_BELOW_CHANNELS) candidates.unshift('col2im');
+  const texture = !(pass === 'forward' && hasBias);
+  if (texture && im2colApplies(rt)) candidates.push('im2col');
+  if (texture && winogradApplies(rt, g)) candidates.unshift('winograd4', 'winograd2');
+  return rt.tuner.choose(convTuningKey(g, pass), candidates, candidates[0]!, () => tuningCase(rt, g, pass)) as ConvLowering;
+}
+
+/** The tuning key: the geometry without the batch size (which scales every lowering alike). */
+function convTuningKey(g: Conv2dGeometry, pass: ConvPass): string {
+  return `conv2d.${pass} ${g.cin}x${g.h}x${g.w}->${g.cout} k${g.kh}x${g.kw} s${g.sh}x${g.sw} p${g.ph}x${g.pw}`;
+}
+
+/** Random operands of this geometry, and the pass run with a given lowering (for the tuner). */
+function tuningCase(rt: Runtime, g: Conv2dGeometry, pass: ConvPass): { run(variant: string): Tensor; release(): void } {
+  const x = Tensor.full(rt, [g.n, g.cin, g.h, g.w], 0.5, 'tune.x');
+  const w = Tensor.full(rt, [g.cout, g.cin, g.kh, g.kw], 0.01, 'tune.w');
+  const gy = Tensor.full(rt, [g.n, g.cout, g.oh, g.ow], 0.5, 'tune.gy');
+  const opts = { stride: [g.sh, g.sw] as const, padding: [g.ph, g.pw] as const };
+  return {
+    run(variant) {
+      const l = variant as ConvLowering;
+      if (pass === 'forward') return conv2dForward(x, w, null, opts, undefined, l as Exclude<ConvLowering, 'col2im'>);
+      if (pass === 'data') return conv2dBackwardInput(gy, w, x.shape, opts, undefined, l);
+      return conv2dBackwardWeight(gy, x, w.shape, opts, undefined, l as Exclude<ConvLowering, 'col2im'>);
+    },
+    release() {
+      for (const t of [x, w, gy]) t.release();
+    },
+  };
+}
+
+const winogradTile = (l: ConvLowering): WinogradTile => (l === 'winograd2' ? 2 : 4);
+
 // ---- forward ------------------------------------------------------------------------------------------------
 
 /** y = conv2d(x, w) + b, as torch.nn.functional.conv2d (dilation 1, groups 1). */
@@ -220,10 +288,14 @@ export function conv2dForward(
   b: Tensor<'f32'> | null,
   opts: Conv2dOptions = {},
   tiling?: ConvTiling,
+  method: Exclude<ConvLowering, 'col2im'> | 'auto' = 'auto',
 ): Tensor<'f32'> {
   const rt = x.rt;
   const g = conv2dGeometry(x.shape, w.shape, opts);
   if (b && (b.shape.length !== 1 || b.shape[0] !== g.cout)) throw new Error(`conv2d: bias must be [${g.cout}], got [${b.shape.join(', ')}]`);
+  const lowering = convLowering(rt, g, 'forward', method, !!b, tiling);
+  if (lowering === 'im2col') return conv2dForwardIm2col(x, w, g);
+  if (lowering !== 'implicit') return conv2dForwardWinograd(x, w, g, winogradTile(lowering));
   const { hs, ws, pad } = paddedInputDims(g);
   const kTotal = g.cin * g.kh * g.kw;
   const tab = table(rt, `fwd:${g.cin},${g.kh},${g.kw},${hs},${ws}`, () => {
@@ -318,12 +390,15 @@ export function conv2dBackwardInput(
   xShape: readonly number[],
   opts: Conv2dOptions = {},
   tiling?: ConvTiling,
-  method: 'auto' | 'implicit' | 'col2im' = 'auto',
+  method: ConvLowering | 'auto' = 'auto',
 ): Tensor<'f32'> {
   const rt = gy.rt;
   const g = conv2dGeometry(xShape, w.shape, opts);
   checkGy(gy, g);
-  if (method === 'col2im' || (method === 'auto' && g.cin < COL2IM_BELOW_CHANNELS)) return backwardInputCol2im(rt, gy, w, g);
+  const lowering = convLowering(rt, g, 'data', method, false, tiling);
+  if (lowering === 'col2im') return backwardInputCol2im(rt, gy, w, g);
+  if (lowering === 'im2col') return conv2dBackwardInputIm2col(gy, w, g);
+  if (lowering !== 'implicit') return conv2dBackwardInputWinograd(gy, w, g, winogradTile(lowering));
   const phH = phases(g.h, g.kh, g.sh, g.ph);
   const phW = phases(g.w, g.kw, g.sw, g.pw);
   const padH = gyPadding(phH, g.oh);
@@ -460,10 +535,14 @@ export function conv2dBackwardWeight(
   wShape: readonly number[],
   opts: Conv2dOptions = {},
   tiling?: ConvTiling,
+  method: Exclude<ConvLowering, 'col2im'> | 'auto' = 'auto',
 ): Tensor<'f32'> {
   const rt = gy.rt;
   const g = conv2dGeometry(x.shape, wShape, opts);
   checkGy(gy, g);
+  const lowering = convLowering(rt, g, 'weight', method, false, tiling);
+  if (lowering === 'im2col') return conv2dBackwardWeightIm2col(gy, x, g);
+  if (lowering !== 'implicit') return conv2dBackwardWeightWinograd(gy, x, g, winogradTile(lowering));
   const { hs, ws, pad } = paddedInputDims(g);
   const R = g.cin * g.kh * g.kw;
   const xtab = table(rt, `wgrad:${g.cin},${g.kh},${g.kw},${hs},${ws}`, () => {

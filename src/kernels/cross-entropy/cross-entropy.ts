@@ -1,16 +1,23 @@
-// Fused softmax cross-entropy as torch.nn.functional.cross_entropy over logits [N, C] and i32 labels [N].
-// Labels outside [0, C) (PyTorch's ignore_index -100 included) make that row's loss NaN and its gradient row NaN,
-// so a bad label shows up in the loss instead of silently training on a clamped class.
+// Fused softmax cross-entropy as torch.nn.functional.cross_entropy over logits [N, C] and i32 labels [N], with
+// PyTorch's default ignore_index: a row labelled -100 has loss 0 and a zero gradient, and the mean divides by the
+// rows not ignored. Any other label outside [0, C) makes that row's loss NaN and its gradient row NaN (PyTorch
+// raises an error there; a GPU kernel cannot), so a bad label shows up in the loss instead of silently training on
+// a clamped class.
 import { batchChunks } from '../chunks.js';
 import type { KernelDef } from '../kernel.js';
 import type { BufferSource, Runtime } from '../runtime.js';
 import { Tensor } from '../tensor.js';
-import { crossEntropyBackward as backwardKernel, crossEntropyForward as forwardKernel, crossEntropySum } from './cross-entropy.wgsl.js';
+import {
+  crossEntropyBackward as backwardKernel,
+  crossEntropyForward as forwardKernel,
+  crossEntropyMeanScale,
+  crossEntropySum,
+} from './cross-entropy.wgsl.js';
 
 function check(op: string, logits: Tensor<'f32'>, labels: Tensor<'i32'>): { N: number; C: number } {
   if (logits.shape.length !== 2) throw new Error(`${op}: logits must be [N, C], got [${logits.shape.join(', ')}]`);
   const [N, C] = logits.shape as [number, number];
-  if (labels.size !== N || labels.dtype !== 'i32') throw new Error(`${op}: labels must be i32 [${N}], got ${labels.dtype} [${labels.shape.join(', ')}]`);
+  if (labels.shape.length !== 1 || labels.size !== N || labels.dtype !== 'i32') throw new Error(`${op}: labels must be i32 [${N}], got ${labels.dtype} [${labels.shape.join(', ')}]`);
   if (C < 1) throw new Error(`${op}: no classes`);
   return { N, C };
 }
@@ -36,7 +43,7 @@ function recordRows(
   }
 }
 
-/** Per-example losses [N] (reduction 'none') and their sum [1] and mean [1], all on the GPU. */
+/** Per-example losses [N] (reduction 'none'), their sum [1] and mean over the rows not ignored [1], all on the GPU. */
 export function crossEntropyForward(logits: Tensor<'f32'>, labels: Tensor<'i32'>): { losses: Tensor<'f32'>; sum: Tensor<'f32'>; mean: Tensor<'f32'> } {
   const rt = logits.rt;
   const { N, C } = check('crossEntropyForward', logits, labels);
@@ -44,7 +51,7 @@ export function crossEntropyForward(logits: Tensor<'f32'>, labels: Tensor<'i32'>
   recordRows(rt, forwardKernel, logits, labels, N, C, (rows) => ({ losses: rows(losses, 1) }));
   const sum = Tensor.empty(rt, [1], 'f32', 'crossEntropy.sum');
   const mean = Tensor.empty(rt, [1], 'f32', 'crossEntropy.mean');
-  rt.dispatch(crossEntropySum, 1, { losses, sum, mean }, { n: N });
+  rt.dispatch(crossEntropySum, 1, { losses, labels, sum, mean }, { n: N, nan: NaN });
   return { losses, sum, mean };
 }
 
@@ -65,11 +72,27 @@ export function crossEntropyBackward(logits: Tensor<'f32'>, labels: Tensor<'i32'
 }
 
 /**
- * dlogits for reduction 'sum' (scale 1) or 'mean' (scale 1/N): (softmax - onehot) * gScalar[0] * scale, reading
- * the upstream gradient from a one-element GPU tensor.
+ * dlogits for reduction 'sum' (scale 1): (softmax - onehot) * gScalar[0] * scale, reading the upstream gradient
+ * from a one-element GPU tensor. (Scale 1/N is reduction 'mean' only when no row is ignored: see
+ * crossEntropyBackwardMean.)
  */
 export function crossEntropyBackwardScaled(logits: Tensor<'f32'>, labels: Tensor<'i32'>, gScalar: Tensor<'f32'>, scale: number): Tensor<'f32'> {
   const { N, C } = check('crossEntropyBackwardScaled', logits, labels);
   if (gScalar.size !== 1) throw new Error(`crossEntropyBackwardScaled: gScalar must have one element, got [${gScalar.shape.join(', ')}]`);
   return backward(logits.rt, logits, labels, N, C, gScalar, false, scale);
+}
+
+/**
+ * dlogits for reduction 'mean': (softmax - onehot) * gScalar[0] / (rows not ignored), as PyTorch's mean with
+ * ignore_index; the count is taken on the GPU from the labels.
+ */
+export function crossEntropyBackwardMean(logits: Tensor<'f32'>, labels: Tensor<'i32'>, gScalar: Tensor<'f32'>): Tensor<'f32'> {
+  const rt = logits.rt;
+  const { N, C } = check('crossEntropyBackwardMean', logits, labels);
+  if (gScalar.size !== 1) throw new Error(`crossEntropyBackwardMean: gScalar must have one element, got [${gScalar.shape.join(', ')}]`);
+  const scaled = Tensor.empty(rt, [1], 'f32', 'crossEntropy.meanScale');
+  rt.dispatch(crossEntropyMeanScale, 1, { labels, g: gScalar, out: scaled }, { n: N });
+  const dlogits = backward(rt, logits, labels, N, C, scaled, false, 1);
+  scaled.release();
+  return dlogits;
 }

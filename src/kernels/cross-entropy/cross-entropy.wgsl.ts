@@ -2,11 +2,32 @@ import type { KernelDef } from '../kernel.js';
 import { FLAT_WG } from '../workgroup.js';
 
 // Softmax cross-entropy over logits [N, C] (row-major) with i32 labels [N], one workgroup per row (rows folded
-// over x and y of the grid). Kernels see one batch slice at a time. A label outside [0, C) gives a NaN loss and
-// a NaN gradient row (params.nan carries the value: WGSL constant expressions cannot make a NaN).
+// over x and y of the grid). Kernels see one batch slice at a time. As PyTorch's default ignore_index, label -100
+// gives a loss of 0 and a zero gradient row, and leaves the row out of the mean's count; any other label outside
+// [0, C) gives a NaN loss and a NaN gradient row (params.nan carries the value: WGSL constant expressions cannot
+// make a NaN).
 
 export const CE_WG = 64;
 export const CE_SUM_WG = FLAT_WG;
+/** torch.nn.functional.cross_entropy's default ignore_index. */
+export const IGNORE_INDEX = -100;
+
+// Number of labels that are not IGNORE_INDEX among labels[0 .. params.n), as f32 (exact up to 2^24 rows), reduced
+// over a CE_SUM_WG workgroup in a fixed tree order; every invocation gets the total.
+const countKept = /* wgsl */ `
+var<workgroup> kept: array<u32, ${CE_SUM_WG}>;
+fn countKept(lid: u32) -> f32 {
+  var k = 0u;
+  for (var i = lid; i < params.n; i += ${CE_SUM_WG}u) { k += select(1u, 0u, labels[i] == ${IGNORE_INDEX}); }
+  kept[lid] = k;
+  workgroupBarrier();
+  for (var s = ${CE_SUM_WG / 2}u; s > 0u; s >>= 1u) {
+    if (lid < s) { kept[lid] += kept[lid + s]; }
+    workgroupBarrier();
+  }
+  return f32(kept[0]);
+}
+`;
 
 // Row max and sum of exp(x - max), reduced over the workgroup in a fixed tree order.
 const rowStats = /* wgsl */ `
@@ -38,7 +59,10 @@ fn rowStats(base: u32, lid: u32) -> RowStats {
 }
 `;
 
-/** losses[n] = logsumexp(logits[n]) - logits[n, label[n]], computed as (max - x_label) + log(sum exp(x - max)). */
+/**
+ * losses[n] = logsumexp(logits[n]) - logits[n, label[n]], computed as (max - x_label) + log(sum exp(x - max));
+ * 0 for an ignored row.
+ */
 export const crossEntropyForward: KernelDef = {
   name: 'crossEntropyForward',
   wgsl: /* wgsl */ `
@@ -56,7 +80,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let st = rowStats(base, lid.x);
   if (lid.x == 0u) {
     let label = labels[row];
-    if (label < 0 || u32(label) >= params.C) {
+    if (label == ${IGNORE_INDEX}) {
+      losses[row] = 0.0;
+    } else if (label < 0 || u32(label) >= params.C) {
       losses[row] = params.nan;
     } else {
       losses[row] = (st.max - logits[base + u32(label)]) + log(st.sumExp);
@@ -69,19 +95,23 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
 /**
  * sum and mean of the per-example losses in one workgroup: each invocation sums a strided subset in order with
  * Kahan compensation, then a fixed tree. The result is deterministic and within a few ulps of the exact sum.
+ * The mean divides by the rows not ignored (ignored rows add 0 to the sum); with none left it is NaN, as PyTorch's.
  */
 export const crossEntropySum: KernelDef = {
   name: 'crossEntropySum',
   wgsl: /* wgsl */ `
-struct Params { n: u32 }
+struct Params { n: u32, nan: f32 }
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> losses: array<f32>;
-@group(0) @binding(2) var<storage, read_write> sum: array<f32>;
-@group(0) @binding(3) var<storage, read_write> mean: array<f32>;
+@group(0) @binding(2) var<storage, read> labels: array<i32>;
+@group(0) @binding(3) var<storage, read_write> sum: array<f32>;
+@group(0) @binding(4) var<storage, read_write> mean: array<f32>;
 
 var<workgroup> red: array<f32, ${CE_SUM_WG}>;
+${countKept}
 @compute @workgroup_size(${CE_SUM_WG})
 fn main(@builtin(local_invocation_id) lid: vec3u) {
+  let count = countKept(lid.x);
   var s = 0.0;
   var comp = 0.0;
   for (var i = lid.x; i < params.n; i += ${CE_SUM_WG}u) {
@@ -98,7 +128,7 @@ fn main(@builtin(local_invocation_id) lid: vec3u) {
   }
   if (lid.x == 0u) {
     sum[0] = red[0];
-    mean[0] = red[0] / f32(params.n);
+    mean[0] = select(params.nan, red[0] / count, count > 0.0);
   }
 }
 `,
@@ -106,7 +136,8 @@ fn main(@builtin(local_invocation_id) lid: vec3u) {
 
 /**
  * dlogits[n, j] = (softmax(logits[n])_j - [j == label[n]]) * g[n * gStride] * scale: gStride 1 reads per-example
- * gradients (reduction 'none'), gStride 0 one upstream scalar (reduction 'sum' with scale 1, 'mean' with 1/N).
+ * gradients (reduction 'none'), gStride 0 one upstream scalar (reduction 'sum' with scale 1; 'mean' reads the
+ * scalar that crossEntropyMeanScale made). Ignored rows get 0.
  */
 export const crossEntropyBackward: KernelDef = {
   name: 'crossEntropyBackward',
@@ -131,8 +162,29 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   for (var j = lid.x; j < params.C; j += ${CE_WG}u) {
     var p = exp(logits[base + j] - st.max) * inv;
     if (i32(j) == label) { p -= 1.0; }
-    dlogits[base + j] = select(params.nan, p * gv, valid);
+    dlogits[base + j] = select(select(params.nan, p * gv, valid), 0.0, label == ${IGNORE_INDEX});
   }
+}
+`,
+};
+
+/**
+ * The upstream gradient of reduction 'mean' divided by the number of rows not ignored: out[0] = g[0] / count
+ * (0 when every row is ignored: then every gradient row is 0 anyway).
+ */
+export const crossEntropyMeanScale: KernelDef = {
+  name: 'crossEntropyMeanScale',
+  wgsl: /* wgsl */ `
+struct Params { n: u32 }
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> labels: array<i32>;
+@group(0) @binding(2) var<storage, read> g: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+${countKept}
+@compute @workgroup_size(${CE_SUM_WG})
+fn main(@builtin(local_invocation_id) lid: vec3u) {
+  let count = countKept(lid.x);
+  if (lid.x == 0u) { out[0] = select(0.0, g[0] / count, count > 0.0); }
 }
 `,
 };

@@ -1,8 +1,10 @@
 import { describe, expect, it } from 'vitest';
+import { batchChunks } from '../chunks.js';
 import { Tensor } from '../tensor.js';
 import { withBindingLimit } from '../../../test/helpers/binding-limit.js';
 import { expectFixtureOutputs, loadOpFixture, toTensor, type FixtureTensor, type LayerFixture } from '../../../test/helpers/fixtures.js';
 import { testRuntime } from '../../../test/helpers/gpu.js';
+import { expectOpError } from '../../../test/helpers/op-errors.js';
 import { dot, f64, maxRelError, numericGrad, randn } from '../../../test/helpers/gradcheck.js';
 import {
   linearBackwardBias,
@@ -102,13 +104,15 @@ describe('matmul', () => {
     });
   }
 
-  it('rejects mismatched shapes', async () => {
+  it('rejects mismatched shapes with errors naming them, before any GPU work', async () => {
     const rt = await testRuntime();
-    const A = Tensor.zeros(rt, [3, 4]);
-    const B = Tensor.zeros(rt, [5, 6]);
-    expect(() => matmul(A, B)).toThrow(/inner dimensions differ/);
-    A.release();
-    B.release();
+    const z = (shape: number[]) => Tensor.zeros(rt, shape);
+    const [A, B, v, A3, B3] = [z([3, 4]), z([5, 6]), z([3]), z([2, 3, 4]), z([3, 4, 5])];
+    expectOpError(rt, () => matmul(A, B), /^matmul: inner dimensions differ \(op\(a\) is 3x4, op\(b\) is 5x6\)$/);
+    expectOpError(rt, () => matmul(A, B, { transA: true, transB: true }), /^matmul: inner dimensions differ \(op\(a\) is 4x3, op\(b\) is 6x5\)$/);
+    expectOpError(rt, () => matmul(v, A), /^matmul: operands must be 2-D or 3-D, got \[3\] and \[3, 4\]$/);
+    expectOpError(rt, () => matmul(A3, B3), /^matmul: batch sizes 2 and 3 differ$/);
+    for (const t of [A, B, v, A3, B3]) t.release();
   });
 });
 
@@ -161,22 +165,51 @@ describe('linear', () => {
     });
   }
 
-  it('splits the batch over a tiny binding limit with the same results', async () => {
+  it('rejects mismatched shapes with errors naming them, before any GPU work', async () => {
+    const rt = await testRuntime();
+    const z = (shape: number[]) => Tensor.zeros(rt, shape);
+    const [x, w, x3, x5, b5, gy, w45, w3d, gy4, x35, gy1] = [z([2, 3]), z([4, 3]), z([2, 3, 1]), z([2, 5]), z([5]), z([2, 4]), z([4, 5]), z([4, 5, 1]), z([3, 4]), z([3, 5]), z([4])];
+    expectOpError(rt, () => linearForward(x3, w, null), /^linear: x must be \[N, in\] and w \[out, in\], got \[2, 3, 1\] and \[4, 3\]$/);
+    expectOpError(rt, () => linearForward(x5, w, null), /^linear: x has 5 features but w expects 3$/);
+    expectOpError(rt, () => linearForward(x, w, b5), /^linear: bias must be \[4\], got \[5\]$/);
+    expectOpError(rt, () => linearBackwardInput(x, w45), /^linearBackwardInput: gy \[2, 3\] does not match w \[4, 5\]$/);
+    expectOpError(rt, () => linearBackwardInput(gy, w3d), /^linearBackwardInput: gy \[2, 4\] does not match w \[4, 5, 1\]$/);
+    expectOpError(rt, () => linearBackwardWeight(gy4, x), /^linearBackwardWeight: gy \[3, 4\] and x \[2, 3\] do not match$/);
+    expectOpError(rt, () => linearBackwardWeight(gy, x35), /^linearBackwardWeight: gy \[2, 4\] and x \[3, 5\] do not match$/);
+    expectOpError(rt, () => linearBackwardBias(gy1), /^linearBackwardBias: gy must be \[N, out\], got \[4\]$/);
+    for (const t of [x, w, x3, x5, b5, gy, w45, w3d, gy4, x35, gy1]) t.release();
+  });
+
+  it('splits the batch over a tiny binding limit: forward and data gradient bitwise equal, weight and bias gradients within 1e-6', async () => {
     const rt = await testRuntime();
     const [n, inF, outF] = [300, 24, 20];
     const X = Tensor.fromArray(rt, randn(n * inF, 21), [n, inF]);
     const W = Tensor.fromArray(rt, randn(outF * inF, 22), [outF, inF]);
     const B = Tensor.fromArray(rt, randn(outF, 23), [outF]);
     const G = Tensor.fromArray(rt, randn(n * outF, 24), [n, outF]);
-    const run = async (): Promise<Float32Array[]> => {
+    const run = async (): Promise<{ values: Float32Array[]; dispatches: number }> => {
+      const d0 = rt.stats.dispatches;
       const outs = [linearForward(X, W, B), ...linearLossGrads(X, W, G, true)];
-      const vals = await Promise.all(outs.map((t) => t.read() as Promise<Float32Array>));
+      const dispatches = rt.stats.dispatches - d0;
+      const values = await Promise.all(outs.map((t) => t.read() as Promise<Float32Array>));
       for (const t of outs) t.release();
-      return vals;
+      return { values, dispatches };
     };
     const whole = await run();
     const split = await withBindingLimit(rt, 16 * 1024, run);
-    for (let i = 0; i < whole.length; i++) expect(maxRelError(split[i]!, whole[i]!)).toBeLessThan(1e-6);
+    // It really was sliced: 96 bytes per row of x, so at most 170 rows (160 for offset alignment) per binding, and
+    // forward, data gradient and weight gradient each dispatch once per slice (the bias gradient too).
+    const slices = await withBindingLimit(rt, 16 * 1024, async () => batchChunks(rt, n, [inF, outF]).length);
+    expect(slices).toBe(2);
+    expect(whole.dispatches).toBe(4);
+    expect(split.dispatches).toBe(4 * slices);
+    // Forward and data gradient: every row is computed alone, the same way in any slice, so bitwise equal.
+    const bits = (a: Float32Array) => Array.from(new Uint32Array(a.buffer, a.byteOffset, a.length));
+    expect(bits(split.values[0]!), 'y').toEqual(bits(whole.values[0]!));
+    expect(bits(split.values[1]!), 'gx').toEqual(bits(whole.values[1]!));
+    // Weight and bias gradients sum over the batch: slices add in another order.
+    expect(maxRelError(split.values[2]!, whole.values[2]!), 'gw').toBeLessThan(1e-6);
+    expect(maxRelError(split.values[3]!, whole.values[3]!), 'gb').toBeLessThan(1e-6);
     for (const t of [X, W, B, G]) t.release();
   });
 });

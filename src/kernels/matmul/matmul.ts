@@ -173,7 +173,7 @@ export function linearBackwardInput(gy: Tensor, w: Tensor): Tensor<'f32'> {
   const rt = gy.rt;
   const [n, outF] = gy.shape as [number, number];
   const [outW, inF] = w.shape as [number, number];
-  if (gy.shape.length !== 2 || outW !== outF) throw new Error(`linearBackwardInput: gy [${gy.shape.join(', ')}] does not match w [${w.shape.join(', ')}]`);
+  if (gy.shape.length !== 2 || w.shape.length !== 2 || outW !== outF) throw new Error(`linearBackwardInput: gy [${gy.shape.join(', ')}] does not match w [${w.shape.join(', ')}]`);
   const gx = Tensor.empty(rt, [n, inF], 'f32', 'linear.gx');
   recordRowSlicedGemm(rt, gy, w, gx, n, outF, inF, false);
   return gx;

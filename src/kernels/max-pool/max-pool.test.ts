@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { withBindingLimit } from '../../../test/helpers/binding-limit.js';
 import { loadOpFixture, toTensor, type FixtureTensor } from '../../../test/helpers/fixtures.js';
 import { testRuntime } from '../../../test/helpers/gpu.js';
+import { expectOpError } from '../../../test/helpers/op-errors.js';
 import { dot, f64, maxRelError, numericGrad, randn, rng } from '../../../test/helpers/gradcheck.js';
 import { Tensor } from '../tensor.js';
 import { maxPool2dBackward, maxPool2dForward, type MaxPool2dOptions } from './max-pool.js';
@@ -103,6 +104,29 @@ describe('max_pool2d', () => {
     // All taps -inf: the first valid tap of the window is the index (ATen's initial maxindex).
     expect(Array.from(await r.indices.read())).toEqual([0, 0, 1, 0, 0, 1, 2, 2, 3]);
     for (const t of [x, y, indices, allInf, r.y, r.indices]) t.release();
+  });
+
+  it('rejects bad shapes and arguments with errors naming them, before any GPU work', async () => {
+    const rt = await testRuntime();
+    const x = Tensor.zeros(rt, [1, 2, 5, 5]);
+    const x3 = Tensor.zeros(rt, [2, 5, 5]);
+    const tiny = Tensor.zeros(rt, [1, 1, 1, 1]);
+    expectOpError(rt, () => maxPool2dForward(x3, resnet), /^maxPool2dForward: expected an NCHW input, got \[2, 5, 5\]$/);
+    expectOpError(rt, () => maxPool2dForward(x, { kernel: 0 }), /^maxPool2dForward: kernel must be integers >= 1, got 0x0$/);
+    expectOpError(rt, () => maxPool2dForward(x, { kernel: 2.5 }), /^maxPool2dForward: kernel must be integers >= 1, got 2.5x2.5$/);
+    expectOpError(rt, () => maxPool2dForward(x, { kernel: 3, stride: [2, 0] }), /^maxPool2dForward: stride must be integers >= 1, got 2x0$/);
+    expectOpError(rt, () => maxPool2dForward(x, { kernel: 3, padding: -1 }), /^maxPool2dForward: padding must be integers >= 0, got -1x-1$/);
+    expectOpError(rt, () => maxPool2dForward(x, { kernel: 3, dilation: [1, 0] }), /^maxPool2dForward: dilation must be integers >= 1, got 1x0$/);
+    // PyTorch 1.13: "pad should be at most half of kernel size, but got pad=2 and kernel_size=3".
+    expectOpError(rt, () => maxPool2dForward(x, { kernel: 3, padding: 2 }), /^maxPool2dForward: padding 2 should be at most half the kernel size 3$/);
+    // PyTorch: "Given input size: (1x1x1). Calculated output size: (1x0x0). Output size is too small".
+    expectOpError(rt, () => maxPool2dForward(tiny, { kernel: 3, stride: 2 }), /^maxPool2dForward: output size 0x0 is too small for input \[1, 1, 1, 1\]$/);
+    const f = maxPool2dForward(x, { kernel: 2 }); // y, indices [1, 2, 2, 2]
+    const wrong = Tensor.zeros(rt, [1, 2, 2, 3]);
+    expectOpError(rt, () => maxPool2dBackward(wrong, f.indices, x.shape, { kernel: 2 }), /^maxPool2dBackward: expected \[1, 2, 2, 2\], got \[1, 2, 2, 3\]$/);
+    expectOpError(rt, () => maxPool2dBackward(f.y, f.y as unknown as Tensor<'i32'>, x.shape, { kernel: 2 }), /^maxPool2dBackward: indices must be the forward's i32 indices, got f32$/);
+    expectOpError(rt, () => maxPool2dBackward(f.y, f.indices, x.shape, { kernel: 2, stride: 0 }), /^maxPool2dBackward: stride must be integers >= 1, got 0x0$/);
+    for (const t of [x, x3, tiny, f.y, f.indices, wrong]) t.release();
   });
 
   it('splits tensors over the binding limit by batch slices (bitwise equal to the unsplit run)', async () => {

@@ -44,8 +44,10 @@ function geometry(op: string, inputShape: readonly number[], o: MaxPool2dOptions
   const s = pair(o.stride ?? o.kernel);
   const p = pair(o.padding ?? 0);
   const d = pair(o.dilation ?? 1);
+  for (const [name, v, min] of [['kernel', k, 1], ['stride', s, 1], ['padding', p, 0], ['dilation', d, 1]] as const) {
+    if (!v.every((x) => Number.isInteger(x) && x >= min)) throw new Error(`${op}: ${name} must be integers >= ${min}, got ${v.join('x')}`);
+  }
   for (let a = 0; a < 2; a++) {
-    if (k[a]! < 1 || s[a]! < 1 || d[a]! < 1 || p[a]! < 0) throw new Error(`${op}: invalid kernel/stride/padding/dilation`);
     if (p[a]! > k[a]! / 2) throw new Error(`${op}: padding ${p[a]} should be at most half the kernel size ${k[a]}`);
   }
   const OH = poolOutputSize(H, k[0], s[0], p[0], d[0], o.ceilMode ?? false);
@@ -91,6 +93,7 @@ export function maxPool2dBackward(gy: Tensor<'f32'>, indices: Tensor<'i32'>, inp
   for (const t of [gy, indices]) {
     if (t.shape.join() !== outShape.join()) throw new Error(`maxPool2dBackward: expected [${outShape.join(', ')}], got [${t.shape.join(', ')}]`);
   }
+  if (indices.dtype !== 'i32') throw new Error(`maxPool2dBackward: indices must be the forward's i32 indices, got ${indices.dtype}`);
   const inPer = g.C * g.H * g.W;
   const outPer = g.C * g.OH * g.OW;
   const gx = Tensor.empty(rt, inputShape, 'f32', 'maxPool.gx');

@@ -1,0 +1,368 @@
+/**
+ * `npm run bench`: the engine and its peers in one run, interleaved (engine case, peer case, engine case, ...) so
+ * machine noise hits both alike; medians. Writes bench/results/latest.json.
+ *
+ *   npm run bench -- [--only fma,kernels,e2e,data] [--filter TEXT] [--rounds 3] [--batch 32] [--recipe]
+ *
+ * A partial run (--only or --filter) writes bench/results/partial.json instead.
+ * Parts (all but recipe by default; BENCH_ONLY=... works like --only):
+ * - fma:     register-only multiply-add loop, workgroups of 8/16/32/64: the WGSL ALU ceiling of the adapter.
+ * - kernels: conv2d at ResNet-18's shapes (forward, data gradient, weight gradient) and matmul 1024^3 / 2048^3,
+ *            next to tfjs-backend-webgpu (forward convs, matmul 1024^3) on the same Dawn adapter.
+ * - e2e:     ResNet-18 (2 classes) train step at 64/112/224 px and inference at 224 px, batch 32, next to
+ *            PyTorch CPU doing the identical step (bench/peers/torch_step.py); each case in fresh processes, whose
+ *            peak RSS is recorded.
+ * - recipe:  the chapter's recipe step, 224 px batch 128 (SGD without momentum), engine and PyTorch: seconds per
+ *            step and peak RSS. Slow (about 90 s per engine step today): only with --recipe or --only recipe.
+ * - data:    the data pipeline benchmark (bench/data.bench.ts), when ../shared/data/hotdog-mini exists.
+ * --filter keeps the kernel and e2e cases whose name contains TEXT (e.g. --only kernels --filter layer1).
+ */
+import { spawnSync } from 'node:child_process';
+import { cpus, totalmem } from 'node:os';
+import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { DEFAULT_LP_NUM_THREADS } from '../src/node/webgpu-node.js';
+import type { CaseSpec, InfoReply, PrepareReply, RssReply, RunReply } from './lib/protocol.js';
+import { CONV_DIRECTIONS, convFlop, RESNET18_CONVS } from './lib/shapes.js';
+import { WorkerClient } from './lib/workers.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const RESULTS = fileURLToPath(new URL('./results', import.meta.url));
+const PYTHON = '/usr/bin/python3';
+const PARTS = ['fma', 'kernels', 'e2e', 'recipe', 'data'] as const;
+type Part = (typeof PARTS)[number];
+const USAGE = 'usage: npm run bench -- [--only fma,kernels,e2e,recipe,data] [--filter TEXT] [--rounds N] [--batch N] [--recipe]';
+
+function fail(message: string): never {
+  console.error(`bench: ${message}\n${USAGE}`);
+  process.exit(2);
+}
+
+let args;
+try {
+  args = parseArgs({
+    options: {
+      only: { type: 'string' },
+      filter: { type: 'string', default: process.env.BENCH_FILTER ?? '' },
+      rounds: { type: 'string', default: '3' },
+      batch: { type: 'string', default: process.env.BENCH_BATCH ?? '32' },
+      recipe: { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false },
+    },
+    strict: true,
+  }).values;
+} catch (e) {
+  fail((e as Error).message);
+}
+if (args.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
+const rounds = Number(args.rounds);
+if (!Number.isInteger(rounds) || rounds < 1) fail(`--rounds must be a positive integer, got "${args.rounds}"`);
+const batch = Number(args.batch);
+if (!Number.isInteger(batch) || batch < 1) fail(`--batch must be a positive integer, got "${args.batch}"`);
+const onlyText = args.only ?? process.env.BENCH_ONLY;
+const parts = new Set<Part>(
+  onlyText
+    ? onlyText.split(',').map((p) => {
+        const t = p.trim() as Part;
+        if (!PARTS.includes(t)) fail(`--only: unknown part "${p}" (parts: ${PARTS.join(', ')})`);
+        return t;
+      })
+    : PARTS.filter((p) => p !== 'recipe'),
+);
+if (args.recipe) parts.add('recipe');
+const filter = args.filter!;
+
+// Every worker inherits one environment, so engine and peers see the same driver settings.
+process.env.LP_NUM_THREADS ??= DEFAULT_LP_NUM_THREADS;
+const env = { ...process.env };
+const ENV_RECORDED = /^(LP_|GALLIVM_|MESA_|VK_|HOTDOG_|OMP_|MKL_|TORCH_|BENCH_)/;
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+const round = (v: number | null, digits = 3): number | null => (v === null || !Number.isFinite(v) ? null : Number(v.toPrecision(digits + 1)));
+const skipped: string[] = [];
+function skip(line: string): void {
+  skipped.push(line);
+  console.log(`SKIPPED ${line}`);
+}
+
+function torchAvailable(): boolean {
+  const r = spawnSync(PYTHON, ['-c', 'import torch, torchvision'], { stdio: 'ignore' });
+  return r.status === 0;
+}
+
+const engineWorker = (): WorkerClient => WorkerClient.node('engine', fileURLToPath(new URL('./workers/engine.ts', import.meta.url)), env);
+const tfjsWorker = (): WorkerClient => WorkerClient.node('tfjs', fileURLToPath(new URL('./workers/tfjs.ts', import.meta.url)), env);
+const torchWorker = (): WorkerClient => WorkerClient.python('torch', PYTHON, fileURLToPath(new URL('./peers/torch_step.py', import.meta.url)), env);
+
+interface Timed {
+  engine: number[];
+  peer: number[];
+}
+
+/** Prepares the case on both, then alternates timed runs: engine, peer, engine, peer, ... */
+async function interleaved(
+  engine: WorkerClient,
+  peer: WorkerClient | null,
+  spec: CaseSpec,
+  run: { minSeconds: number; minRuns: number; maxRuns: number },
+  peerRun = run,
+): Promise<Timed & { prepare: PrepareReply; peerError: string | null }> {
+  const prepare = await engine.call<PrepareReply>({ op: 'prepare', spec });
+  let peerOk = peer !== null;
+  let peerError: string | null = null;
+  if (peer) {
+    try {
+      await peer.call<PrepareReply>({ op: 'prepare', spec });
+    } catch (e) {
+      peerOk = false;
+      peerError = (e as Error).message.split('\n')[0]!;
+    }
+  }
+  const out: Timed = { engine: [], peer: [] };
+  for (let r = 0; r < rounds; r++) {
+    out.engine.push(...(await engine.call<RunReply>({ op: 'run', ...run })).seconds);
+    if (!peerOk) continue;
+    try {
+      out.peer.push(...(await peer!.call<RunReply>({ op: 'run', ...peerRun })).seconds);
+    } catch (e) {
+      // A failing peer (out of memory, a crash) costs its figure, not the engine's.
+      peerOk = false;
+      peerError = (e as Error).message.split('\n')[0]!;
+      out.peer.length = 0;
+    }
+  }
+  await engine.call({ op: 'release' });
+  if (peerOk) await peer!.call({ op: 'release' });
+  if (peerError) console.log(`${peer!.name} peer failed on ${JSON.stringify(spec)}: ${peerError}`);
+  return { ...out, prepare, peerError };
+}
+
+const result: Record<string, unknown> = {
+  date: new Date().toISOString(),
+  machine: { cpus: cpus().length, cpu_model: cpus()[0]?.model ?? null, memory_gib: round(totalmem() / 2 ** 30) },
+  env: Object.fromEntries(Object.entries(env).filter(([k]) => ENV_RECORDED.test(k))),
+  options: { parts: [...parts], rounds, batch, filter },
+};
+
+// ---- fma and kernels: one engine worker, one tfjs worker ---------------------------------------------------
+
+let fmaCeiling: number | null = null;
+if (parts.has('fma') || parts.has('kernels')) {
+  const engine = engineWorker();
+  const info = await engine.call<InfoReply>({ op: 'info' });
+  result.adapter = info.adapter;
+  console.log(`adapter: ${info.adapter}; env: ${JSON.stringify(result.env)}; rounds ${rounds}`);
+
+  if (parts.has('fma')) {
+    const byWg: Record<string, number> = {};
+    const samples = new Map<number, number[]>();
+    for (let r = 0; r < rounds; r++) {
+      for (const wg of [8, 16, 32, 64]) {
+        const prep = await engine.call<PrepareReply>({ op: 'prepare', spec: { type: 'fma', wg } });
+        const { seconds } = await engine.call<RunReply>({ op: 'run', minSeconds: 0, minRuns: 2, maxRuns: 2 });
+        samples.set(wg, [...(samples.get(wg) ?? []), ...seconds.map((s) => prep.flop! / s / 1e9)]);
+      }
+    }
+    await engine.call({ op: 'release' });
+    for (const [wg, g] of samples) byWg[wg] = round(median(g))!;
+    const best = Object.entries(byWg).sort((a, b) => b[1] - a[1])[0]!;
+    fmaCeiling = best[1];
+    result.fma = { kernel: 'fmaLoop_8x4 (8 vec4 chains, 4x unrolled)', gflops_by_workgroup: byWg, best_workgroup: Number(best[0]) };
+    result.fma_ceiling_gflops = fmaCeiling;
+    console.log(`fma ceiling: ${fmaCeiling} GFLOP/s (workgroup ${best[0]}); by workgroup ${JSON.stringify(byWg)}`);
+  }
+
+  if (parts.has('kernels')) {
+    let tfjs: WorkerClient | null = tfjsWorker();
+    try {
+      const tinfo = await tfjs.call<InfoReply>({ op: 'info' });
+      result.tfjs = { versions: tinfo.versions, adapter: tinfo.adapter };
+    } catch (e) {
+      skip(`tfjs-backend-webgpu peer: ${(e as Error).message.split('\n')[0]}`);
+      await tfjs.close();
+      tfjs = null;
+    }
+    const rows: Record<string, unknown>[] = [];
+    const kernelRun = { minSeconds: 0.5, minRuns: 1, maxRuns: 8 };
+    for (const n of [1024, 2048]) {
+      const name = `matmul ${n}x${n}x${n}`;
+      if (!name.includes(filter)) continue;
+      const t = await interleaved(engine, n === 1024 ? tfjs : null, { type: 'matmul', n }, kernelRun);
+      rows.push(kernelRow(name, 'matmul', null, 2 * n ** 3, t));
+    }
+    for (const direction of CONV_DIRECTIONS) {
+      for (const shape of RESNET18_CONVS) {
+        const name = `conv2d ${direction} ${shape.label} N${batch}`;
+        if (!name.includes(filter)) continue;
+        const t = await interleaved(engine, direction === 'forward' ? tfjs : null, { type: 'conv', shape, direction, batch }, kernelRun);
+        rows.push(kernelRow(name, direction, shape.label, convFlop(shape, batch), t));
+      }
+    }
+    result.kernels = rows;
+    await tfjs?.close();
+  }
+  await engine.close();
+}
+
+function kernelRow(name: string, direction: string, shape: string | null, flop: number, t: Timed & { peerError: string | null }): Record<string, unknown> {
+  const gflops = flop / median(t.engine) / 1e9;
+  const tfjsGflops = t.peer.length ? flop / median(t.peer) / 1e9 : null;
+  const row = {
+    name,
+    direction,
+    shape,
+    gflop: round(flop / 1e9),
+    median_ms: round(median(t.engine) * 1e3),
+    gflops: round(gflops),
+    runs: t.engine.length,
+    tfjs_gflops: round(tfjsGflops),
+    ratio_vs_tfjs: tfjsGflops ? round(gflops / tfjsGflops) : null,
+    ...(t.peerError ? { tfjs_error: t.peerError } : {}),
+  };
+  console.log(`${name}: ${row.gflops} GFLOP/s${tfjsGflops ? `, tfjs ${row.tfjs_gflops} (x${row.ratio_vs_tfjs})` : ''}`);
+  return row;
+}
+
+// ---- end to end and the recipe: fresh processes per case ---------------------------------------------------
+
+const haveTorch = parts.has('e2e') || parts.has('recipe') ? torchAvailable() : false;
+if ((parts.has('e2e') || parts.has('recipe')) && !haveTorch) {
+  skip(`PyTorch peer: ${PYTHON} cannot import torch and torchvision (install Debian's python3-torch and python3-torchvision: bash scripts/setup-peers.sh)`);
+}
+
+interface E2eCase {
+  name: string;
+  spec: CaseSpec & { type: 'train' | 'inference' };
+}
+
+async function e2eCase(c: E2eCase, run: { minSeconds: number; minRuns: number; maxRuns: number }): Promise<Record<string, unknown>> {
+  const engine = engineWorker();
+  const torch = haveTorch ? torchWorker() : null;
+  try {
+    const info = await engine.call<InfoReply>({ op: 'info' });
+    result.adapter ??= info.adapter;
+    if (torch && !result.torch) {
+      const t = await torch.call<InfoReply>({ op: 'info' });
+      result.torch = { versions: t.versions, threads: t.threads };
+    }
+    const t = await interleaved(engine, torch, c.spec, run, { ...run, maxRuns: 50 });
+    const engineRss = (await engine.call<RssReply>({ op: 'rss' })).maxRssBytes;
+    const torchRss = t.peer.length ? (await torch!.call<RssReply>({ op: 'rss' })).maxRssBytes : null;
+    const s = median(t.engine);
+    const ts = t.peer.length ? median(t.peer) : null;
+    const n = c.spec.batch;
+    const conv = t.prepare.convGflop;
+    const convTotal = conv ? Object.values(conv).reduce((a, b) => a + b, 0) : null;
+    const effective = convTotal !== null ? convTotal / s : null;
+    const row = {
+      name: c.name,
+      kind: c.spec.type,
+      size: c.spec.size,
+      batch: n,
+      seconds_per_step: round(s),
+      examples_per_sec: round(n / s),
+      steps: t.engine.length,
+      torch_seconds_per_step: round(ts),
+      torch_examples_per_sec: ts ? round(n / ts) : null,
+      torch_steps: t.peer.length,
+      ratio_vs_torch: ts ? round(ts / s) : null,
+      ...(conv
+        ? {
+            conv_gflop_per_step: Object.fromEntries(Object.entries(conv).map(([k, v]) => [k, round(v, 4)])),
+            effective_gflops: round(effective),
+            ratio_to_fma_ceiling: fmaCeiling && effective ? round(effective / fmaCeiling) : null,
+          }
+        : {}),
+      peak_rss_bytes: engineRss,
+      torch_peak_rss_bytes: torchRss,
+      rss_ratio_vs_torch: torchRss ? round(engineRss / torchRss) : null,
+      ...(t.peerError ? { torch_error: t.peerError } : {}),
+    };
+    console.log(
+      `${c.name}: ${row.examples_per_sec} ex/s (${row.seconds_per_step} s/step)` +
+        (ts ? `, PyTorch ${row.torch_examples_per_sec} ex/s, ratio ${row.ratio_vs_torch}` : '') +
+        (effective ? `, conv ${round(effective)} GFLOP/s effective` : '') +
+        `, peak RSS ${(engineRss / 2 ** 30).toFixed(2)} GiB${torchRss ? ` (PyTorch ${(torchRss / 2 ** 30).toFixed(2)})` : ''}`,
+    );
+    return row;
+  } finally {
+    await engine.close();
+    await torch?.close();
+  }
+}
+
+if (parts.has('e2e')) {
+  const cases: E2eCase[] = [
+    ...[64, 112, 224].map((size) => ({
+      name: `train step ${size}px N${batch}`,
+      spec: { type: 'train' as const, size, batch, momentum: 0.9, weightDecay: 1e-3 },
+    })),
+    { name: `inference 224px N${batch}`, spec: { type: 'inference' as const, size: 224, batch } },
+  ].filter((c) => c.name.includes(filter));
+  const rows = [];
+  for (const c of cases) rows.push(await e2eCase(c, { minSeconds: 3, minRuns: 1, maxRuns: 10 }));
+  result.e2e = rows;
+  const main = rows.find((r) => r.kind === 'train' && r.size === 224);
+  if (main) {
+    result.train_step_224 = {
+      effective_gflops: main.effective_gflops ?? null,
+      ratio_to_fma_ceiling: main.ratio_to_fma_ceiling ?? null,
+      conv_gflop_per_step: main.conv_gflop_per_step ?? null,
+    };
+    result.peak_rss_224_b32 = { engine_bytes: main.peak_rss_bytes, torch_bytes: main.torch_peak_rss_bytes, ratio: main.rss_ratio_vs_torch };
+  }
+}
+
+if (parts.has('recipe')) {
+  const c: E2eCase = { name: 'recipe: train step 224px N128, SGD wd 1e-3 without momentum', spec: { type: 'train', size: 224, batch: 128, momentum: 0, weightDecay: 1e-3 } };
+  result.recipe = await e2eCase(c, { minSeconds: 0, minRuns: 1, maxRuns: 1 });
+}
+
+// ---- data pipeline -----------------------------------------------------------------------------------------
+
+if (parts.has('data')) {
+  if (!existsSync(fileURLToPath(new URL('../../shared/data/hotdog-mini', import.meta.url)))) {
+    skip('data pipeline bench: ../shared/data/hotdog-mini (relative to the repository root) is absent');
+  } else {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'bench/data.bench.ts'], { cwd: ROOT, env, stdio: 'inherit' });
+    result.data = { status: r.status, results: 'bench/results/data.json' };
+  }
+}
+
+// ---- write -------------------------------------------------------------------------------------------------
+
+result.skipped = skipped;
+mkdirSync(RESULTS, { recursive: true });
+// A partial run (--only, --filter) leaves the last full run's latest.json alone.
+const partial = Boolean(onlyText || filter);
+const file = `${RESULTS}/${partial ? 'partial' : 'latest'}.json`;
+const tmp = `${file}.${process.pid}.tmp`;
+writeFileSync(tmp, `${JSON.stringify(result, null, 2)}\n`);
+renameSync(tmp, file);
+console.log(`\nwrote bench/results/${partial ? 'partial.json (a partial run; latest.json keeps the last full run)' : 'latest.json'}`);
+printSummary();
+
+function printSummary(): void {
+  const e2e = (result.e2e as Record<string, unknown>[] | undefined) ?? [];
+  if (e2e.length) {
+    console.log('\n| case | engine ex/s | PyTorch ex/s | ratio | effective conv GFLOP/s | peak RSS GiB (engine / PyTorch) |\n| --- | --- | --- | --- | --- | --- |');
+    for (const r of e2e) {
+      const gib = (b: unknown): string => (typeof b === 'number' ? (b / 2 ** 30).toFixed(2) : '-');
+      console.log(`| ${r.name} | ${r.examples_per_sec} | ${r.torch_examples_per_sec ?? '-'} | ${r.ratio_vs_torch ?? '-'} | ${r.effective_gflops ?? '-'} | ${gib(r.peak_rss_bytes)} / ${gib(r.torch_peak_rss_bytes)} |`);
+    }
+  }
+  const kernels = (result.kernels as Record<string, unknown>[] | undefined) ?? [];
+  if (kernels.length) {
+    console.log('\n| kernel case | GFLOP/s | tfjs GFLOP/s | ratio vs tfjs |\n| --- | --- | --- | --- |');
+    for (const r of kernels) console.log(`| ${r.name} | ${r.gflops} | ${r.tfjs_gflops ?? '-'} | ${r.ratio_vs_tfjs ?? '-'} |`);
+  }
+  if (fmaCeiling !== null) console.log(`\nfma_ceiling_gflops: ${fmaCeiling}`);
+  if (skipped.length) console.log(`\nskipped: ${skipped.join('; ')}`);
+}

@@ -1,0 +1,74 @@
+import { describe, expect, it } from 'vitest';
+import { testRuntime } from '../../test/helpers/gpu.js';
+import { Tuner, type TuningStore } from './autotune.js';
+import { Tensor } from './tensor.js';
+
+function memoryStore(): TuningStore & { saved: Map<string, Record<string, string>> } {
+  const saved = new Map<string, Record<string, string>>();
+  return {
+    saved,
+    async load(key) {
+      return saved.get(key) ?? null;
+    },
+    async save(key, choices) {
+      saved.set(key, { ...choices });
+    },
+  };
+}
+
+describe('Tuner', () => {
+  it('runs the default until a shape is tuned, then the fastest variant, and reuses saved choices', async () => {
+    const rt = await testRuntime();
+    const store = memoryStore();
+    const tuner = new Tuner(rt, store);
+    await tuner.load();
+    // Two variants of the same result: 'slow' fills a large tensor 40 times first, 'fast' does not.
+    const ran: string[] = [];
+    const prepare = () => ({
+      run(v: string) {
+        ran.push(v);
+        const big = Tensor.empty(rt, [1 << 22]);
+        if (v === 'slow') for (let i = 0; i < 40; i++) big.fill(i);
+        big.release();
+        return Tensor.full(rt, [4], 1);
+      },
+      release() {},
+    });
+    expect(tuner.choose('case', ['slow', 'fast'], 'slow', prepare)).toBe('slow');
+    expect(tuner.pendingCount).toBe(1);
+    // One variant only: nothing to measure.
+    expect(tuner.choose('single', ['only'], 'only', prepare)).toBe('only');
+    expect(tuner.pendingCount).toBe(1);
+    const lines: string[] = [];
+    await tuner.tunePending((l) => lines.push(l));
+    expect(tuner.pendingCount).toBe(0);
+    // Each variant: one warm-up run and `repeats` timed runs.
+    expect(ran.filter((v) => v === 'slow')).toHaveLength(1 + tuner.repeats);
+    expect(ran.filter((v) => v === 'fast')).toHaveLength(1 + tuner.repeats);
+    expect(lines[0]).toMatch(/^tuned case: fast [\d.]+ ms, slow [\d.]+ ms$/);
+    expect(tuner.choose('case', ['slow', 'fast'], 'slow', prepare)).toBe('fast');
+    expect(store.saved.get(tuner.adapterKey)).toEqual({ case: 'fast' });
+
+    // A new tuner on the same adapter starts from the saved choice; a choice no longer offered is ignored.
+    const again = new Tuner(rt, store);
+    await again.load();
+    expect(again.choose('case', ['slow', 'fast'], 'slow', prepare)).toBe('fast');
+    expect(again.choose('case', ['slow', 'other'], 'slow', prepare)).toBe('slow');
+    expect(again.pendingCount).toBe(1);
+  });
+
+  it('does nothing when disabled', async () => {
+    const rt = await testRuntime();
+    const tuner = new Tuner(rt, null);
+    tuner.enabled = false;
+    expect(tuner.choose('case', ['a', 'b'], 'b', () => ({ run: () => Tensor.empty(rt, [1]), release() {} }))).toBe('b');
+    expect(tuner.pendingCount).toBe(0);
+  });
+
+  it('keys choices by the adapter and the driver settings', async () => {
+    const rt = await testRuntime();
+    const key = new Tuner(rt, null).adapterKey;
+    expect(key).toContain(rt.ctx.adapterInfo.description);
+    expect(key).toContain(rt.ctx.driverSettings);
+  });
+});

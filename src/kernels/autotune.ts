@@ -1,0 +1,102 @@
+// Per-adapter choice between kernel variants by measuring them: the first time an op meets a problem shape it
+// has several correct variants for (a convolution's lowerings), it runs a default one and notes the shape; a
+// later `tunePending()` (the training loop calls it after its first step) times every variant on data of that
+// shape and keeps the fastest. Choices are saved through a TuningStore, keyed by the adapter's identity, so the
+// next run on the same machine starts tuned. Which variant wins depends on the machine: on lavapipe the CPU model
+// and thread count decide (docs/kernels-performance.md).
+import type { Runtime } from './runtime.js';
+import type { Tensor } from './tensor.js';
+
+/** Where choices persist between runs (Node: a JSON file in the cache folder, src/node/tuning-store.ts). */
+export interface TuningStore {
+  load(adapterKey: string): Promise<Record<string, string> | null>;
+  save(adapterKey: string, choices: Record<string, string>): Promise<void>;
+}
+
+/** A shape met before it was tuned: its variants, and how to run one of them on data of that shape. */
+interface PendingCase {
+  variants: readonly string[];
+  /** Allocates inputs of the shape; returns a runner per variant (each returns its output) and a release. */
+  prepare(): { run(variant: string): Tensor; release(): void };
+}
+
+/** Bumped when kernels change enough that earlier measurements no longer hold. */
+const TUNING_VERSION = 1;
+
+export class Tuner {
+  private readonly choices = new Map<string, string>();
+  private readonly pending = new Map<string, PendingCase>();
+  private loaded: Promise<void> | null = null;
+  /** Timed runs per variant (the fastest counts: machine noise only ever adds time). */
+  repeats = 3;
+  /** false: every choice is the default (tests that pin a variant, or a user who wants no measuring). */
+  enabled = true;
+
+  constructor(
+    private readonly rt: Runtime,
+    private readonly store: TuningStore | null = null,
+  ) {}
+
+  /** The adapter's identity: choices are only reused on the same driver, version and thread count. */
+  get adapterKey(): string {
+    const i = this.rt.ctx.adapterInfo;
+    return `v${TUNING_VERSION} ${i.vendor}/${i.architecture}/${i.device}/${i.description} sg${this.rt.ctx.subgroupSize ?? '-'} ${this.rt.ctx.driverSettings}`.trim();
+  }
+
+  /** Loads saved choices (once); ops consult them synchronously afterwards. */
+  load(): Promise<void> {
+    this.loaded ??= (async () => {
+      const saved = this.store ? await this.store.load(this.adapterKey) : null;
+      for (const [k, v] of Object.entries(saved ?? {})) this.choices.set(k, v);
+    })();
+    return this.loaded;
+  }
+
+  /**
+   * The variant to use for `key`: the measured one if known, else `fallback` (and the case is noted for tuning when
+   * it has more than one variant).
+   */
+  choose(key: string, variants: readonly string[], fallback: string, prepare: PendingCase['prepare']): string {
+    const known = this.choices.get(key);
+    if (known !== undefined && variants.includes(known)) return known;
+    if (this.enabled && variants.length > 1 && !this.pending.has(key)) this.pending.set(key, { variants, prepare });
+    return fallback;
+  }
+
+  get pendingCount(): number {
+    return this.pending.size;
+  }
+
+  /** Times every variant of every noted shape, keeps the fastest, and saves the choices. */
+  async tunePending(log?: (line: string) => void): Promise<void> {
+    if (!this.pending.size) return;
+    const cases = [...this.pending];
+    this.pending.clear();
+    for (const [key, c] of cases) {
+      const data = c.prepare();
+      const times: [string, number][] = [];
+      for (const v of c.variants) {
+        data.run(v).release(); // compiles, warms the pools
+        await this.rt.sync();
+        let best = Infinity;
+        for (let r = 0; r < this.repeats; r++) {
+          const t0 = performance.now();
+          data.run(v).release();
+          await this.rt.sync();
+          best = Math.min(best, performance.now() - t0);
+        }
+        times.push([v, best]);
+      }
+      data.release();
+      times.sort((a, b) => a[1] - b[1]);
+      this.choices.set(key, times[0]![0]);
+      log?.(`tuned ${key}: ${times.map(([v, ms]) => `${v} ${ms.toFixed(1)} ms`).join(', ')}`);
+    }
+    if (this.store) await this.store.save(this.adapterKey, Object.fromEntries(this.choices));
+  }
+
+  /** The current choices (for run records and reports). */
+  snapshot(): Record<string, string> {
+    return Object.fromEntries(this.choices);
+  }
+}

@@ -1,0 +1,93 @@
+import type { KernelDef } from '../kernel.js';
+
+// Operand textures for convolutions computed by the texture GEMM (src/kernels/matmul/texture-gemm.wgsl.ts) on
+// im2col matrices: the lowering of every convolution Winograd does not take (7x7 stride 2, 3x3 stride 2, 1x1
+// stride 2) where the texture GEMM runs. A texel holds 4 consecutive values along a row; layer n is sample n.
+
+/**
+ * The im2col matrix of one sample per layer: texel (kq, p) of layer n holds x[n][ci][iy][ix] for the 4 reduction
+ * indices k = 4kq .. 4kq+3, k = (ci * KH + kh) * KW + kw, at output position p = oy * OW + ox (iy = oy * SH - PH + kh,
+ * ix = ox * SW - PW + kw). Zero for taps outside the input, k >= K and p >= P (the rows up to Pp pad the GEMM's
+ * reduction when the matrix is the weight gradient's operand).
+ */
+export const im2colTextureWgsl: KernelDef = {
+  name: 'conv2dIm2colTexture',
+  // The geometry is in override constants (set per convolution shape), so the index divisions below are by
+  // compile-time constants: a multiply and a shift instead of a per-lane integer division.
+  wgsl: /* wgsl */ `
+override C: u32;
+override H: u32;
+override W: u32;
+override KH: u32;
+override KW: u32;
+override SH: u32;
+override SW: u32;
+override PH: u32;
+override PW: u32;
+override OW: u32;
+override P: u32;
+override Pp: u32;
+override K: u32;
+override Kq: u32;
+struct Params { samples: u32 }
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> X: array<f32>;
+@group(0) @binding(2) var T: texture_storage_2d_array<rgba32float, write>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = gid.x + gid.y * nwg.x * 64u;
+  if (i >= params.samples * Pp * Kq) { return; }
+  let kq = i % Kq;
+  let p = (i / Kq) % Pp;
+  let n = i / (Kq * Pp);
+  let oy = p / OW;
+  let ox = p - oy * OW;
+  var v = vec4f(0.0);
+  for (var j = 0u; j < 4u; j++) {
+    let k = kq * 4u + j;
+    let ci = k / (KH * KW);
+    let kh = (k - ci * KH * KW) / KW;
+    let kw = k - ci * KH * KW - kh * KW;
+    // iy, ix as unsigned with the padding added: below zero wraps past H / W.
+    let iy = oy * SH + kh - PH;
+    let ix = ox * SW + kw - PW;
+    let inside = k < K && p < P && oy * SH + kh >= PH && ox * SW + kw >= PW && iy < H && ix < W;
+    let at = ((n * C + min(ci, C - 1u)) * H + min(iy, H - 1u)) * W + min(ix, W - 1u);
+    v[j] = select(0.0, X[at], inside);
+  }
+  textureStore(T, vec2u(kq, p), n, v);
+}
+`,
+};
+
+/**
+ * Any strided 3-D view of a buffer as a texture: texel (cq, r) of layer l holds src[l * ls + r * rs + c * cs] for
+ * c = 4cq .. 4cq+3, zero for r >= rows or c >= cols (the padding of a GEMM operand). Used for weights
+ * ([Cout][K] read as rows k or rows co) and output gradients ([n][Cout][P] read as rows p or rows co).
+ */
+export const stridedTextureWgsl: KernelDef = {
+  name: 'conv2dStridedTexture',
+  wgsl: /* wgsl */ `
+struct Params { rows: u32, cols: u32, ls: u32, rs: u32, cs: u32, Rp: u32, Cq: u32, layers: u32 }
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> src: array<f32>;
+@group(0) @binding(2) var T: texture_storage_2d_array<rgba32float, write>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = gid.x + gid.y * nwg.x * 64u;
+  if (i >= params.layers * params.Rp * params.Cq) { return; }
+  let cq = i % params.Cq;
+  let r = (i / params.Cq) % params.Rp;
+  let l = i / (params.Cq * params.Rp);
+  let rc = min(r, params.rows - 1u);
+  var v = vec4f(0.0);
+  for (var j = 0u; j < 4u; j++) {
+    let c = cq * 4u + j;
+    v[j] = select(0.0, src[l * params.ls + rc * params.rs + min(c, params.cols - 1u) * params.cs], r < params.rows && c < params.cols);
+  }
+  textureStore(T, vec2u(cq, r), l, v);
+}
+`,
+};

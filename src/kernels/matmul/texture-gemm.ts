@@ -1,0 +1,148 @@
+// Host side of the texture GEMM (texture-gemm.wgsl.ts): operand textures from row-major buffers, and the dispatch.
+import type { BufferSource, Runtime } from '../runtime.js';
+import { textureGemmKernel, type TextureGemmOutputKind } from './texture-gemm.wgsl.js';
+
+/**
+ * Rows of C per workgroup and texel columns per lane: 32 x 2 (64 vec4 accumulators, 32 x 64 tiles) measured fastest
+ * on lavapipe of 16-64 rows x 1-2 columns (docs/kernels-performance.md).
+ */
+export const TEXTURE_GEMM_ROWS = 32;
+export const TEXTURE_GEMM_COLS = 2;
+
+/** Workgroups launched per dispatch (over all batch items), each looping over tiles: enough to balance threads. */
+const TEXTURE_GEMM_GROUPS = 512;
+
+/**
+ * Whether the texture GEMM can run here: it needs subgroups of a fixed, known size. Only 4 and 8 are generated
+ * (CPU drivers; on GPUs subgroups are 32-64 lanes wide and the storage-buffer GEMM is used).
+ */
+export function textureGemmSupported(rt: Runtime): boolean {
+  const sg = rt.ctx.subgroupSize;
+  return sg === 4 || sg === 8;
+}
+
+/** Reduction steps per k block (4 floats per texel x one texel per lane). */
+export function kBlockOf(rt: Runtime): number {
+  return 4 * rt.ctx.subgroupSize!;
+}
+
+export function roundUp(n: number, multiple: number): number {
+  return Math.ceil(n / multiple) * multiple;
+}
+
+/**
+ * Padded operand sizes for an M x K by K x N product: K to whole k blocks and to rows of 64 floats (copies into
+ * textures need 256-byte rows), M to whole row tiles, N to whole column tiles and 64-float rows.
+ */
+export function textureGemmPadding(rt: Runtime, M: number, N: number, K: number): { Mp: number; Np: number; Kp: number } {
+  const sg = rt.ctx.subgroupSize!;
+  return { Mp: roundUp(M, TEXTURE_GEMM_ROWS), Np: roundUp(roundUp(N, 4 * sg * TEXTURE_GEMM_COLS), 64), Kp: roundUp(roundUp(K, 4 * sg), 64) };
+}
+
+/**
+ * Copies `layers` row-major matrices of `rows` x `cols` floats (cols a multiple of 64, matrices back to back from
+ * `offset` bytes) into a pooled texture of cols/4 x rows texels per layer. The caller releases it to rt.textures.
+ */
+export function textureFrom(rt: Runtime, src: GPUBuffer, offset: number, rows: number, cols: number, layers: number, label: string): GPUTexture {
+  if (cols % 64 !== 0) throw new Error(`textureFrom(${label}): rows of ${cols} floats; copies need a multiple of 64`);
+  const size = { width: cols / 4, height: rows, layers };
+  const tex = rt.textures.acquire(size, label);
+  rt.copyToTexture(src, offset, cols * 4, tex, size);
+  return tex;
+}
+
+/** Where C goes (see texture-gemm.wgsl.ts): a texture in B's layout, row-major vec4 rows, or strided floats. */
+export type TextureGemmOutput =
+  | { kind: 'texture'; texture: GPUTexture }
+  | {
+      kind: 'rows';
+      c: BufferSource;
+      /** Offsets and strides in vec4s. */
+      base?: number;
+      batchStride?: number;
+      rowStride: number;
+      accumulate?: boolean;
+    }
+  | {
+      kind: 'strided';
+      c: BufferSource;
+      /** Offsets and strides in floats: row m at (m / rowsPerGroup) * groupStride + (m % rowsPerGroup) * rowStride. */
+      base?: number;
+      batchStride?: number;
+      rowsPerGroup?: number;
+      groupStride?: number;
+      rowStride: number;
+      colStride: number;
+    };
+
+export interface TextureGemmArgs {
+  a: GPUTexture;
+  b: GPUTexture;
+  out: TextureGemmOutput;
+  M: number;
+  N: number;
+  /** Reduction length per layer, padded to whole k blocks (the padding zero in both operands). */
+  Kp: number;
+  /** Layers summed per batch item (default 1). */
+  kLayers?: number;
+  batch?: number;
+  /** Layers between batch items of A and of B (0: shared). Default kLayers. */
+  aLayers?: number;
+  bLayers?: number;
+}
+
+/** Records C (+)= A @ B from operand textures (see texture-gemm.wgsl.ts for layouts). */
+export function recordTextureGemm(rt: Runtime, g: TextureGemmArgs): void {
+  const sg = rt.ctx.subgroupSize;
+  if (sg !== 4 && sg !== 8) throw new Error('recordTextureGemm: needs subgroups of size 4 or 8');
+  const steps = 4 * sg;
+  if (g.Kp % steps !== 0) throw new Error(`recordTextureGemm: Kp ${g.Kp} is not a multiple of ${steps}`);
+  const kLayers = g.kLayers ?? 1;
+  const batch = g.batch ?? 1;
+  const tilesN = Math.ceil(g.N / (steps * TEXTURE_GEMM_COLS));
+  const tilesM = Math.ceil(g.M / TEXTURE_GEMM_ROWS);
+  checkTexture('A', g.a, g.Kp / 4, tilesM * TEXTURE_GEMM_ROWS);
+  checkTexture('B', g.b, tilesN * sg * TEXTURE_GEMM_COLS, g.Kp);
+  const o = g.out;
+  const params: Record<string, number> = {
+    kBlocks: g.Kp / steps,
+    kLayers,
+    aLayers: g.aLayers ?? kLayers,
+    bLayers: g.bLayers ?? kLayers,
+    tilesN,
+    tiles: tilesN * tilesM,
+  };
+  let kind: TextureGemmOutputKind;
+  let c: BufferSource | GPUTexture;
+  if (o.kind === 'texture') {
+    checkTexture('C', o.texture, tilesN * sg * TEXTURE_GEMM_COLS, tilesM * TEXTURE_GEMM_ROWS);
+    kind = 'texture';
+    c = o.texture;
+  } else if (o.kind === 'rows') {
+    if (o.rowStride * 4 < roundUp(g.N, 4)) throw new Error(`recordTextureGemm: row stride ${o.rowStride} vec4s is shorter than ${g.N} columns`);
+    kind = o.accumulate ? 'rows-accumulate' : 'rows';
+    c = o.c;
+    Object.assign(params, { cBase: o.base ?? 0, cBatch: o.batchStride ?? 0, rowStride: o.rowStride, M: g.M, Nq: Math.ceil(g.N / 4) });
+  } else {
+    kind = 'strided';
+    c = o.c;
+    Object.assign(params, {
+      cBase: o.base ?? 0,
+      cBatch: o.batchStride ?? 0,
+      rowsPerGroup: o.rowsPerGroup ?? 0xffffffff,
+      groupStride: o.groupStride ?? 0,
+      rowStride: o.rowStride,
+      colStride: o.colStride,
+      M: g.M,
+      N: g.N,
+    });
+  }
+  const groups = Math.min(tilesN * tilesM, Math.ceil(TEXTURE_GEMM_GROUPS / batch));
+  rt.dispatch(textureGemmKernel({ sg, rows: TEXTURE_GEMM_ROWS, cols: TEXTURE_GEMM_COLS, output: kind }), [...rt.grid(groups), batch], { A: g.a, B: g.b, C: c }, params);
+}
+
+function checkTexture(name: string, t: GPUTexture, minWidth: number, minHeight: number): void {
+  if (t.width < minWidth || t.height < minHeight) {
+    throw new Error(`recordTextureGemm: texture ${name} is ${t.width}x${t.height} texels, needs at least ${minWidth}x${minHeight}`);
+  }
+}

@@ -1,0 +1,139 @@
+import type { KernelDef } from '../kernel.js';
+
+// The texture GEMM: C[b] (+)= A[b] @ B[b], with both operands in rgba32float 2d-array textures, for adapters with
+// subgroups of a known, fixed size SG (lavapipe: 8, SwiftShader: 4).
+//
+// Why textures and subgroups (measured on lavapipe, docs/kernels-performance.md): llvmpipe runs one invocation per
+// SIMD lane and compiles every storage-buffer load whose address is not a compile-time constant into a per-lane
+// loop of bounds checks and branches, even when the address is the same for all lanes. A textureLoad is one
+// branch-free call that returns 4 floats per lane. So each lane fetches different data with textureLoad and the
+// values every lane needs are passed around with subgroupBroadcast (constant lane index: an extract + broadcast).
+//
+// Layouts (one texel = 4 consecutive floats):
+//   A: texel (kq, m) of layer la holds A[m][4kq .. 4kq+3]   (rows m, the reduction index k along the row)
+//   B: texel (nq, k) of layer lb holds B[k][4nq .. 4nq+3]   (rows k, the output columns along the row)
+// A workgroup is one subgroup of SG lanes and owns R rows x 4*SG columns of C: lane l owns the 4 columns of texel
+// column nq = tileN*SG + l. Per block of 4*SG reduction steps, lane l loads texel (kBlock*SG + l, m0 + r) of A for
+// each of the R rows (so the subgroup holds 4*SG k values of every row), then for each step kk loads its B texel of
+// row k0 + kk and adds broadcast(A[m0 + r][k0 + kk]) * B to its R accumulators. The k loop over blocks runs
+// kBlocks times, inside a loop over kLayers layers (a reduction that spans layers, e.g. over samples). Both
+// operands must be zero in the padding of k (past the real K) so that padding adds nothing; rows past M and
+// columns past N may hold anything (they are not stored).
+//
+// Outputs (a compile-time variant):
+// - 'texture': a storage texture in B's layout, texel (nq, m) of layer z (the next Winograd transform reads it
+//   with textureLoad);
+// - 'rows': a row-major buffer of vec4s, C[base + z * cBatch + m * rowStride + nq] (in vec4s), optionally added to
+//   what it holds (accumulate: sums batch slices in order);
+// - 'strided': a buffer of floats at base + z * cBatch + (m / rowsPerGroup) * groupStride + (m % rowsPerGroup) *
+//   rowStride + n * colStride, so NCHW conv outputs (rows = (sample, position)) are stored in place.
+
+export type TextureGemmOutputKind = 'texture' | 'rows' | 'rows-accumulate' | 'strided';
+
+export interface TextureGemmVariant {
+  /** Subgroup (and workgroup) size. */
+  sg: number;
+  /** Rows of C per workgroup. */
+  rows: number;
+  /** Texel columns per lane (the workgroup owns 4 * sg * cols columns); rows * cols vec4 accumulators per lane. */
+  cols: number;
+  output: TextureGemmOutputKind;
+}
+
+const cache = new Map<string, KernelDef>();
+
+export function textureGemmKernel(v: TextureGemmVariant): KernelDef {
+  const key = `${v.sg}x${v.rows}x${v.cols}${v.output}`;
+  let def = cache.get(key);
+  if (!def) cache.set(key, (def = { name: `textureGemm_${v.output}_sg${v.sg}_${v.rows}x${v.cols}`, wgsl: textureGemmWgsl(v) }));
+  return def;
+}
+
+const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
+
+function textureGemmWgsl({ sg: SG, rows: R, cols: CC, output }: TextureGemmVariant): string {
+  const steps = 4 * SG;
+  const comp = 'xyzw';
+  const cells = range(R).flatMap((r) => range(CC).map((c) => [r, c] as const));
+  const decl = cells.map(([r, c]) => `  var acc${r}_${c} = vec4f(0.0);`).join('\n');
+  const loadA = range(R).map((r) => `      let a${r} = textureLoad(A, vec2u(kq, m0 + ${r}u), la, 0);`).join('\n');
+  const body: string[] = [];
+  for (const kk of range(steps)) {
+    body.push(`      {`);
+    for (const c of range(CC)) body.push(`        let b${c} = textureLoad(B, vec2u(nq${c}, k0 + ${kk}u), lb, 0);`);
+    for (const r of range(R)) {
+      body.push(`        let s${r} = subgroupBroadcast(a${r}.${comp[kk & 3]}, ${kk >> 2}u);`);
+      for (const c of range(CC)) body.push(`        acc${r}_${c} += s${r} * b${c};`);
+    }
+    body.push('      }');
+  }
+  const columns = range(CC).map((c) => `  let nq${c} = nqBase + ${c * SG}u;\n  let n${c} = nq${c} * 4u;`).join("\n");
+  const store = cells.map(([r, c]) => {
+    const m = `m0 + ${r}u`;
+    const acc = `acc${r}_${c}`;
+    if (output === 'texture') return `  textureStore(C, vec2u(nq${c}, ${m}), wg.z, ${acc});`;
+    if (output !== 'strided') {
+      const at = `params.cBase + wg.z * params.cBatch + (${m}) * params.rowStride + nq${c}`;
+      const value = output === 'rows-accumulate' ? `C[${at}] + ${acc}` : acc;
+      return `  if (${m} < params.M && nq${c} < params.Nq) { C[${at}] = ${value}; }`;
+    }
+    return `  if (${m} < params.M) {
+    let at = params.cBase + wg.z * params.cBatch + ((${m}) / params.rowsPerGroup) * params.groupStride + ((${m}) % params.rowsPerGroup) * params.rowStride;
+    for (var c = 0u; c < 4u; c++) {
+      if (n${c} + c < params.N) { C[at + (n${c} + c) * params.colStride] = ${acc}[c]; }
+    }
+  }`;
+  });
+  const params =
+    output === 'texture'
+      ? ''
+      : output === 'strided'
+        ? 'cBase: u32, cBatch: u32, rowsPerGroup: u32, groupStride: u32, rowStride: u32, colStride: u32, M: u32, N: u32,'
+        : 'cBase: u32, cBatch: u32, rowStride: u32, M: u32, Nq: u32,';
+  const cDecl =
+    output === 'texture'
+      ? 'var C: texture_storage_2d_array<rgba32float, write>;'
+      : output === 'strided'
+        ? 'var<storage, read_write> C: array<f32>;'
+        : 'var<storage, read_write> C: array<vec4f>;';
+  return /* wgsl */ `
+enable subgroups;
+
+// kBlocks: blocks of ${steps} reduction steps per layer; kLayers: layers summed. aLayers / bLayers: first layer of
+// batch item z is z * aLayers (0: shared operand). tilesN: column tiles (workgroups are numbered column-fastest
+// over x and y). The output's addressing (M, N: rows and columns stored) is described at the top of
+// texture-gemm.wgsl.ts.
+struct Params {
+  kBlocks: u32, kLayers: u32, aLayers: u32, bLayers: u32, tilesN: u32, tiles: u32,
+  ${params}
+}
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var A: texture_2d_array<f32>;
+@group(0) @binding(2) var B: texture_2d_array<f32>;
+@group(0) @binding(3) ${cDecl}
+
+@compute @workgroup_size(${SG})
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lane: u32) {
+  // A workgroup computes tiles first, first + groups, ... of its batch item (llvmpipe pays a fixed cost per
+  // workgroup, so the host launches a bounded number of them).
+  let groups = nwg.x * nwg.y;
+  for (var tile = wg.x + wg.y * nwg.x; tile < params.tiles; tile += groups) {
+  let m0 = (tile / params.tilesN) * ${R}u;
+  let nqBase = (tile % params.tilesN) * ${SG * CC}u + lane;
+${columns}
+${decl}
+  for (var l = 0u; l < params.kLayers; l++) {
+    let la = wg.z * params.aLayers + l;
+    let lb = wg.z * params.bLayers + l;
+    for (var kb = 0u; kb < params.kBlocks; kb++) {
+      let kq = kb * ${SG}u + lane;
+      let k0 = kb * ${steps}u;
+${loadA}
+${body.join('\n')}
+    }
+  }
+${store.join('\n')}
+  }
+}
+`;
+}
