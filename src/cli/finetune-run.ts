@@ -292,6 +292,8 @@ async function resumedSession(req: ResumeRequest, env: RunEnvironment, rtFor: ()
     throw new UsageError(`--resume ${dir}: the training folder ${train.root} changed since the checkpoint (now ${dataFingerprint}, then ${ckpt.state.dataFingerprint})`);
   }
   const rt = await rtFor();
+  // Compute with the kernel variants the run chose when it started (variants round differently).
+  rt.tuner.pin(record.kernelChoices ?? {});
   const mode = options.mode as Mode;
   const model = resnet18(rt, { numClasses: train.classes.length, seed: options.seed });
   model.loadStateDict(ckpt.model, { source: path });
@@ -368,6 +370,7 @@ async function train(s: Session, progress: Progress, rt: Runtime): Promise<void>
       onEpoch: async (m) => {
         const e: EpochRecord = { ...m, memory: memorySample(rt) };
         s.record.epochs.push(e);
+        s.record.kernelChoices = rt.tuner.snapshot();
         const { tensors, metadata } = await checkpointContents(s.model, s.optimizer, {
           epoch: m.epoch,
           seed: o.seed,

@@ -99,4 +99,15 @@ export class Tuner {
   snapshot(): Record<string, string> {
     return Object.fromEntries(this.choices);
   }
+
+  /**
+   * Uses these choices from now on (a resumed run takes its first run's, so that it computes exactly as that run
+   * did: variants round differently).
+   */
+  pin(choices: Record<string, string>): void {
+    for (const [k, v] of Object.entries(choices)) {
+      this.choices.set(k, v);
+      this.pending.delete(k);
+    }
+  }
 }

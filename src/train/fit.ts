@@ -134,9 +134,32 @@ export interface FitOptions {
   now?: () => number;
 }
 
+/**
+ * Meets every kernel shape of a training step on this batch's shape, without training: a forward and backward pass
+ * on zeros in eval mode (so BatchNorm's running statistics stay as they are), gradients discarded; then measures
+ * the kernel variants the runtime's tuner has to choose between (src/kernels/autotune.ts). Done before the first
+ * step, so every step of a run computes with the same variants (they round differently).
+ */
+export async function tuneKernels(model: Module, optimizer: SGD, batch: HostBatch, log?: (line: string) => void): Promise<void> {
+  const rt = model.rt;
+  if (!rt.tuner.enabled) return;
+  const wasTraining = model.training;
+  model.eval();
+  const x = Tensor.zeros(rt, batch.shape, 'f32', 'tune.images');
+  const y = Tensor.zeros(rt, [batch.labels.length], 'i32', 'tune.labels');
+  const loss = crossEntropy(model.forward(x), y, 'sum');
+  backward(loss);
+  for (const t of [loss, x, y]) t.release();
+  optimizer.zeroGrad();
+  model.train(wasTraining);
+  await rt.tuner.tunePending(log);
+}
+
 export async function fit(model: Module, optimizer: SGD, options: FitOptions): Promise<EpochMetrics[]> {
   const now = options.now ?? (() => performance.now());
   const history: EpochMetrics[] = [];
+  let tuned = false;
+  let tuningMs = 0;
   for (let epoch = options.startEpoch ?? 0; epoch < options.epochs; epoch++) {
     model.train();
     let lossSum = 0;
@@ -144,6 +167,7 @@ export async function fit(model: Module, optimizer: SGD, options: FitOptions): P
     let examples = 0;
     let batchIndex = 0;
     const start = now();
+    tuningMs = 0;
     // One step in flight: the next batch is encoded while the previous step's metrics come back.
     let pending: { done: Promise<[number, number]>; size: number } | null = null;
     const settle = async (): Promise<void> => {
@@ -158,18 +182,20 @@ export async function fit(model: Module, optimizer: SGD, options: FitOptions): P
       lossSum += l;
       correct += c;
       examples += size;
-      options.onBatch?.({ epoch: epoch + 1, batch: batchIndex, batchLoss: l, batchCorrect: c, size, lossSum, correct, examples, seconds: (now() - start) / 1000 });
+      options.onBatch?.({ epoch: epoch + 1, batch: batchIndex, batchLoss: l, batchCorrect: c, size, lossSum, correct, examples, seconds: (now() - start - tuningMs) / 1000 });
     };
     try {
       for await (const batch of options.trainBatches(epoch)) {
+        if (!tuned) {
+          // (Not part of the epoch's time: it happens once per run.)
+          const t0 = now();
+          await tuneKernels(model, optimizer, batch, options.onTune);
+          tuningMs = now() - t0;
+          tuned = true;
+        }
         const done = trainStep(model, optimizer, batch);
         await settle();
         pending = { done, size: batch.labels.length };
-        // After the first step has met every layer's shapes, measure the kernel variants it could choose between.
-        if (model.rt.tuner.pendingCount) {
-          await settle();
-          await model.rt.tuner.tunePending(options.onTune);
-        }
       }
       await settle();
     } finally {
@@ -177,7 +203,7 @@ export async function fit(model: Module, optimizer: SGD, options: FitOptions): P
       if (pending) await (pending as { done: Promise<unknown> }).done.catch(() => undefined);
     }
     if (examples === 0) throw new Error(`epoch ${epoch + 1} had no training batches`);
-    const trainSeconds = (now() - start) / 1000;
+    const trainSeconds = (now() - start - tuningMs) / 1000;
     options.onTestStart?.(epoch + 1);
     const testStart = now();
     const test = await evaluateAccuracy(model, options.testBatches());

@@ -66,6 +66,11 @@ export interface RunRecord {
   versions: Record<string, string>;
   epochs: EpochRecord[];
   trace: TracePoint[];
+  /**
+   * The engine's measured kernel choices (src/kernels/autotune.ts) the run computed with; a resume uses them again.
+   * Absent in PyTorch's records.
+   */
+  kernelChoices?: Record<string, string>;
   /** Each time the run was continued with --resume: after which epoch, when, and what was changed. */
   resumes: { afterEpoch: number; at: string; changed: Record<string, number> }[];
   files: Record<string, string>;
