@@ -179,7 +179,7 @@ export function conv2dBackwardWeightWinograd(gy: Tensor<'f32'>, x: Tensor<'f32'>
     recordTextureGemm(rt, {
       a: Vt,
       b: Q,
-      out: { kind: 'rows', c: W, batchStride: (g.cin * pMax.Np) / 4, rowStride: pMax.Np / 4, accumulate: idx > 0 },
+      out: { kind: 'strided', c: W, batchStride: g.cin * pMax.Np, rowStride: pMax.Np, colStride: 1, accumulate: idx > 0 },
       M: g.cin,
       N: g.cout,
       Kp,

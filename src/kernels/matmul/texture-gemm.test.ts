@@ -74,7 +74,7 @@ function reference(c: Case, A: Float32Array[], B: Float32Array[]): Float64Array[
 
 describe('texture GEMM vs float64', () => {
   for (const [ci, c] of cases.entries()) {
-    for (const kind of ['texture', 'rows', 'rows-accumulate', 'strided'] as const) {
+    for (const kind of ['texture', 'strided', 'strided-accumulate', 'row-major'] as const) {
       it(`${c.name}: ${kind} output`, async () => {
         const rt = await testRuntime();
         if (!textureGemmSupported(rt)) return console.log('skipped: the adapter has no subgroups of size 4 or 8');
@@ -91,26 +91,29 @@ describe('texture GEMM vs float64', () => {
           recordTextureGemm(rt, { ...common, out: { kind: 'texture', texture: out } });
           got = await readTexture(rt, out, c.M, c.N);
           rt.textures.release(out);
-        } else if (kind === 'strided') {
-          // Stored transposed (column-major), with a gap between batch items: exercises every stride.
-          const C = Tensor.full(rt, [c.batch * (c.M * c.N + 7)], NaN);
-          recordTextureGemm(rt, { ...common, out: { kind: 'strided', c: C, batchStride: c.M * c.N + 7, rowStride: 1, colStride: c.M } });
+        } else if (kind === 'strided' || kind === 'strided-accumulate') {
+          // Stored transposed (column-major), with a gap between batch items: exercises every stride; the
+          // accumulating variant adds to a C that holds 1.
+          const accumulate = kind === 'strided-accumulate';
+          const C = Tensor.full(rt, [c.batch * (c.M * c.N + 7)], accumulate ? 1 : NaN);
+          recordTextureGemm(rt, { ...common, out: { kind: 'strided', c: C, batchStride: c.M * c.N + 7, rowStride: 1, colStride: c.M, accumulate } });
           const all = await C.read();
           got = Array.from({ length: c.batch }, (_, z) => {
             const m = new Float32Array(c.M * c.N);
-            for (let i = 0; i < c.M; i++) for (let j = 0; j < c.N; j++) m[i * c.N + j] = all[z * (c.M * c.N + 7) + j * c.M + i]!;
+            for (let i = 0; i < c.M; i++) for (let j = 0; j < c.N; j++) m[i * c.N + j] = all[z * (c.M * c.N + 7) + j * c.M + i]! - (accumulate ? 1 : 0);
             return m;
           });
           C.release();
         } else {
-          // Rows of Np floats; 'rows-accumulate' adds to a C that already holds 1.
-          const accumulate = kind === 'rows-accumulate';
-          const C = Tensor.full(rt, [c.batch * c.M * Np], accumulate ? 1 : NaN);
-          recordTextureGemm(rt, { ...common, out: { kind: 'rows', c: C, batchStride: (c.M * Np) / 4, rowStride: Np / 4, accumulate } });
+          // Row-major rows of Np floats, rows in groups of 5 with a gap after each group (rowsPerGroup).
+          const groupStride = 5 * Np + 3;
+          const per = Math.ceil(c.M / 5) * groupStride;
+          const C = Tensor.full(rt, [c.batch * per], NaN);
+          recordTextureGemm(rt, { ...common, out: { kind: 'strided', c: C, batchStride: per, rowsPerGroup: 5, groupStride, rowStride: Np, colStride: 1 } });
           const all = await C.read();
           got = Array.from({ length: c.batch }, (_, z) => {
             const m = new Float32Array(c.M * c.N);
-            for (let i = 0; i < c.M; i++) for (let j = 0; j < c.N; j++) m[i * c.N + j] = all[(z * c.M + i) * Np + j]! - (accumulate ? 1 : 0);
+            for (let i = 0; i < c.M; i++) for (let j = 0; j < c.N; j++) m[i * c.N + j] = all[z * per + Math.floor(i / 5) * groupStride + (i % 5) * Np + j]!;
             return m;
           });
           C.release();
@@ -132,7 +135,7 @@ describe('texture GEMM vs float64', () => {
     const a = rt.textures.acquire({ width: 16, height: 32, layers: 1 }, 'A');
     const b = rt.textures.acquire({ width: 16, height: 64, layers: 1 }, 'B');
     const c = Tensor.empty(rt, [32 * 64]);
-    const out = { kind: 'rows', c, rowStride: 16 } as const;
+    const out = { kind: 'strided', c, rowStride: 64, colStride: 1 } as const;
     expect(() => recordTextureGemm(rt, { a, b, out, M: 32, N: 64, Kp: 40 })).toThrow(/Kp 40 is not a multiple/);
     expect(() => recordTextureGemm(rt, { a, b, out, M: 33, N: 64, Kp: 64 })).toThrow(/texture A is 16x32 texels, needs at least 16x64/);
     rt.textures.release(a);

@@ -51,18 +51,9 @@ export function textureFrom(rt: Runtime, src: GPUBuffer, offset: number, rows: n
   return tex;
 }
 
-/** Where C goes (see texture-gemm.wgsl.ts): a texture in B's layout, row-major vec4 rows, or strided floats. */
+/** Where C goes (see texture-gemm.wgsl.ts): a texture in B's layout, or floats at strided offsets. */
 export type TextureGemmOutput =
   | { kind: 'texture'; texture: GPUTexture }
-  | {
-      kind: 'rows';
-      c: BufferSource;
-      /** Offsets and strides in vec4s. */
-      base?: number;
-      batchStride?: number;
-      rowStride: number;
-      accumulate?: boolean;
-    }
   | {
       kind: 'strided';
       c: BufferSource;
@@ -73,6 +64,8 @@ export type TextureGemmOutput =
       groupStride?: number;
       rowStride: number;
       colStride: number;
+      /** Add to what C holds (batch slices summed in order). */
+      accumulate?: boolean;
     };
 
 export interface TextureGemmArgs {
@@ -118,13 +111,8 @@ export function recordTextureGemm(rt: Runtime, g: TextureGemmArgs): void {
     checkTexture('C', o.texture, tilesN * sg * TEXTURE_GEMM_COLS, tilesM * TEXTURE_GEMM_ROWS);
     kind = 'texture';
     c = o.texture;
-  } else if (o.kind === 'rows') {
-    if (o.rowStride * 4 < roundUp(g.N, 4)) throw new Error(`recordTextureGemm: row stride ${o.rowStride} vec4s is shorter than ${g.N} columns`);
-    kind = o.accumulate ? 'rows-accumulate' : 'rows';
-    c = o.c;
-    Object.assign(params, { cBase: o.base ?? 0, cBatch: o.batchStride ?? 0, rowStride: o.rowStride, M: g.M, Nq: Math.ceil(g.N / 4) });
   } else {
-    kind = 'strided';
+    kind = o.accumulate ? 'strided-accumulate' : 'strided';
     c = o.c;
     Object.assign(params, {
       cBase: o.base ?? 0,

@@ -23,12 +23,12 @@ import type { KernelDef } from '../kernel.js';
 // Outputs (a compile-time variant):
 // - 'texture': a storage texture in B's layout, texel (nq, m) of layer z (the next Winograd transform reads it
 //   with textureLoad);
-// - 'rows': a row-major buffer of vec4s, C[base + z * cBatch + m * rowStride + nq] (in vec4s), optionally added to
-//   what it holds (accumulate: sums batch slices in order);
 // - 'strided': a buffer of floats at base + z * cBatch + (m / rowsPerGroup) * groupStride + (m % rowsPerGroup) *
-//   rowStride + n * colStride, so NCHW conv outputs (rows = (sample, position)) are stored in place.
+//   rowStride + n * colStride, so row-major matrices and NCHW conv outputs (rows = (sample, position)) are stored
+//   in place; 'strided-accumulate' adds to what C holds (sums batch slices in order).
+// (A row-major variant with vec4 stores measured no faster on lavapipe, and SwiftShader's compiler crashed on it.)
 
-export type TextureGemmOutputKind = 'texture' | 'rows' | 'rows-accumulate' | 'strided';
+export type TextureGemmOutputKind = 'texture' | 'strided' | 'strided-accumulate';
 
 export interface TextureGemmVariant {
   /** Subgroup (and workgroup) size. */
@@ -72,30 +72,20 @@ function textureGemmWgsl({ sg: SG, rows: R, cols: CC, output }: TextureGemmVaria
     const m = `m0 + ${r}u`;
     const acc = `acc${r}_${c}`;
     if (output === 'texture') return `  textureStore(C, vec2u(nq${c}, ${m}), wg.z, ${acc});`;
-    if (output !== 'strided') {
-      const at = `params.cBase + wg.z * params.cBatch + (${m}) * params.rowStride + nq${c}`;
-      const value = output === 'rows-accumulate' ? `C[${at}] + ${acc}` : acc;
-      return `  if (${m} < params.M && nq${c} < params.Nq) { C[${at}] = ${value}; }`;
-    }
+    const value = output === 'strided-accumulate' ? `C[o] + ${acc}[j]` : `${acc}[j]`;
     return `  if (${m} < params.M) {
     let at = params.cBase + wg.z * params.cBatch + ((${m}) / params.rowsPerGroup) * params.groupStride + ((${m}) % params.rowsPerGroup) * params.rowStride;
-    for (var c = 0u; c < 4u; c++) {
-      if (n${c} + c < params.N) { C[at + (n${c} + c) * params.colStride] = ${acc}[c]; }
+    for (var j = 0u; j < 4u; j++) {
+      if (n${c} + j < params.N) {
+        let o = at + (n${c} + j) * params.colStride;
+        C[o] = ${value};
+      }
     }
   }`;
   });
   const params =
-    output === 'texture'
-      ? ''
-      : output === 'strided'
-        ? 'cBase: u32, cBatch: u32, rowsPerGroup: u32, groupStride: u32, rowStride: u32, colStride: u32, M: u32, N: u32,'
-        : 'cBase: u32, cBatch: u32, rowStride: u32, M: u32, Nq: u32,';
-  const cDecl =
-    output === 'texture'
-      ? 'var C: texture_storage_2d_array<rgba32float, write>;'
-      : output === 'strided'
-        ? 'var<storage, read_write> C: array<f32>;'
-        : 'var<storage, read_write> C: array<vec4f>;';
+    output === 'texture' ? '' : 'cBase: u32, cBatch: u32, rowsPerGroup: u32, groupStride: u32, rowStride: u32, colStride: u32, M: u32, N: u32,';
+  const cDecl = output === 'texture' ? 'var C: texture_storage_2d_array<rgba32float, write>;' : 'var<storage, read_write> C: array<f32>;';
   return /* wgsl */ `
 enable subgroups;
 
