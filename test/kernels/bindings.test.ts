@@ -76,6 +76,28 @@ function exerciseEveryOp(rt: Runtime): Tensor[] {
   const ye = k(batchNormEvalForward(x, gamma, beta, mean, variance, 1e-5));
   const ge = batchNormEvalBackward(ye, x, gamma, mean, variance, 1e-5, { input: true, weight: true, bias: true });
   for (const r of [g, ge]) for (const v of [r.gx, r.gweight, r.gbias]) if (v) keep.push(v);
+  // batch norm with its fused epilogues (relu, residual add), scalar (9x9 planes) and vec4 (4x4) loads.
+  const all = { input: true, weight: true, bias: true };
+  for (const xs of [x, t([2, 3, 4, 4], 16)]) {
+    const r = t([...xs.shape], 17);
+    const f1 = batchNormTrainForward(xs, gamma, beta, mean, variance, { relu: true });
+    const f2 = batchNormTrainForward(xs, gamma, beta, mean, variance, { relu: true, residual: r });
+    const f3 = batchNormTrainForward(xs, gamma, beta, mean, variance, { residual: r });
+    keep.push(...[f1, f2, f3].flatMap((f) => [f.y, f.saveMean, f.saveInvStd]));
+    k(batchNormEvalForward(xs, gamma, beta, mean, variance, 1e-5, { relu: true }));
+    const e2 = k(batchNormEvalForward(xs, gamma, beta, mean, variance, 1e-5, { relu: true, residual: r }));
+    const grads = [
+      batchNormBackward(r, xs, gamma, f1.saveMean, f1.saveInvStd, all, { relu: { bias: beta } }),
+      batchNormBackward(r, xs, gamma, f2.saveMean, f2.saveInvStd, { ...all, residual: true }, { relu: { output: f2.y } }),
+      batchNormBackward(r, xs, gamma, f2.saveMean, f2.saveInvStd, { ...all, residual: false }, { relu: { output: f2.y } }),
+      batchNormBackward(r, xs, gamma, f3.saveMean, f3.saveInvStd, { ...all, residual: true }),
+      batchNormEvalBackward(r, xs, gamma, mean, variance, 1e-5, all, { relu: { bias: beta } }),
+      batchNormEvalBackward(r, xs, gamma, mean, variance, 1e-5, { input: true, weight: false, bias: false }, { relu: { bias: beta } }),
+      batchNormEvalBackward(r, xs, gamma, mean, variance, 1e-5, { input: true, weight: false, bias: false }, { relu: { output: e2 } }),
+      batchNormEvalBackward(r, xs, gamma, mean, variance, 1e-5, { ...all, residual: true }, { relu: { output: e2 } }),
+    ];
+    for (const gr of grads) for (const v of [gr.gx, gr.gweight, gr.gbias, gr.gresidual]) if (v) keep.push(v);
+  }
   // pooling.
   const mp = maxPool2dForward(x, { kernel: 3, stride: 2, padding: 1 });
   keep.push(mp.y, mp.indices);

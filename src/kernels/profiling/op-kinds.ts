@@ -38,7 +38,7 @@ export const KERNEL_KIND_RULES: readonly KernelKindRule[] = [
   { match: /^conv2d(Pad|Transpose)/, kind: 'copy', always: true },
   { match: /^conv2dBackwardWeight|^conv2dSumPartials/, kind: 'conv.backwardWeight' },
   { match: /^conv2dCol2im/, kind: 'conv.backwardData' },
-  { match: /^batchNormGrad/, kind: 'bn.backward' },
+  { match: /^batchNorm(Grad|SavedAffine)/, kind: 'bn.backward' },
   { match: /^batchNorm/, kind: 'bn.forward' },
   { match: /^relu/, kind: 'relu' },
   { match: /Pool2d/, kind: 'pool' },
