@@ -113,16 +113,21 @@ function exerciseEveryOp(rt: Runtime): Tensor[] {
   k(crossEntropyBackwardScaled(logits, labels, ce.sum, 0.25));
   k(crossEntropyBackwardMean(logits, labels, ce.mean));
   k(accuracyCount(logits, labels));
-  // elementwise, reductions, the optimizer, fill.
-  const r = k(reluForward(a));
-  k(reluBackward(r, a));
-  k(add(a, r));
-  accumulate(r, a);
-  k(scaleByTensor(a, ce.sum));
-  k(broadcastScalar(ce.sum, [3, 3]));
+  // elementwise, reductions, the optimizer, fill; the flat kernels with scalar (35, 21 elements) and vec4 (16) loads.
+  for (const e of [a, t([4, 4], 18)]) {
+    const r = k(reluForward(e));
+    k(reluBackward(r, e));
+    k(add(e, r));
+    accumulate(r, e);
+    k(scaleByTensor(e, ce.sum));
+    k(broadcastScalar(ce.sum, [...e.shape]));
+  }
   k(sumAll(a));
-  sgdUpdate(lw, t([3, 7], 14), { lr: 0.1, weightDecay: 0, momentum: 0, dampening: 0, nesterov: false }, null, true);
-  sgdUpdate(lw, t([3, 7], 15), { lr: 0.1, weightDecay: 0.1, momentum: 0.9, dampening: 0, nesterov: true }, k(Tensor.zeros(rt, [3, 7])), true);
+  for (const shape of [[3, 7], [4, 4]]) {
+    const p = t(shape, 19);
+    sgdUpdate(p, t(shape, 14), { lr: 0.1, weightDecay: 0, momentum: 0, dampening: 0, nesterov: false }, null, true);
+    sgdUpdate(p, t(shape, 15), { lr: 0.1, weightDecay: 0.1, momentum: 0.9, dampening: 0, nesterov: true }, k(Tensor.zeros(rt, shape)), true);
+  }
   k(Tensor.empty(rt, [10])).fill(3);
   return keep;
 }
@@ -165,7 +170,8 @@ it('every kernel binds exactly what its WGSL declares, and every exported kernel
     const mod = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
     exported.push(...Object.values(mod).filter(isKernelDef));
   }
-  expect(exported.length).toBeGreaterThan(20);
+  // Most kernels are factories now (variants per load width, epilogue...); the constants still left are checked here.
+  expect(exported.length).toBeGreaterThan(10);
   const missed = exported.filter((d) => !seen.has(d.wgsl)).map((d) => d.name);
   expect(missed, 'kernels no op dispatched').toEqual([]);
   console.log(`${seen.size} distinct kernels dispatched (${exported.length} exported as constants, plus factory variants)`);

@@ -42,7 +42,7 @@ export const KERNEL_KIND_RULES: readonly KernelKindRule[] = [
   { match: /^batchNorm/, kind: 'bn.forward' },
   { match: /^relu/, kind: 'relu' },
   { match: /Pool2d/, kind: 'pool' },
-  { match: /^add$/, kind: 'add' },
+  { match: /^add(Vec4)?$/, kind: 'add' },
   { match: /^crossEntropy/, kind: 'crossEntropy' },
   { match: /^sgdUpdate/, kind: 'sgd' },
 ];
