@@ -102,8 +102,18 @@ function exerciseEveryOp(rt: Runtime): Tensor[] {
   const mp = maxPool2dForward(x, { kernel: 3, stride: 2, padding: 1 });
   keep.push(mp.y, mp.indices);
   k(maxPool2dBackward(mp.y, mp.indices, x.shape, { kernel: 3, stride: 2, padding: 1 }));
-  const ap = k(adaptiveAvgPool2dForward(x, 1));
-  k(adaptiveAvgPool2dBackward(ap, x.shape));
+  // the tiled kernels with vec4 loads (8x8 planes), and the general ones (dilation 2).
+  const x8 = t([2, 3, 8, 8], 20);
+  for (const [input, opts] of [[x8, { kernel: 3, stride: 2, padding: 1 }], [x, { kernel: 3, stride: 2, padding: 1, dilation: 2 }]] as const) {
+    const m = maxPool2dForward(input, opts);
+    keep.push(m.y, m.indices);
+    k(maxPool2dBackward(m.y, m.indices, input.shape, opts));
+  }
+  // the global average pool (scalar and vec4 stores in its backward) and a 2x2 one.
+  for (const [input, out] of [[x, 1], [x8, 1], [x, 2]] as const) {
+    const ap = k(adaptiveAvgPool2dForward(input, out));
+    k(adaptiveAvgPool2dBackward(ap, input.shape));
+  }
   // loss and accuracy.
   const logits = t([4, 5], 13);
   const labels = k(Tensor.fromArray(rt, Int32Array.from([0, 4, 2, 1])));
