@@ -69,23 +69,12 @@ export function add(a: Tensor, b: Tensor): Tensor<'f32'> {
   const out = addKernel(a, b);
   a.rt.profiler?.end();
   if (!needsTape(a, b)) return out;
-  // The gradient passes through unchanged to both. backward() owns what an entry returns and accumulates into
-  // it in place, so the two inputs must not share storage: one gets a copy, the other a view of g itself.
+  // The gradient passes through unchanged to both: each gets a view of it (no copy; backward() copies on write
+  // if it later accumulates into one of them while the other is alive).
   return record(
     out,
-    entry('add', [a, b], (g, needs): Grads => {
-      g.rt.profiler?.begin('add', `add backward ${shapeOf(g)}`);
-      const ga = needs[0] ? copyOf(g) : null;
-      g.rt.profiler?.end();
-      return [ga, needs[1] ? g.view(g.shape) : null];
-    }),
+    entry('add', [a, b], (g, needs): Grads => [needs[0] ? g.view(g.shape) : null, needs[1] ? g.view(g.shape) : null]),
   );
-}
-
-function copyOf(g: Tensor<'f32'>): Tensor<'f32'> {
-  const out = Tensor.empty(g.rt, g.shape, 'f32', 'gradCopy');
-  g.rt.copy(g.buffer, 0, out.buffer, 0, g.byteLength);
-  return out;
 }
 
 /** Sum of all elements, as a one-element tensor. */
