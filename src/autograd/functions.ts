@@ -8,6 +8,7 @@ import {
   batchNormEvalBackward,
   batchNormEvalForward,
   batchNormTrainForward,
+  type BatchNormBackwardEpilogue,
   type BatchNormTracker,
 } from '../kernels/batch-norm/batch-norm.js';
 import { conv2dBackwardBias, conv2dBackwardInput, conv2dBackwardWeight, conv2dForward, conv2dGeometry } from '../kernels/conv2d/conv2d.js';
@@ -68,23 +69,12 @@ export function add(a: Tensor, b: Tensor): Tensor<'f32'> {
   const out = addKernel(a, b);
   a.rt.profiler?.end();
   if (!needsTape(a, b)) return out;
-  // The gradient passes through unchanged to both. backward() owns what an entry returns and accumulates into
-  // it in place, so the two inputs must not share storage: one gets a copy, the other a view of g itself.
+  // The gradient passes through unchanged to both: each gets a view of it (no copy; backward() copies on write
+  // if it later accumulates into one of them while the other is alive).
   return record(
     out,
-    entry('add', [a, b], (g, needs): Grads => {
-      g.rt.profiler?.begin('add', `add backward ${shapeOf(g)}`);
-      const ga = needs[0] ? copyOf(g) : null;
-      g.rt.profiler?.end();
-      return [ga, needs[1] ? g.view(g.shape) : null];
-    }),
+    entry('add', [a, b], (g, needs): Grads => [needs[0] ? g.view(g.shape) : null, needs[1] ? g.view(g.shape) : null]),
   );
-}
-
-function copyOf(g: Tensor<'f32'>): Tensor<'f32'> {
-  const out = Tensor.empty(g.rt, g.shape, 'f32', 'gradCopy');
-  g.rt.copy(g.buffer, 0, out.buffer, 0, g.byteLength);
-  return out;
 }
 
 /** Sum of all elements, as a one-element tensor. */
@@ -174,59 +164,75 @@ export interface BatchNormState {
   tracker: BatchNormTracker;
 }
 
+/** Fused after the normalisation: z = relu(bn(x) + residual), each part optional. */
+export interface BatchNormEpilogueArgs {
+  relu?: boolean;
+  /** Added before the relu: the end of a ResNet BasicBlock, relu(bn2(conv2(h)) + identity). */
+  residual?: Tensor<'f32'> | null;
+}
+
+function bnLabel(x: Tensor, training: boolean, relu: boolean, residual: boolean): string {
+  return `batchNorm2d${training ? '' : ' eval'}${residual ? '+add' : ''}${relu ? '+relu' : ''} ${shapeOf(x)}`;
+}
+
 /**
- * torch.nn.functional.batch_norm. Training: batch statistics, running stats updated in place (even under
- * noGrad, as torch does in train mode). Eval: running statistics.
+ * torch.nn.functional.batch_norm, optionally followed by a residual add and a relu in the same passes (the
+ * BatchNorm kernels' epilogue). Training: batch statistics, running stats updated in place (even under noGrad, as
+ * torch does in train mode). Eval: running statistics. Backward: dZ = gz * [z > 0] is folded into BatchNorm's
+ * own passes (the mask recomputed from x, or read from z when a residual entered it), and the residual's gradient
+ * is dZ.
  */
-export function batchNorm2d(x: Tensor<'f32'>, s: BatchNormState, training: boolean): Tensor<'f32'> {
-  const inputs = [x, s.weight, s.bias];
+export function batchNorm2d(x: Tensor<'f32'>, s: BatchNormState, training: boolean, epilogue: BatchNormEpilogueArgs = {}): Tensor<'f32'> {
   const rt = x.rt;
-  if (!training) {
-    rt.profiler?.begin('bn.forward', `batchNorm2d eval ${shapeOf(x)}`);
-    const y = batchNormEvalForward(x, s.weight, s.bias, s.runningMean, s.runningVar, s.eps);
+  const relu = epilogue.relu ?? false;
+  const residual = epilogue.residual ?? null;
+  const inputs = residual ? [x, s.weight, s.bias, residual] : [x, s.weight, s.bias];
+  const label = bnLabel(x, training, relu, residual !== null);
+  rt.profiler?.begin('bn.forward', label);
+  let y: Tensor<'f32'>;
+  let saved: { saveMean: Tensor<'f32'>; saveInvStd: Tensor<'f32'> } | null = null;
+  try {
+    if (training) {
+      const f = batchNormTrainForward(x, s.weight, s.bias, s.runningMean, s.runningVar, {
+        momentum: s.momentum,
+        eps: s.eps,
+        tracker: s.tracker,
+        relu,
+        residual,
+      });
+      y = f.y;
+      saved = { saveMean: f.saveMean, saveInvStd: f.saveInvStd };
+    } else {
+      y = batchNormEvalForward(x, s.weight, s.bias, s.runningMean, s.runningVar, s.eps, { relu, residual });
+    }
+  } finally {
     rt.profiler?.end();
-    if (!needsTape(...inputs)) return y;
-    return record(
-      y,
-      entry('batchNorm2dEval', inputs, (gy, needs): Grads => {
-        rt.profiler?.begin('bn.backward', `batchNorm2d eval backward ${shapeOf(gy)}`);
-        const g = batchNormEvalBackward(gy, x, s.weight, s.runningMean, s.runningVar, s.eps, {
-          input: needs[0]!,
-          weight: needs[1]!,
-          bias: needs[2]!,
-        });
-        rt.profiler?.end();
-        return [g.gx, g.gweight, g.gbias];
-      }),
-    );
   }
-  rt.profiler?.begin('bn.forward', `batchNorm2d ${shapeOf(x)}`);
-  const { y, saveMean, saveInvStd } = batchNormTrainForward(x, s.weight, s.bias, s.runningMean, s.runningVar, {
-    momentum: s.momentum,
-    eps: s.eps,
-    tracker: s.tracker,
-  });
-  rt.profiler?.end();
+  const releaseSaved = (): void => {
+    saved?.saveMean.release();
+    saved?.saveInvStd.release();
+  };
   if (!needsTape(...inputs)) {
-    saveMean.release();
-    saveInvStd.release();
+    releaseSaved();
     return y;
   }
+  // The relu mask: recomputed from x (bitwise the forward's pre-activation) unless a residual entered it.
+  const backwardEpilogue: BatchNormBackwardEpilogue = relu ? { relu: residual ? { output: y } : { bias: s.bias } } : {};
   return record(
     y,
     entry(
-      'batchNorm2d',
+      training ? 'batchNorm2d' : 'batchNorm2dEval',
       inputs,
       (gy, needs): Grads => {
-        rt.profiler?.begin('bn.backward', `batchNorm2d backward ${shapeOf(gy)}`);
-        const g = batchNormBackward(gy, x, s.weight, saveMean, saveInvStd, { input: needs[0]!, weight: needs[1]!, bias: needs[2]! });
+        rt.profiler?.begin('bn.backward', `${label} backward`);
+        const want = { input: needs[0]!, weight: needs[1]!, bias: needs[2]!, ...(residual ? { residual: needs[3]! } : {}) };
+        const g = saved
+          ? batchNormBackward(gy, x, s.weight, saved.saveMean, saved.saveInvStd, want, backwardEpilogue)
+          : batchNormEvalBackward(gy, x, s.weight, s.runningMean, s.runningVar, s.eps, want, backwardEpilogue);
         rt.profiler?.end();
-        return [g.gx, g.gweight, g.gbias];
+        return [g.gx, g.gweight, g.gbias, ...(residual ? [g.gresidual ?? null] : [])];
       },
-      () => {
-        saveMean.release();
-        saveInvStd.release();
-      },
+      releaseSaved,
     ),
   );
 }

@@ -1,10 +1,13 @@
 // Reverse-mode autodiff over GPU tensors. Each op's output carries a GradFn (its tape entry) naming its inputs;
 // backward() walks the graph from a scalar in reverse topological order.
 //
+// Gradients may share storage (views): accumulation writes in place only into a gradient whose storage is its own,
+// and adds into a new tensor otherwise (copy on write).
+//
 // Memory: every intermediate (non-leaf) tensor in the graph is released to the pool as soon as its producer's
 // backward has run. In reverse topological order all of its consumers have run by then, so nothing needs it any
 // more. Leaves (parameters, inputs) are never released here; mark a non-leaf with `retain = true` to keep it.
-import { accumulate } from '../kernels/elementwise/elementwise.js';
+import { accumulate, add as addTensors } from '../kernels/elementwise/elementwise.js';
 import { Tensor, type GradFn } from '../kernels/tensor.js';
 import { isGradEnabled } from './grad-mode.js';
 
@@ -66,10 +69,8 @@ export function backward(root: Tensor, options: BackwardOptions = {}): void {
           return;
         }
         if (input.gradFn) addInto(grads, input.id, gi);
-        else if (input.grad) {
-          accumulate(input.grad, gi);
-          gi.release();
-        } else input.grad = gi;
+        else if (input.grad) input.grad = accumulateInto(input.grad, gi);
+        else input.grad = gi;
       });
       if (g !== options.gradient) g.release();
     }
@@ -85,10 +86,22 @@ export function backward(root: Tensor, options: BackwardOptions = {}): void {
 
 function addInto(grads: Map<number, Tensor<'f32'>>, id: number, g: Tensor<'f32'>): void {
   const existing = grads.get(id);
-  if (existing) {
-    accumulate(existing, g);
-    g.release();
-  } else grads.set(id, g);
+  grads.set(id, existing ? accumulateInto(existing, g) : g);
+}
+
+/**
+ * target + g, in place when target's storage is its own. Entries may hand out views of one gradient (add gives
+ * both inputs its output's gradient), so a shared one is copied on write: target + g goes to a new tensor.
+ * Releases g (and target when replaced).
+ */
+function accumulateInto(target: Tensor<'f32'>, g: Tensor<'f32'>): Tensor<'f32'> {
+  let out = target;
+  if (target.sharesStorage) {
+    out = addTensors(target, g);
+    target.release();
+  } else accumulate(target, g);
+  g.release();
+  return out;
 }
 
 /** Non-leaf tensors reachable from root, each after all of its inputs. */

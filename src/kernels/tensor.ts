@@ -109,6 +109,11 @@ export class Tensor<D extends DType = DType> {
     return this.storage === null;
   }
 
+  /** Another tensor (a view, or the tensor this one views) holds the same storage: writing in place shows there too. */
+  get sharesStorage(): boolean {
+    return (this.storage?.refs ?? 1) > 1;
+  }
+
   /** The binding of the whole tensor (a 0-element tensor binds 4 bytes: bindings may not be empty). */
   gpuBinding(): GPUBufferBinding {
     return { buffer: this.buffer, offset: 0, size: Math.max(4, this.byteLength) };

@@ -96,6 +96,14 @@ export class BatchNorm2d extends Module {
   forward(x: Tensor<'f32'>): Tensor<'f32'> {
     return batchNorm2d(x, this.state(), this.training);
   }
+
+  /**
+   * relu(bn(x) [+ residual]) in the BatchNorm kernels' passes: what `relu(bn(x))` and `relu(bn(x) + residual)` give
+   * with separate modules, without the separate relu and add passes.
+   */
+  forwardRelu(x: Tensor<'f32'>, residual: Tensor<'f32'> | null = null): Tensor<'f32'> {
+    return batchNorm2d(x, this.state(), this.training, { relu: true, residual });
+  }
 }
 
 export class ReLU extends Module {

@@ -1,6 +1,6 @@
 // torchvision.models.resnet18 with exactly torchvision's structure and parameter names (conv1, bn1,
 // layer1.0.conv1 ... layer4.1.bn2, layer2.0.downsample.0/1, fc), so its state dicts load as they are.
-import { add, flatten } from '../autograd/functions.js';
+import { flatten } from '../autograd/functions.js';
 import { releaseIntermediate } from '../autograd/tape.js';
 import type { Runtime } from '../kernels/runtime.js';
 import type { Tensor } from '../kernels/tensor.js';
@@ -29,19 +29,18 @@ export class BasicBlock extends Module {
         : null;
   }
 
+  // relu(bn1(conv1(x))) and relu(bn2(conv2(.)) + identity) as torchvision computes them, each BatchNorm with its
+  // relu (and the residual add) fused into its own passes; `relu` stays a child as in torchvision.
   forward(x: Tensor<'f32'>): Tensor<'f32'> {
-    let h = x;
-    for (const layer of [this.conv1, this.bn1, this.relu, this.conv2, this.bn2]) {
-      const next = layer.forward(h);
-      if (h !== x) releaseIntermediate(h);
-      h = next;
-    }
+    const c1 = this.conv1.forward(x);
+    const a1 = this.bn1.forwardRelu(c1);
+    releaseIntermediate(c1);
+    const c2 = this.conv2.forward(a1);
+    releaseIntermediate(a1);
     const identity = this.downsample ? this.downsample.forward(x) : x;
-    const sum = add(h, identity);
-    releaseIntermediate(h);
+    const out = this.bn2.forwardRelu(c2, identity);
+    releaseIntermediate(c2);
     if (identity !== x) releaseIntermediate(identity);
-    const out = this.relu.forward(sum);
-    releaseIntermediate(sum);
     return out;
   }
 }
@@ -94,10 +93,12 @@ export class ResNet extends Module {
 
   /** The 512-dim features before the classifier (the ResNet body). */
   features(x: Tensor<'f32'>): Tensor<'f32'> {
-    let h = x;
-    for (const layer of [this.conv1, this.bn1, this.relu, this.maxpool, this.layer1, this.layer2, this.layer3, this.layer4, this.avgpool]) {
+    const c1 = this.conv1.forward(x);
+    let h = this.bn1.forwardRelu(c1);
+    releaseIntermediate(c1);
+    for (const layer of [this.maxpool, this.layer1, this.layer2, this.layer3, this.layer4, this.avgpool]) {
       const next = layer.forward(h);
-      if (h !== x) releaseIntermediate(h);
+      releaseIntermediate(h);
       h = next;
     }
     const flat = flatten(h, 1) as Tensor<'f32'>;

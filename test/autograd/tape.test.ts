@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { Tensor } from '../../src/kernels/tensor.js';
 import { add, crossEntropy, flatten, mean, relu, sum } from '../../src/autograd/functions.js';
 import { backward, zeroGrad } from '../../src/autograd/tape.js';
@@ -27,6 +27,35 @@ describe('autograd tape', () => {
     expect(x.grad).toBeNull();
     loss.release();
     x.release();
+  });
+
+  it("add hands its gradient to both inputs as views, without a copy; accumulating into a shared one copies on write", async () => {
+    const rt = await testRuntime();
+    const p = await param([1, -2, 3, 4]);
+    const q = await param([-1, 5, 6, -7]);
+    const copy = vi.spyOn(rt, 'copy');
+    // w = (relu(p) + relu(q)) + relu(p): relu(p)'s gradient arrives twice, the second time while the first (a view of
+    // w's gradient) still shares storage with u's; an in-place sum there would also change relu(q)'s gradient.
+    const a = relu(p);
+    const w = add(add(a, relu(q)), a);
+    const g = Tensor.fromArray(rt, [1, 2, 3, 4]);
+    backward(w, { gradient: g });
+    expect(copy).not.toHaveBeenCalled();
+    copy.mockRestore();
+    expect(Array.from(await p.grad!.read())).toEqual([2, 0, 6, 8]);
+    expect(Array.from(await q.grad!.read())).toEqual([0, 2, 3, 0]);
+    expect(Array.from(await g.read())).toEqual([1, 2, 3, 4]);
+    // A leaf whose .grad is a view of the caller's root gradient: the next backward's sum must not write into it.
+    const x = await param([1, 1]);
+    const root = Tensor.fromArray(rt, [5, 7]);
+    backward(add(x, x), { gradient: root });
+    backward(add(x, x), { gradient: root });
+    expect(Array.from(await x.grad!.read())).toEqual([20, 28]);
+    expect(Array.from(await root.read())).toEqual([5, 7]);
+    for (const t of [p, q, g, x, root]) {
+      t.grad?.release();
+      t.release();
+    }
   });
 
   it('propagates through mean and flatten views', async () => {

@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { withBindingLimit } from '../../../test/helpers/binding-limit.js';
 import { loadOpFixture, toTensor, type FixtureTensor } from '../../../test/helpers/fixtures.js';
 import { testRuntime } from '../../../test/helpers/gpu.js';
@@ -51,6 +51,24 @@ describe('adaptive_avg_pool2d', () => {
     expect(e).toBeLessThan(GRAD_BOUND);
     gy.release();
     gx.release();
+  });
+
+  // The global pool's backward has its own kernel (vec4 stores when H * W is a multiple of 4), others the general one.
+  it.each([
+    [[2, 3, 7, 7], [1, 1], 'adaptiveAvgPool2dBackwardGlobal'],
+    [[2, 3, 4, 6], [1, 1], 'adaptiveAvgPool2dBackwardGlobalVec4'],
+    [[1, 2, 4, 9], [3, 4], 'adaptiveAvgPool2dBackward'],
+  ] as [Shape4, [number, number], string][])('backward of %j -> %j runs %s, matching the reference', async (shape, out, kernel) => {
+    const rt = await testRuntime();
+    const R = randn(shape[0] * shape[1] * out[0] * out[1], 7);
+    const gy = Tensor.fromArray(rt, R, [shape[0], shape[1], ...out]);
+    const spy = vi.spyOn(rt, 'dispatch');
+    const gx = adaptiveAvgPool2dBackward(gy, shape);
+    expect(spy.mock.calls.map((c) => c[0].name)).toEqual([kernel]);
+    spy.mockRestore();
+    const num = numericGrad(([x]) => dot(adaptiveAvgPoolRef(x!, ...shape, ...out), R), [f64(shifted(size(shape), 8))], 0);
+    expect(maxRelError(await gx.read(), num)).toBeLessThan(GRAD_BOUND);
+    for (const t of [gy, gx]) t.release();
   });
 
   it('splits tensors over the binding limit by batch slices (bitwise equal to the unsplit run)', async () => {

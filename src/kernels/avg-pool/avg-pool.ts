@@ -4,7 +4,7 @@ import { batchChunks } from '../chunks.js';
 import type { KernelDef } from '../kernel.js';
 import type { Runtime } from '../runtime.js';
 import { Tensor } from '../tensor.js';
-import { AVG_POOL_WG, adaptiveAvgPoolBackward, adaptiveAvgPoolForward } from './avg-pool.wgsl.js';
+import { AVG_POOL_WG, adaptiveAvgPoolBackward, adaptiveAvgPoolBackwardGlobal, adaptiveAvgPoolForward } from './avg-pool.wgsl.js';
 
 type Size2 = number | readonly [number, number];
 
@@ -51,6 +51,20 @@ export function adaptiveAvgPool2dBackward(gy: Tensor<'f32'>, inputShape: readonl
   const g = geometry('adaptiveAvgPool2dBackward', inputShape, [gy.shape[2]!, gy.shape[3]!]);
   if (gy.shape[0] !== g.N || gy.shape[1] !== g.C) throw new Error(`adaptiveAvgPool2dBackward: gradient [${gy.shape.join(', ')}] does not match input [${inputShape.join(', ')}]`);
   const gx = Tensor.empty(rt, inputShape, 'f32', 'adaptiveAvgPool.gx');
+  if (g.OH === 1 && g.OW === 1) {
+    const HW = g.H * g.W;
+    const L = HW % 4 === 0 ? 4 : 1;
+    for (const c of batchChunks(rt, g.N, [g.inPer, g.outPer])) {
+      const planes = c.count * g.C;
+      rt.dispatch(
+        adaptiveAvgPoolBackwardGlobal(L),
+        rt.grid(Math.ceil(planes / 64)),
+        { gy: gy.gpuBindingRange(c.start * g.outPer, planes), gx: gx.gpuBindingRange(c.start * g.inPer, c.count * g.inPer) },
+        { planes, HW },
+      );
+    }
+    return gx;
+  }
   recordSliced(rt, adaptiveAvgPoolBackward, g, { name: 'gy', t: gy, per: g.outPer }, { name: 'gx', t: gx, per: g.inPer });
   return gx;
 }

@@ -81,3 +81,34 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
 }
 `,
 };
+
+// The global pool's backward (output 1x1, ResNet's): every element of a plane gets gy / (H * W). One invocation
+// per plane, which reads gy once and stores the plane, as vec4s when H * W is a multiple of 4.
+const globalBackward = new Map<number, KernelDef>();
+export function adaptiveAvgPoolBackwardGlobal(L: 1 | 4): KernelDef {
+  let def = globalBackward.get(L);
+  if (!def) {
+    const T = L === 4 ? 'vec4f' : 'f32';
+    def = {
+      name: `adaptiveAvgPool2dBackwardGlobal${L === 4 ? 'Vec4' : ''}`,
+      wgsl: /* wgsl */ `
+struct Params { planes: u32, HW: u32 }
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> gy: array<f32>;
+@group(0) @binding(2) var<storage, read_write> gx: array<${T}>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let plane = gid.x + gid.y * nwg.x * 64u;
+  if (plane >= params.planes) { return; }
+  let v = ${T}(gy[plane] / f32(params.HW));
+  let loads = params.HW / ${L}u;
+  let base = plane * loads;
+  for (var i = 0u; i < loads; i++) { gx[base + i] = v; }
+}
+`,
+    };
+    globalBackward.set(L, def);
+  }
+  return def;
+}

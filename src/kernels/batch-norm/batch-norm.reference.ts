@@ -95,3 +95,42 @@ export function bnTrainBackwardRef(
   }
   return { gx, gweight, gbias };
 }
+
+/** The fused epilogue: z = relu(y + residual), each part optional. */
+export function bnEpilogueRef(y: Float64Array, relu: boolean, residual: Float64Array | null): Float64Array {
+  return y.map((v, i) => {
+    const s = residual ? v + residual[i]! : v;
+    return relu && !(s > 0) ? 0 : s;
+  });
+}
+
+/** dZ = gz * [z > 0] (relu), else gz: the gradient reaching bn(x) + residual, and the residual's gradient. */
+export function bnEpilogueGradRef(gz: Float64Array, z: Float64Array, relu: boolean): Float64Array {
+  return relu ? gz.map((g, i) => (z[i]! > 0 ? g : 0)) : Float64Array.from(gz);
+}
+
+/** Eval-mode gradients of sum(y * gy): y is affine in x with the running statistics as constants. */
+export function bnEvalBackwardRef(
+  x: Float64Array,
+  { N, C, HW }: BnShape,
+  w: Float64Array,
+  runningMean: Float64Array,
+  runningVar: Float64Array,
+  gy: Float64Array,
+  eps = 1e-5,
+): { gx: Float64Array; gweight: Float64Array; gbias: Float64Array } {
+  const gx = new Float64Array(x.length);
+  const gweight = new Float64Array(C);
+  const gbias = new Float64Array(C);
+  for (let c = 0; c < C; c++) {
+    const inv = 1 / Math.sqrt(runningVar[c]! + eps);
+    for (let n = 0; n < N; n++)
+      for (let i = 0; i < HW; i++) {
+        const k = (n * C + c) * HW + i;
+        gx[k] = gy[k]! * w[c]! * inv;
+        gweight[c] += gy[k]! * (x[k]! - runningMean[c]!) * inv;
+        gbias[c] += gy[k]!;
+      }
+  }
+  return { gx, gweight, gbias };
+}

@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { Tensor } from '../tensor.js';
 import { accumulate, add, broadcastScalar, reluBackward, reluForward, scaleByTensor } from './elementwise.js';
 import { addReference, reluReference } from './elementwise.reference.js';
@@ -56,9 +56,33 @@ describe('elementwise', () => {
     for (const t of [acc, x, s, scaled, negative, scaledNeg, b]) t.release();
   });
 
-  it('splits tensors over the binding limit into aligned slices with the same result', async () => {
+  // Counts that are multiples of 4 take the vec4 kernels (asserted by name), others the scalar ones.
+  it.each([4, 1000, 70_000, 70_003])('vec4 and scalar paths: accumulate, relu backward and broadcast vs the reference for %i elements', async (n) => {
     const rt = await testRuntime();
-    const n = 10_007;
+    const xs = randn(n, n + 2);
+    const as = randn(n, n + 3);
+    const gs = randn(n, n + 4);
+    const x = Tensor.fromArray(rt, xs);
+    const acc = Tensor.fromArray(rt, as);
+    const gy = Tensor.fromArray(rt, gs);
+    const s = Tensor.fromArray(rt, [-0.75]);
+    const spy = vi.spyOn(rt, 'dispatch');
+    const y = reluForward(x);
+    const gx = reluBackward(y, gy);
+    accumulate(acc, x);
+    const b = broadcastScalar(s, [n], 2);
+    const names = spy.mock.calls.map((c) => c[0].name);
+    spy.mockRestore();
+    const vec4 = n % 4 === 0;
+    expect(names).toEqual(['reluForward', 'reluBackward', 'accumulate', 'broadcastScalar'].map((k) => (vec4 ? `${k}Vec4` : k)));
+    expect(Array.from(await gx.read())).toEqual(Array.from(gs, (g, i) => (xs[i]! > 0 ? g : 0)));
+    expect(Array.from(await acc.read())).toEqual(Array.from(as, (a, i) => Math.fround(a + xs[i]!)));
+    expect((await b.read()).every((v) => v === -1.5)).toBe(true);
+    for (const t of [x, acc, gy, s, y, gx, b]) t.release();
+  });
+
+  it.each([10_007, 10_000])('splits tensors over the binding limit into aligned slices with the same result (%i elements)', async (n) => {
+    const rt = await testRuntime();
     const xs = randn(n, 11);
     const ys = randn(n, 12);
     const x = Tensor.fromArray(rt, xs);

@@ -1,7 +1,7 @@
 import { flatChunks } from '../chunks.js';
+import { dispatchFlat, flatLanes, type FlatLanes } from '../flat.js';
 import type { KernelDef } from '../kernel.js';
 import { Tensor } from '../tensor.js';
-import { FLAT_WG } from '../workgroup.js';
 import {
   accumulateKernel,
   addKernel,
@@ -14,7 +14,7 @@ import {
 // Runs a flat kernel over every aligned slice that fits a storage binding. `operands` maps binding names to
 // tensors of the same element count; `extra` binds whole (small) tensors such as a one-element scalar.
 function runFlat(
-  kernel: KernelDef,
+  kernel: (L: FlatLanes) => KernelDef,
   n: number,
   operands: Record<string, Tensor>,
   extra: Record<string, Tensor> = {},
@@ -23,13 +23,14 @@ function runFlat(
   const first = Object.values(operands)[0]!;
   const rt = first.rt;
   for (const [name, t] of Object.entries(operands)) {
-    if (t.size !== n) throw new Error(`${kernel.name}: operand ${name} has ${t.size} elements, expected ${n}`);
+    if (t.size !== n) throw new Error(`${kernel(1).name}: operand ${name} has ${t.size} elements, expected ${n}`);
   }
   for (const c of flatChunks(rt, n)) {
     const bindings: Record<string, GPUBufferBinding> = {};
     for (const [name, t] of Object.entries(operands)) bindings[name] = t.gpuBindingRange(c.start, c.count);
     for (const [name, t] of Object.entries(extra)) bindings[name] = t.gpuBinding();
-    rt.dispatch(kernel, rt.grid(Math.ceil(c.count / FLAT_WG)), bindings, { n: c.count, ...params });
+    const L = flatLanes(c.start, c.count);
+    dispatchFlat(rt, kernel(L), L, c.count, bindings, params);
   }
 }
 

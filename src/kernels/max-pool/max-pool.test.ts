@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { withBindingLimit } from '../../../test/helpers/binding-limit.js';
 import { loadOpFixture, toTensor, type FixtureTensor } from '../../../test/helpers/fixtures.js';
 import { testRuntime } from '../../../test/helpers/gpu.js';
@@ -30,6 +30,12 @@ const configs: Config[] = [
   { shape: [1, 3, 7, 10], opts: { kernel: [2, 3], stride: [2, 1], padding: [1, 1], ceilMode: true } },
   { shape: [2, 2, 9, 8], opts: { kernel: [3, 2], stride: [1, 3], padding: [1, 0], dilation: [2, 1] } },
   { shape: [1, 2, 11, 11], opts: { kernel: 3, stride: 3, padding: 1, dilation: 2, ceilMode: true } },
+  // Rows and output rows of whole vec4s: the tiled kernels' vec4 variants (the ones above take scalar loads).
+  { shape: [2, 3, 16, 16], opts: resnet },
+  { shape: [2, 3, 12, 16], opts: { kernel: 2 } },
+  { shape: [1, 2, 6, 8], opts: { kernel: 3, stride: 1, padding: 1 } },
+  { shape: [1, 3, 7, 8], opts: { kernel: [2, 3], stride: [2, 1], padding: [1, 1], ceilMode: true } },
+  { shape: [1, 2, 9, 32], opts: { kernel: 5, stride: 4, padding: 2 } },
 ];
 
 function refParams({ shape, opts }: Config): PoolRefParams {
@@ -88,6 +94,22 @@ describe('max_pool2d', () => {
     console.log(`maxpool gradcheck ${label(cfg)}: ${e.toExponential(2)}`);
     expect(e).toBeLessThan(GRAD_BOUND);
     for (const t of [x, y, indices, gy, gx]) t.release();
+  });
+
+  // Dilation 1 takes the tiled kernels (vec4 ones when rows and output rows are whole vec4s), dilation 2 the general.
+  it.each([
+    [[2, 3, 16, 16], resnet, 'maxPool2dForward_k3x3s2x2p1x1_r4_vec4', 'maxPool2dBackward_k3x3s2x2p1x1_r4_vec4'],
+    [[2, 3, 9, 9], resnet, 'maxPool2dForward_k3x3s2x2p1x1_r4', 'maxPool2dBackward_k3x3s2x2p1x1_r4'],
+    [[1, 2, 11, 11], { kernel: 3, stride: 3, padding: 1, dilation: 2, ceilMode: true }, 'maxPool2dForward', 'maxPool2dBackward'],
+  ] as [Shape4, MaxPool2dOptions, string, string][])('%j %j runs %s and %s', async (shape, opts, fwd, bwd) => {
+    const rt = await testRuntime();
+    const x = Tensor.fromArray(rt, randn(size(shape), 5), shape);
+    const spy = vi.spyOn(rt, 'dispatch');
+    const { y, indices } = maxPool2dForward(x, opts);
+    const gx = maxPool2dBackward(y, indices, shape, opts);
+    expect(spy.mock.calls.map((c) => c[0].name)).toEqual([fwd, bwd]);
+    spy.mockRestore();
+    for (const t of [x, y, indices, gx]) t.release();
   });
 
   it('propagates NaN and handles windows of -inf like PyTorch', async () => {

@@ -1,7 +1,16 @@
 // max_pool2d (NCHW) forward with argmax indices, and its backward, as torch.nn.functional.max_pool2d.
 import { batchChunks } from '../chunks.js';
 import { Tensor } from '../tensor.js';
-import { POOL_WG, POOL_WG_ROWS, maxPoolBackward, maxPoolForward } from './max-pool.wgsl.js';
+import {
+  POOL_TILE_WG,
+  POOL_WG,
+  POOL_WG_ROWS,
+  maxPoolBackward,
+  maxPoolBackwardTiled,
+  maxPoolForward,
+  maxPoolForwardTiled,
+  type PoolTile,
+} from './max-pool.wgsl.js';
 
 type Pair = number | readonly [number, number];
 
@@ -65,6 +74,22 @@ function params(g: Geometry, n: number): Record<string, number> {
   };
 }
 
+/**
+ * The tiled kernels' configuration (dilation 1, windows of at most 7x7, strides of at most 4), or null for the
+ * general kernels. Forward: 4 outputs per invocation; backward: tiles of sH rows x 4 output columns' worth. vec4
+ * loads and stores when rows and output rows are whole vec4s and the tiles align with them.
+ */
+function tile(g: Geometry): PoolTile | null {
+  if (g.d[0] !== 1 || g.d[1] !== 1 || g.k[0] > 7 || g.k[1] > 7 || g.s[0] > 4 || g.s[1] > 4) return null;
+  const R = 4;
+  const vec = g.W % 4 === 0 && g.OW % 4 === 0;
+  return { kH: g.k[0], kW: g.k[1], sH: g.s[0], sW: g.s[1], pH: g.p[0], pW: g.p[1], R, vec };
+}
+
+function tileParams(g: Geometry, planes: number, tileRows: number, tileCols: number): Record<string, number> {
+  return { invocations: planes * tileRows * tileCols, H: g.H, W: g.W, OH: g.OH, OW: g.OW, tileRows, tileCols, negInf: -Infinity };
+}
+
 /** y [N, C, OH, OW] and indices (i32, position ih * W + iw of each maximum within its input plane). */
 export function maxPool2dForward(x: Tensor<'f32'>, options: MaxPool2dOptions): { y: Tensor<'f32'>; indices: Tensor<'i32'> } {
   const rt = x.rt;
@@ -73,8 +98,19 @@ export function maxPool2dForward(x: Tensor<'f32'>, options: MaxPool2dOptions): {
   const outPer = g.C * g.OH * g.OW;
   const y = Tensor.empty(rt, [g.N, g.C, g.OH, g.OW], 'f32', 'maxPool.y');
   const indices = Tensor.empty(rt, [g.N, g.C, g.OH, g.OW], 'i32', 'maxPool.indices');
+  const t = tile(g);
   for (const c of batchChunks(rt, g.N, [inPer, outPer])) {
     const n = c.count * outPer;
+    if (t) {
+      const p = tileParams(g, c.count * g.C, g.OH, Math.ceil(g.OW / t.R));
+      rt.dispatch(
+        maxPoolForwardTiled(t),
+        rt.grid(Math.ceil(p.invocations! / POOL_TILE_WG)),
+        { x: x.gpuBindingRange(c.start * inPer, c.count * inPer), y: y.gpuBindingRange(c.start * outPer, n), indices: indices.gpuBindingRange(c.start * outPer, n) },
+        p,
+      );
+      continue;
+    }
     rt.dispatch(
       maxPoolForward,
       rt.grid(Math.ceil(n / POOL_WG)),
@@ -97,8 +133,19 @@ export function maxPool2dBackward(gy: Tensor<'f32'>, indices: Tensor<'i32'>, inp
   const inPer = g.C * g.H * g.W;
   const outPer = g.C * g.OH * g.OW;
   const gx = Tensor.empty(rt, inputShape, 'f32', 'maxPool.gx');
+  const t = tile(g);
   for (const c of batchChunks(rt, g.N, [inPer, outPer])) {
     const rows = c.count * g.C * g.H;
+    if (t) {
+      const p = tileParams(g, c.count * g.C, Math.ceil(g.H / t.sH), Math.ceil(g.W / (t.sW * t.R)));
+      rt.dispatch(
+        maxPoolBackwardTiled(t),
+        rt.grid(Math.ceil(p.invocations! / POOL_TILE_WG)),
+        { gy: gy.gpuBindingRange(c.start * outPer, c.count * outPer), indices: indices.gpuBindingRange(c.start * outPer, c.count * outPer), gx: gx.gpuBindingRange(c.start * inPer, c.count * inPer) },
+        p,
+      );
+      continue;
+    }
     rt.dispatch(
       maxPoolBackward,
       rt.grid(Math.ceil(rows / POOL_WG_ROWS)),

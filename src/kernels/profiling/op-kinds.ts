@@ -38,11 +38,11 @@ export const KERNEL_KIND_RULES: readonly KernelKindRule[] = [
   { match: /^conv2d(Pad|Transpose)/, kind: 'copy', always: true },
   { match: /^conv2dBackwardWeight|^conv2dSumPartials/, kind: 'conv.backwardWeight' },
   { match: /^conv2dCol2im/, kind: 'conv.backwardData' },
-  { match: /^batchNormGrad/, kind: 'bn.backward' },
+  { match: /^batchNorm(Grad|SavedAffine)/, kind: 'bn.backward' },
   { match: /^batchNorm/, kind: 'bn.forward' },
   { match: /^relu/, kind: 'relu' },
   { match: /Pool2d/, kind: 'pool' },
-  { match: /^add$/, kind: 'add' },
+  { match: /^add(Vec4)?$/, kind: 'add' },
   { match: /^crossEntropy/, kind: 'crossEntropy' },
   { match: /^sgdUpdate/, kind: 'sgd' },
 ];

@@ -1,7 +1,7 @@
 import { flatChunks } from '../chunks.js';
+import { dispatchFlat, flatLanes } from '../flat.js';
 import type { Tensor } from '../tensor.js';
 import { sgdUpdateKernel, sgdUpdateNoMomentumKernel } from './sgd.wgsl.js';
-import { FLAT_WG } from '../workgroup.js';
 
 export interface SgdHyper {
   lr: number;
@@ -19,18 +19,19 @@ export function sgdUpdate(param: Tensor, grad: Tensor, hyper: SgdHyper, momentum
   if (grad.size !== param.size) throw new Error(`sgdUpdate: grad has ${grad.size} elements, param ${param.size}`);
   const rt = param.rt;
   for (const c of flatChunks(rt, param.size)) {
-    const wg = rt.grid(Math.ceil(c.count / FLAT_WG));
+    const L = flatLanes(c.start, c.count);
     const common = { param: param.gpuBindingRange(c.start, c.count), grad: grad.gpuBindingRange(c.start, c.count) };
     if (hyper.momentum === 0) {
-      rt.dispatch(sgdUpdateNoMomentumKernel, wg, common, { n: c.count, lr: hyper.lr, weightDecay: hyper.weightDecay });
+      dispatchFlat(rt, sgdUpdateNoMomentumKernel(L), L, c.count, common, { lr: hyper.lr, weightDecay: hyper.weightDecay });
     } else {
       if (!momentumBuffer) throw new Error('sgdUpdate: momentum needs a momentum buffer');
-      rt.dispatch(
-        sgdUpdateKernel,
-        wg,
+      dispatchFlat(
+        rt,
+        sgdUpdateKernel(L),
+        L,
+        c.count,
         { ...common, momentumBuffer: momentumBuffer.gpuBindingRange(c.start, c.count) },
         {
-          n: c.count,
           lr: hyper.lr,
           weightDecay: hyper.weightDecay,
           momentum: hyper.momentum,
