@@ -211,7 +211,13 @@ if (parts.has('fma') || parts.has('kernels')) {
   await engine.close();
 }
 
-function kernelRow(name: string, direction: string, shape: string | null, flop: number, t: Timed & { peerError: string | null }): Record<string, unknown> {
+function kernelRow(
+  name: string,
+  direction: string,
+  shape: string | null,
+  flop: number,
+  t: Timed & { peerError: string | null; prepare: PrepareReply },
+): Record<string, unknown> {
   const gflops = flop / median(t.engine) / 1e9;
   const tfjsGflops = t.peer.length ? flop / median(t.peer) / 1e9 : null;
   const row = {
@@ -219,6 +225,7 @@ function kernelRow(name: string, direction: string, shape: string | null, flop: 
     direction,
     shape,
     gflop: round(flop / 1e9),
+    ...(t.prepare.lowering ? { lowering: t.prepare.lowering } : {}),
     median_ms: round(median(t.engine) * 1e3),
     gflops: round(gflops),
     runs: t.engine.length,
@@ -226,7 +233,7 @@ function kernelRow(name: string, direction: string, shape: string | null, flop: 
     ratio_vs_tfjs: tfjsGflops ? round(gflops / tfjsGflops) : null,
     ...(t.peerError ? { tfjs_error: t.peerError } : {}),
   };
-  console.log(`${name}: ${row.gflops} GFLOP/s${tfjsGflops ? `, tfjs ${row.tfjs_gflops} (x${row.ratio_vs_tfjs})` : ''}`);
+  console.log(`${name}: ${row.gflops} GFLOP/s${t.prepare.lowering ? ` (${t.prepare.lowering})` : ''}${tfjsGflops ? `, tfjs ${row.tfjs_gflops} (x${row.ratio_vs_tfjs})` : ''}`);
   return row;
 }
 

@@ -30,6 +30,8 @@ export interface PrepareReply {
   convGflop?: Record<string, number>;
   /** FMA case: FLOPs of one run. */
   flop?: number;
+  /** Conv cases: the lowering the tuner chose (conv2d.ts' ConvLowering). */
+  lowering?: string;
 }
 
 export interface RunReply {

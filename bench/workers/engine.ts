@@ -2,7 +2,7 @@
 // and the register-only FMA loop, each prepared once (warm-up run included) and then timed on request.
 import { noGrad } from '../../src/autograd/grad-mode.js';
 import { describeAdapter } from '../../src/kernels/device.js';
-import { conv2dBackwardInput, conv2dBackwardWeight, conv2dForward } from '../../src/kernels/conv2d/conv2d.js';
+import { conv2dBackwardInput, conv2dGeometry, convLowering, conv2dBackwardWeight, conv2dForward } from '../../src/kernels/conv2d/conv2d.js';
 import { matmul } from '../../src/kernels/matmul/matmul.js';
 import { CONV_KINDS } from '../../src/kernels/profiling/op-kinds.js';
 import { Profiler } from '../../src/kernels/profiling/profiler.js';
@@ -112,6 +112,11 @@ async function prepare(spec: CaseSpec): Promise<PrepareReply> {
         release: () => [x, w, gy].forEach((t) => t?.release()),
       };
       await current.once();
+      // The lowering the tuner picks for this shape (measured now unless the tuning cache knows it).
+      await rt.tuner.tunePending();
+      await current.once();
+      const pass = direction === 'forward' ? 'forward' : direction === 'backward-data' ? 'data' : 'weight';
+      reply.lowering = convLowering(rt, conv2dGeometry(xShape, wShape, opts), pass);
       break;
     }
     case 'matmul': {

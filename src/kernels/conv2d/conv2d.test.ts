@@ -184,7 +184,7 @@ describe('conv2d data gradient: every lowering vs central differences of the flo
     { method: 'col2im', kernel: /^gemm_tn/ },
     { method: 'winograd4', kernel: /^winogradInputTransform_F4x3$/, applies: (g, rt) => winogradApplies(rt, g) },
     { method: 'winograd2', kernel: /^winogradInputTransform_F2x3$/, applies: (g, rt) => winogradApplies(rt, g) },
-    { method: 'im2col', kernel: /^conv2dStridedTexture$/, applies: (_g, rt) => im2colApplies(rt) },
+    { method: 'im2col', kernel: /^stridedTexture$/, applies: (_g, rt) => im2colApplies(rt) },
   ];
   // The shapes of training's data gradients (every ResNet layer has Cin >= 16, conv1 has 3), small, with uneven
   // sizes, and the lowering that 'auto' picks for each.

@@ -10,12 +10,12 @@
 // Operands are written into textures by im2col.wgsl.ts's kernels; batches are processed in slices that keep each
 // binding under the binding limit and each slice's textures under TEXTURE_BUDGET bytes.
 import { fittingChunks, type BatchChunk } from '../chunks.js';
-import { recordTextureGemm, roundUp, textureGemmSupported, TEXTURE_GEMM_COLS, TEXTURE_GEMM_ROWS } from '../matmul/texture-gemm.js';
+import { recordTextureGemm, roundUp, stridedTexture, textureGemmSupported, TEXTURE_GEMM_COLS, TEXTURE_GEMM_ROWS } from '../matmul/texture-gemm.js';
 import type { BufferSource, Runtime } from '../runtime.js';
 import { Tensor } from '../tensor.js';
 import type { Conv2dGeometry } from './conv2d.js';
 import { col2imWgsl, sumPartialsWgsl } from './conv2d.wgsl.js';
-import { im2colTextureWgsl, stridedTextureWgsl } from './im2col.wgsl.js';
+import { im2colTextureWgsl } from './im2col.wgsl.js';
 
 /** Bytes of operand textures one slice may hold (the im2col matrix of conv1 at batch 32 would be 300 MB). */
 const TEXTURE_BUDGET = 128 * 1024 * 1024;
@@ -56,34 +56,6 @@ function im2col(rt: Runtime, x: BufferSource, g: Conv2dGeometry, samples: number
   const P = g.oh * g.ow;
   const constants = { C: g.cin, H: g.h, W: g.w, KH: g.kh, KW: g.kw, SH: g.sh, SW: g.sw, PH: g.ph, PW: g.pw, OW: g.ow, P, Pp, K: g.cin * g.kh * g.kw, Kq: Kp / 4 };
   rt.dispatch({ ...im2colTextureWgsl, constants }, flat(rt, samples * Pp * (Kp / 4)), { X: x, T }, { samples });
-  return T;
-}
-
-interface StridedView {
-  layers: number;
-  rows: number;
-  cols: number;
-  /** Element strides of a layer, a row and a column. */
-  ls: number;
-  rs: number;
-  cs: number;
-  /** Padded texture size: rows and columns. */
-  Rp: number;
-  Cp: number;
-}
-
-function stridedTexture(rt: Runtime, src: BufferSource, v: StridedView, label: string): GPUTexture {
-  const T = rt.textures.acquire({ width: v.Cp / 4, height: v.Rp, layers: v.layers }, label);
-  rt.dispatch(stridedTextureWgsl, flat(rt, v.layers * v.Rp * (v.Cp / 4)), { src, T }, {
-    rows: v.rows,
-    cols: v.cols,
-    ls: v.ls,
-    rs: v.rs,
-    cs: v.cs,
-    Rp: v.Rp,
-    Cq: v.Cp / 4,
-    layers: v.layers,
-  });
   return T;
 }
 

@@ -60,34 +60,3 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
 }
 `,
 };
-
-/**
- * Any strided 3-D view of a buffer as a texture: texel (cq, r) of layer l holds src[l * ls + r * rs + c * cs] for
- * c = 4cq .. 4cq+3, zero for r >= rows or c >= cols (the padding of a GEMM operand). Used for weights
- * ([Cout][K] read as rows k or rows co) and output gradients ([n][Cout][P] read as rows p or rows co).
- */
-export const stridedTextureWgsl: KernelDef = {
-  name: 'conv2dStridedTexture',
-  wgsl: /* wgsl */ `
-struct Params { rows: u32, cols: u32, ls: u32, rs: u32, cs: u32, Rp: u32, Cq: u32, layers: u32 }
-@group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> src: array<f32>;
-@group(0) @binding(2) var T: texture_storage_2d_array<rgba32float, write>;
-
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let i = gid.x + gid.y * nwg.x * 64u;
-  if (i >= params.layers * params.Rp * params.Cq) { return; }
-  let cq = i % params.Cq;
-  let r = (i / params.Cq) % params.Rp;
-  let l = i / (params.Cq * params.Rp);
-  let rc = min(r, params.rows - 1u);
-  var v = vec4f(0.0);
-  for (var j = 0u; j < 4u; j++) {
-    let c = cq * 4u + j;
-    v[j] = select(0.0, src[l * params.ls + rc * params.rs + min(c, params.cols - 1u) * params.cs], r < params.rows && c < params.cols);
-  }
-  textureStore(T, vec2u(cq, r), l, v);
-}
-`,
-};

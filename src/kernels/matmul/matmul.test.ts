@@ -15,6 +15,7 @@ import {
   recordGemm,
   type GemmTiling,
 } from './matmul.js';
+import { textureGemmSupported } from './texture-gemm.js';
 import { linearRef, matmulRef } from './matmul.reference.js';
 
 // Error metric throughout: maxRelError = max |gpu - ref| / max |ref| (see test/helpers/gradcheck.ts).
@@ -34,33 +35,38 @@ describe('matmul', () => {
     [64, 64, 64],
     [9, 12, 16],
   ];
-  for (const [M, N, K] of shapes) {
-    for (const transA of [false, true]) {
-      for (const transB of [false, true]) {
-        it(`${M}x${K} @ ${K}x${N}, transA=${transA} transB=${transB}`, async () => {
-          const rt = await testRuntime();
-          const a = randn(M * K, M * 1000 + K);
-          const b = randn(K * N, N * 1000 + K + 7);
-          const A = Tensor.fromArray(rt, a, transA ? [K, M] : [M, K]);
-          const B = Tensor.fromArray(rt, b, transB ? [N, K] : [K, N]);
-          const C = matmul(A, B, { transA, transB });
-          expect(C.shape).toEqual([M, N]);
-          const err = maxRelError(await C.read(), matmulRef(f64(a), f64(b), M, N, K, transA, transB));
-          expect(err).toBeLessThan(FWD_TOL);
-          for (const t of [A, B, C]) t.release();
-        });
+  // Both variants: the storage-buffer GEMM, and operands in textures for the texture GEMM (where it runs).
+  for (const variant of ['storage', 'texture'] as const) {
+    for (const [M, N, K] of shapes) {
+      for (const transA of [false, true]) {
+        for (const transB of [false, true]) {
+          it(`${variant}: ${M}x${K} @ ${K}x${N}, transA=${transA} transB=${transB}`, async () => {
+            const rt = await testRuntime();
+            if (variant === 'texture' && !textureGemmSupported(rt)) return;
+            const a = randn(M * K, M * 1000 + K);
+            const b = randn(K * N, N * 1000 + K + 7);
+            const A = Tensor.fromArray(rt, a, transA ? [K, M] : [M, K]);
+            const B = Tensor.fromArray(rt, b, transB ? [N, K] : [K, N]);
+            const C = matmul(A, B, { transA, transB, variant });
+            expect(C.shape).toEqual([M, N]);
+            const err = maxRelError(await C.read(), matmulRef(f64(a), f64(b), M, N, K, transA, transB));
+            expect(err).toBeLessThan(FWD_TOL);
+            for (const t of [A, B, C]) t.release();
+          });
+        }
       }
     }
   }
 
-  it('batched, with a shared operand', async () => {
+  it.each(['storage', 'texture'] as const)('%s: batched, with a shared operand', async (variant) => {
     const rt = await testRuntime();
+    if (variant === 'texture' && !textureGemmSupported(rt)) return;
     const [batch, M, N, K] = [3, 13, 17, 19];
     const a = randn(batch * M * K, 1);
     const b = randn(K * N, 2);
     const A = Tensor.fromArray(rt, a, [batch, M, K]);
     const B = Tensor.fromArray(rt, b, [K, N]);
-    const C = matmul(A, B);
+    const C = matmul(A, B, { variant });
     expect(C.shape).toEqual([batch, M, N]);
     const got = await C.read();
     for (let i = 0; i < batch; i++) {
@@ -70,7 +76,7 @@ describe('matmul', () => {
     // Both batched, transposed B.
     const b3 = randn(batch * N * K, 3);
     const B3 = Tensor.fromArray(rt, b3, [batch, N, K]);
-    const C3 = matmul(A, B3, { transB: true });
+    const C3 = matmul(A, B3, { transB: true, variant });
     const got3 = await C3.read();
     for (let i = 0; i < batch; i++) {
       const ref = matmulRef(f64(a.subarray(i * M * K, (i + 1) * M * K)), f64(b3.subarray(i * N * K, (i + 1) * N * K)), M, N, K, false, true);

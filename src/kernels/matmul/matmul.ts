@@ -4,6 +4,7 @@ import { batchChunks } from '../chunks.js';
 import type { BufferSource, Runtime } from '../runtime.js';
 import { Tensor } from '../tensor.js';
 import { channelSumWgsl, gemmKernel } from './matmul.wgsl.js';
+import { recordTextureGemm, stridedTexture, textureGemmPadding, textureGemmSupported } from './texture-gemm.js';
 
 export interface GemmTiling {
   /** Rows of C per workgroup. */
@@ -88,6 +89,72 @@ export interface MatmulOptions {
   transA?: boolean;
   /** b is given as [..., N, K] and used transposed. */
   transB?: boolean;
+  /**
+   * 'storage': the storage-buffer GEMM (any adapter); 'texture': operands copied into textures for the texture GEMM
+   * (adapters with subgroups of size 4 or 8). Default: the tuner's measured choice for the shape (autotune.ts).
+   */
+  variant?: MatmulVariant | 'auto';
+}
+
+export type MatmulVariant = 'storage' | 'texture';
+
+interface MatmulShape {
+  M: number;
+  N: number;
+  K: number;
+  transA: boolean;
+  transB: boolean;
+  batch: number;
+  aBatched: boolean;
+  bBatched: boolean;
+}
+
+/** Below this many multiply-adds the texture path's operand copies cost more than they save. */
+const TEXTURE_MATMUL_MIN_MACS = 1 << 24;
+
+function matmulVariant(rt: Runtime, s: MatmulShape, requested: MatmulVariant | 'auto' = 'auto'): MatmulVariant {
+  if (requested === 'texture' && !textureGemmSupported(rt)) throw new Error('matmul: the texture variant needs an adapter with subgroups of size 4 or 8');
+  if (requested !== 'auto') return requested;
+  if (!textureGemmSupported(rt) || s.batch * s.M * s.N * s.K < TEXTURE_MATMUL_MIN_MACS) return 'storage';
+  const key = `matmul ${s.batch}x${s.M}x${s.N}x${s.K} ${s.transA ? 't' : 'n'}${s.transB ? 't' : 'n'}`;
+  return rt.tuner.choose(key, ['storage', 'texture'], 'storage', () => {
+    const a = Tensor.full(rt, [s.batch, s.M * s.K], 0.5, 'tune.a');
+    const b = Tensor.full(rt, [s.batch, s.K * s.N], 0.5, 'tune.b');
+    const c = Tensor.empty(rt, [s.batch, s.M * s.N], 'f32', 'tune.c');
+    return {
+      run(v) {
+        if (v === 'texture') recordTextureMatmul(rt, a, b, c, { ...s, aBatched: true, bBatched: true });
+        else recordGemm(rt, { a, b, c, M: s.M, N: s.N, K: s.K, transA: s.transA, transB: s.transB, batch: s.batch, aBatch: s.M * s.K, bBatch: s.K * s.N, cBatch: s.M * s.N });
+        return c.view(c.shape);
+      },
+      release() {
+        for (const t of [a, b, c]) t.release();
+      },
+    };
+  }) as MatmulVariant;
+}
+
+/** C = op(A) @ op(B) on the texture GEMM: both operands written into textures in its layouts, any orientation. */
+function recordTextureMatmul(rt: Runtime, a: Tensor, b: Tensor, c: Tensor, s: MatmulShape): void {
+  const { Mp, Np, Kp } = textureGemmPadding(rt, s.M, s.N, s.K);
+  const layersA = s.aBatched ? s.batch : 1;
+  const layersB = s.bBatched ? s.batch : 1;
+  // A as rows m with k along the texel row; op(A) = A^T reads A [K, M] with the strides swapped. Likewise B.
+  const A = stridedTexture(rt, a, { layers: layersA, rows: s.M, cols: s.K, ls: s.M * s.K, rs: s.transA ? 1 : s.K, cs: s.transA ? s.M : 1, Rp: Mp, Cp: Kp }, 'matmul.A');
+  const B = stridedTexture(rt, b, { layers: layersB, rows: s.K, cols: s.N, ls: s.K * s.N, rs: s.transB ? 1 : s.N, cs: s.transB ? s.K : 1, Rp: Kp, Cp: Np }, 'matmul.B');
+  recordTextureGemm(rt, {
+    a: A,
+    b: B,
+    out: { kind: 'strided', c, batchStride: s.M * s.N, rowStride: s.N, colStride: 1 },
+    M: s.M,
+    N: s.N,
+    Kp,
+    batch: s.batch,
+    aLayers: s.aBatched ? 1 : 0,
+    bLayers: s.bBatched ? 1 : 0,
+  });
+  rt.textures.release(A);
+  rt.textures.release(B);
 }
 
 /**
@@ -112,6 +179,11 @@ export function matmul(a: Tensor<'f32'>, b: Tensor<'f32'>, opts: MatmulOptions =
   const batch = Math.max(aBatchN, bBatchN);
   const batched = a.shape.length === 3 || b.shape.length === 3;
   const c = Tensor.empty(rt, batched ? [batch, M, N] : [M, N], 'f32', 'matmul');
+  const shape = { M, N, K, transA, transB, batch, aBatched: a.shape.length === 3, bBatched: b.shape.length === 3 };
+  if (matmulVariant(rt, shape, opts.variant) === 'texture') {
+    recordTextureMatmul(rt, a, b, c, shape);
+    return c;
+  }
   recordGemm(rt, {
     a,
     b,

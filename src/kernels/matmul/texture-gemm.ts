@@ -1,6 +1,6 @@
 // Host side of the texture GEMM (texture-gemm.wgsl.ts): operand textures from row-major buffers, and the dispatch.
 import type { BufferSource, Runtime } from '../runtime.js';
-import { textureGemmKernel, type TextureGemmOutputKind } from './texture-gemm.wgsl.js';
+import { stridedTextureWgsl, textureGemmKernel, type TextureGemmOutputKind } from './texture-gemm.wgsl.js';
 
 /**
  * Rows of C per workgroup and texel columns per lane: 32 x 2 (64 vec4 accumulators, 32 x 64 tiles) measured fastest
@@ -49,6 +49,35 @@ export function textureFrom(rt: Runtime, src: GPUBuffer, offset: number, rows: n
   const tex = rt.textures.acquire(size, label);
   rt.copyToTexture(src, offset, cols * 4, tex, size);
   return tex;
+}
+
+export interface StridedView {
+  layers: number;
+  rows: number;
+  cols: number;
+  /** Element strides of a layer, a row and a column. */
+  ls: number;
+  rs: number;
+  cs: number;
+  /** Padded texture size: rows and columns (a multiple of 4). */
+  Rp: number;
+  Cp: number;
+}
+
+/** A pooled texture holding a strided view of `src` as a GEMM operand (texture-gemm.wgsl.ts' stridedTexture). */
+export function stridedTexture(rt: Runtime, src: BufferSource, v: StridedView, label: string): GPUTexture {
+  const T = rt.textures.acquire({ width: v.Cp / 4, height: v.Rp, layers: v.layers }, label);
+  rt.dispatch(stridedTextureWgsl, rt.grid(Math.ceil((v.layers * v.Rp * (v.Cp / 4)) / 64)), { src, T }, {
+    rows: v.rows,
+    cols: v.cols,
+    ls: v.ls,
+    rs: v.rs,
+    cs: v.cs,
+    Rp: v.Rp,
+    Cq: v.Cp / 4,
+    layers: v.layers,
+  });
+  return T;
 }
 
 /** Where C goes (see texture-gemm.wgsl.ts): a texture in B's layout, or floats at strided offsets. */
