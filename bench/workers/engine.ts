@@ -130,6 +130,8 @@ async function prepare(spec: CaseSpec): Promise<PrepareReply> {
         release: () => [a, b].forEach((t) => t.release()),
       };
       await current.once();
+      await rt.tuner.tunePending();
+      await current.once();
       break;
     }
     case 'fma': {
