@@ -65,6 +65,27 @@ describe('Tuner', () => {
     expect(tuner.pendingCount).toBe(0);
   });
 
+  it('never chooses an avoided variant while another applies, and forgets the avoidance on avoid([])', async () => {
+    const rt = await testRuntime();
+    const store = memoryStore();
+    store.saved.set(new Tuner(rt, null).adapterKey, { case: 'winograd' });
+    const tuner = new Tuner(rt, store);
+    await tuner.load();
+    const prepare = () => ({ run: (v: string) => Tensor.full(rt, [1], v.length), release() {} });
+    tuner.avoid(['winograd']);
+    // The saved choice and the default are both avoided: the first variant left, and the case is noted without it.
+    expect(tuner.choose('case', ['winograd', 'implicit', 'im2col'], 'winograd', prepare)).toBe('implicit');
+    expect(tuner.pendingCount).toBe(1);
+    const lines: string[] = [];
+    await tuner.tunePending((l) => lines.push(l));
+    expect(lines[0]).not.toContain('winograd');
+    expect(['implicit', 'im2col']).toContain(tuner.choose('case', ['winograd', 'implicit', 'im2col'], 'winograd', prepare));
+    // Nothing else applies: the avoided variant is still used.
+    expect(tuner.choose('only', ['winograd'], 'winograd', prepare)).toBe('winograd');
+    tuner.avoid([]);
+    expect(tuner.choose('fresh', ['winograd', 'implicit'], 'winograd', prepare)).toBe('winograd');
+  });
+
   it('keys choices by the adapter and the driver settings', async () => {
     const rt = await testRuntime();
     const key = new Tuner(rt, null).adapterKey;

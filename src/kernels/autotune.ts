@@ -31,6 +31,8 @@ export class Tuner {
   repeats = 3;
   /** false: every choice is the default (tests that pin a variant, or a user who wants no measuring). */
   enabled = true;
+  /** Variants never chosen where another one applies (see avoid()). */
+  private readonly avoided = new Set<string>();
 
   constructor(
     private readonly rt: Runtime,
@@ -56,11 +58,35 @@ export class Tuner {
    * The variant to use for `key`: the measured one if known, else `fallback` (and the case is noted for tuning when
    * it has more than one variant).
    */
-  choose(key: string, variants: readonly string[], fallback: string, prepare: PendingCase['prepare']): string {
+  choose(key: string, offered: readonly string[], fallback: string, prepare: PendingCase['prepare']): string {
+    const variants = this.allowed(offered);
+    if (!variants.includes(fallback)) fallback = variants[0]!;
     const known = this.choices.get(key);
     if (known !== undefined && variants.includes(known)) return known;
     if (this.enabled && variants.length > 1 && !this.pending.has(key)) this.pending.set(key, { variants, prepare });
     return fallback;
+  }
+
+  /**
+   * Never chooses these variants (measured, saved or default) where another one applies: e.g. a run that wants the
+   * direct convolution's rounding, avoiding Winograd's transforms, which round a few times more
+   * (docs/kernels-performance.md, "Accuracy"). Shapes tuned meanwhile are tuned among the other variants;
+   * avoid([]) lifts it.
+   */
+  avoid(variants: Iterable<string>): void {
+    this.avoided.clear();
+    for (const v of variants) this.avoided.add(v);
+    for (const [k, c] of this.pending) {
+      const left = this.allowed(c.variants);
+      if (left.length > 1) this.pending.set(k, { ...c, variants: left });
+      else this.pending.delete(k);
+    }
+  }
+
+  private allowed(variants: readonly string[]): readonly string[] {
+    if (!this.avoided.size) return variants;
+    const left = variants.filter((v) => !this.avoided.has(v));
+    return left.length ? left : variants;
   }
 
   get pendingCount(): number {

@@ -2,7 +2,16 @@
 // engine's .pth reader, must give torchvision's logits, loss, gradients, running stats and SGD trajectory.
 // Metric: max |engine - torch| / max |torch| per tensor (projections for large tensors, see resnet-fixture.ts),
 // bound 1e-4; parameters after the SGD steps are also compared relative to the size of their update.
-import { beforeAll, describe, expect, it } from 'vitest';
+//
+// Convolutions: with the direct lowerings (implicit GEMM, col2im) every tensor is held to 1e-4. Winograd F(4x4, 3x3),
+// the default for 3x3 stride-1 layers where the texture GEMM runs, rounds a few times more per convolution (its
+// transforms multiply by up to 8 and divide by 4; scripts/winograd/winograd_matrices.py), and through the 20 layers
+// of the backward pass its worst gradient lands at 0.8-1.3e-4 of the tensor's scale (lavapipe / SwiftShader). For
+// scale: PyTorch's own float32 gradients differ from float64 by up to 3.5e-5 on this fixture
+// (scripts/fixtures/resnet_float32_error.py), so the default lowerings are held to 3e-4, about 9x PyTorch's own
+// rounding, where a wrong transform or index is off by 1e-2 or more (the single-op tests in conv2d.test.ts hold each
+// lowering to the tight bound). The SGD tests check the optimiser, so they run the direct lowerings.
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { backward } from '../../src/autograd/tape.js';
 import { crossEntropy } from '../../src/autograd/functions.js';
 import { noGrad } from '../../src/autograd/grad-mode.js';
@@ -16,6 +25,8 @@ import { testRuntime } from '../helpers/gpu.js';
 import { compareGradient, compareParameter, Expected, loadFixtureCheckpoint } from './resnet-fixture.js';
 
 const BOUND = 1e-4;
+const WINOGRAD_BOUND = 3e-4;
+const WINOGRAD = ['winograd4', 'winograd2'];
 let rt: Runtime;
 let checkpoint: StateDict;
 let exp: Expected;
@@ -35,6 +46,7 @@ beforeAll(async () => {
   checkpoint = await loadFixtureCheckpoint();
   exp = new Expected();
 });
+afterEach(() => rt.tuner.avoid([]));
 
 describe('resnet18 vs torchvision', () => {
   it('has torchvision names, order and shapes', () => {
@@ -57,7 +69,11 @@ describe('resnet18 vs torchvision', () => {
     model.release();
   });
 
-  it('train-mode logits, summed loss, every gradient and the running stats match', async () => {
+  it.each([
+    ['direct lowerings', WINOGRAD, BOUND],
+    ['default lowerings (Winograd where it applies)', [], WINOGRAD_BOUND],
+  ] as const)('train-mode logits, summed loss, every gradient and the running stats match (%s)', async (label, avoid, gradBound) => {
+    rt.tuner.avoid(avoid);
     const model = fixtureModel().train();
     const { x, y } = inputs();
     const logits = model.forward(x);
@@ -73,8 +89,8 @@ describe('resnet18 vs torchvision', () => {
       const err = compareGradient(exp, name, (await p.grad!.read()) as Float32Array);
       if (err > worst) [worst, worstName] = [err, name];
     }
-    console.log(`gradients: worst max rel error ${worst.toExponential(2)} (${worstName}); loss rel error ${lossErr.toExponential(2)}`);
-    expect(worst).toBeLessThan(BOUND);
+    console.log(`${label}: gradients worst max rel error ${worst.toExponential(2)} (${worstName}); loss rel error ${lossErr.toExponential(2)}`);
+    expect(worst).toBeLessThan(gradBound);
     for (const [name, b] of model.namedBuffers()) {
       if (!(b instanceof Tensor)) {
         expect(b.value).toBe(1);
@@ -87,6 +103,7 @@ describe('resnet18 vs torchvision', () => {
   });
 
   it.each([0, 0.9])('three SGD steps with two parameter groups (fc at 10x lr, weight decay 1e-3, momentum %s) match', async (momentum) => {
+    rt.tuner.avoid(WINOGRAD);
     const model = fixtureModel().train();
     const before = new Map<string, Float32Array>();
     for (const [name, p] of model.namedParameters()) before.set(name, (await p.read()) as Float32Array);
