@@ -3,14 +3,18 @@
 // Metric: max |engine - torch| / max |torch| per tensor (projections for large tensors, see resnet-fixture.ts),
 // bound 1e-4; parameters after the SGD steps are also compared relative to the size of their update.
 //
-// Convolutions: with the direct lowerings (implicit GEMM, col2im) every tensor is held to 1e-4. Winograd F(4x4, 3x3),
-// the default for 3x3 stride-1 layers where the texture GEMM runs, rounds a few times more per convolution (its
-// transforms multiply by up to 8 and divide by 4; scripts/winograd/winograd_matrices.py), and through the 20 layers
-// of the backward pass its worst gradient lands at 0.8-1.3e-4 of the tensor's scale (lavapipe / SwiftShader). For
-// scale: PyTorch's own float32 gradients differ from float64 by up to 3.5e-5 on this fixture
-// (scripts/fixtures/resnet_float32_error.py), so the default lowerings are held to 3e-4, about 9x PyTorch's own
-// rounding, where a wrong transform or index is off by 1e-2 or more (the single-op tests in conv2d.test.ts hold each
-// lowering to the tight bound). The SGD tests check the optimiser, so they run the direct lowerings.
+// Convolutions. With the direct lowerings (implicit GEMM, col2im), whose rounding is PyTorch's order, every tensor
+// is held to 1e-4. Winograd F(4x4, 3x3), the default for 3x3 stride-1 layers where the texture GEMM runs, rounds
+// about 10x more per convolution (a few 1e-6 of the output's scale; conv2d.test.ts holds each Winograd pass to 1e-5
+// against float64). Forward values are continuous in that rounding, so logits, loss and running statistics keep the
+// 1e-4 bound. Gradients are not, wherever a ReLU input lies within the rounding of zero: the mask flips and every
+// gradient below it moves by that element's share. This fixture's ReLU inputs come within 1.1e-7 of zero (relative
+// to their tensor's largest) at layer2.0's block output, 6.6e-7 in layer1 and 4.5e-6 in layer3, but no closer than
+// 2.2e-5 in layer4 (scripts/fixtures/resnet_float32_error.py); a run with F(2x2, 3x3) forward, which rounds less
+// than F(4x4), flipped the layer2.0 one and moved layer2.0.bn2.bias's gradient by 4.5e-2. So with Winograd the 1e-4
+// bound applies to the gradients above every near-zero pre-activation (fc and layer4), and the rest are only
+// guarded against gross errors (a wrong transform or index is off by O(1)). The SGD tests check the optimiser
+// and run the direct lowerings.
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { backward } from '../../src/autograd/tape.js';
 import { crossEntropy } from '../../src/autograd/functions.js';
@@ -25,8 +29,10 @@ import { testRuntime } from '../helpers/gpu.js';
 import { compareGradient, compareParameter, Expected, loadFixtureCheckpoint } from './resnet-fixture.js';
 
 const BOUND = 1e-4;
-const WINOGRAD_BOUND = 3e-4;
 const WINOGRAD = ['winograd4', 'winograd2'];
+/** Parameters whose gradients no near-zero pre-activation of the fixture lies under (see above). */
+const ABOVE_EVERY_NEAR_ZERO = /^(fc|layer4)\./;
+const GROSS = 0.1;
 let rt: Runtime;
 let checkpoint: StateDict;
 let exp: Expected;
@@ -70,9 +76,9 @@ describe('resnet18 vs torchvision', () => {
   });
 
   it.each([
-    ['direct lowerings', WINOGRAD, BOUND],
-    ['default lowerings (Winograd where it applies)', [], WINOGRAD_BOUND],
-  ] as const)('train-mode logits, summed loss, every gradient and the running stats match (%s)', async (label, avoid, gradBound) => {
+    ['direct lowerings', WINOGRAD],
+    ['default lowerings (Winograd where it applies)', []],
+  ] as const)('train-mode logits, summed loss, every gradient and the running stats match (%s)', async (label, avoid) => {
     rt.tuner.avoid(avoid);
     const model = fixtureModel().train();
     const { x, y } = inputs();
@@ -83,14 +89,22 @@ describe('resnet18 vs torchvision', () => {
     expect(maxRelError(await logits.read(), exp.f32('logits_train'))).toBeLessThan(BOUND);
     const lossErr = Math.abs((await loss.item()) - exp.f32('loss')[0]!) / Math.abs(exp.f32('loss')[0]!);
     expect(lossErr).toBeLessThan(BOUND);
-    let worst = 0;
-    let worstName = '';
-    for (const [name, p] of model.namedParameters()) {
-      const err = compareGradient(exp, name, (await p.grad!.read()) as Float32Array);
-      if (err > worst) [worst, worstName] = [err, name];
+    const errors = new Map<string, number>();
+    for (const [name, p] of model.namedParameters()) errors.set(name, compareGradient(exp, name, (await p.grad!.read()) as Float32Array));
+    const worstOf = (names: string[]): [string, number] =>
+      names.map((n): [string, number] => [n, errors.get(n)!]).reduce((a, b) => (b[1] > a[1] ? b : a), ['', 0]);
+    const all = worstOf([...errors.keys()]);
+    const top = worstOf([...errors.keys()].filter((n) => ABOVE_EVERY_NEAR_ZERO.test(n)));
+    console.log(
+      `${label}: gradients worst max rel error ${all[1].toExponential(2)} (${all[0]}), fc and layer4 ${top[1].toExponential(2)} ` +
+        `(${top[0]}); loss rel error ${lossErr.toExponential(2)}`,
+    );
+    if (avoid.length) {
+      expect(all[1], all[0]).toBeLessThan(BOUND);
+    } else {
+      expect(top[1], top[0]).toBeLessThan(BOUND);
+      expect(all[1], all[0]).toBeLessThan(GROSS);
     }
-    console.log(`${label}: gradients worst max rel error ${worst.toExponential(2)} (${worstName}); loss rel error ${lossErr.toExponential(2)}`);
-    expect(worst).toBeLessThan(gradBound);
     for (const [name, b] of model.namedBuffers()) {
       if (!(b instanceof Tensor)) {
         expect(b.value).toBe(1);
