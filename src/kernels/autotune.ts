@@ -69,7 +69,7 @@ export class Tuner {
 
   /**
    * Never chooses these variants (measured, saved or default) where another one applies: e.g. a run that wants the
-   * direct convolution's rounding, avoiding Winograd's transforms, which round a few times more
+   * direct convolution's rounding, avoiding Winograd's transforms, which round about 10x more per convolution
    * (docs/kernels-performance.md, "Accuracy"). Shapes tuned meanwhile are tuned among the other variants;
    * avoid([]) lifts it.
    */
