@@ -14,7 +14,8 @@ import { sliceAlignment, type BatchChunk } from '../chunks.js';
 import type { BufferSource, Runtime } from '../runtime.js';
 import { Tensor } from '../tensor.js';
 import { recordChannelSum, recordGemm } from '../matmul/matmul.js';
-import { col2imWgsl, convGemmKernel, convPadWgsl, convWeightGradKernel, sumPartialsWgsl, transposeWgsl } from './conv2d.wgsl.js';
+import { convGemmKernel, convPadWgsl, convWeightGradKernel, sumPartialsWgsl, transposeWgsl } from './conv2d.wgsl.js';
+import { flatGrid64, recordCol2im } from './col2im.js';
 import { conv2dBackwardInputIm2col, conv2dBackwardWeightIm2col, conv2dForwardIm2col, im2colApplies } from './im2col.js';
 import {
   conv2dBackwardInputWinograd,
@@ -123,10 +124,6 @@ function convChunks(rt: Runtime, n: number, bound: number[], temps: number[]): B
   return out;
 }
 
-function dispatchFlat(rt: Runtime, total: number): [number, number] {
-  return rt.grid(Math.ceil(total / 64));
-}
-
 function recordPad(
   rt: Runtime,
   src: BufferSource,
@@ -140,12 +137,12 @@ function recordPad(
   left: number,
 ): void {
   const total = planes * dstH * dstW;
-  rt.dispatch(convPadWgsl, dispatchFlat(rt, total), { src, dst }, { total, srcH, srcW, dstH, dstW, top, left });
+  rt.dispatch(convPadWgsl, flatGrid64(rt, total), { src, dst }, { total, srcH, srcW, dstH, dstW, top, left });
 }
 
 function recordTranspose(rt: Runtime, src: BufferSource, dst: BufferSource, batch: number, rows: number, cols: number): void {
   const total = batch * rows * cols;
-  rt.dispatch(transposeWgsl, dispatchFlat(rt, total), { src, dst }, { total, rows, cols });
+  rt.dispatch(transposeWgsl, flatGrid64(rt, total), { src, dst }, { total, rows, cols });
 }
 
 function tiles(rt: Runtime, t: ConvTiling, rowsM: number, cols: number): { tilesM: number; tilesN: number; grid: [number, number] } {
@@ -499,21 +496,7 @@ function backwardInputCol2im(rt: Runtime, gy: Tensor<'f32'>, w: Tensor<'f32'>, g
       bBatch: gyPer,
       cBatch: colsPer,
     });
-    const total = ch.count * gxPer;
-    rt.dispatch(col2imWgsl, dispatchFlat(rt, total), { cols: colsBinding, gx: gx.gpuBindingRange(ch.start * gxPer, ch.count * gxPer) }, {
-      total,
-      C: g.cin,
-      H: g.h,
-      W: g.w,
-      KH: g.kh,
-      KW: g.kw,
-      SH: g.sh,
-      SW: g.sw,
-      PH: g.ph,
-      PW: g.pw,
-      OH: g.oh,
-      OW: g.ow,
-    });
+    recordCol2im(rt, g, colsBinding, gx.gpuBindingRange(ch.start * gxPer, ch.count * gxPer), ch.count);
   }
   cols.release();
   return gx;
@@ -591,7 +574,7 @@ export function conv2dBackwardWeight(
     });
     if (part) {
       const n = g.cout * R;
-      rt.dispatch(sumPartialsWgsl, dispatchFlat(rt, n), { part, out: gw }, { n, splits: usedSplits, accumulate: idx > 0 ? 1 : 0 });
+      rt.dispatch(sumPartialsWgsl, flatGrid64(rt, n), { part, out: gw }, { n, splits: usedSplits, accumulate: idx > 0 ? 1 : 0 });
     }
   });
   part?.release();

@@ -14,7 +14,8 @@ import { recordTextureGemm, roundUp, stridedTexture, textureGemmSupported, TEXTU
 import type { BufferSource, Runtime } from '../runtime.js';
 import { Tensor } from '../tensor.js';
 import type { Conv2dGeometry } from './conv2d.js';
-import { col2imWgsl, sumPartialsWgsl } from './conv2d.wgsl.js';
+import { flatGrid64, recordCol2im } from './col2im.js';
+import { sumPartialsWgsl } from './conv2d.wgsl.js';
 import { im2colTextureWgsl } from './im2col.wgsl.js';
 
 /** Bytes of operand textures one slice may hold (the im2col matrix of conv1 at batch 32 would be 300 MB). */
@@ -22,10 +23,6 @@ const TEXTURE_BUDGET = 128 * 1024 * 1024;
 
 export function im2colApplies(rt: Runtime): boolean {
   return textureGemmSupported(rt);
-}
-
-function flat(rt: Runtime, total: number): [number, number] {
-  return rt.grid(Math.ceil(total / 64));
 }
 
 /** Padding of a GEMM dimension used as the reduction (k blocks) or as the columns (column tiles). */
@@ -55,7 +52,7 @@ function im2col(rt: Runtime, x: BufferSource, g: Conv2dGeometry, samples: number
   const T = rt.textures.acquire({ width: Kp / 4, height: Pp, layers: samples }, 'conv2d.im2col');
   const P = g.oh * g.ow;
   const constants = { C: g.cin, H: g.h, W: g.w, KH: g.kh, KW: g.kw, SH: g.sh, SW: g.sw, PH: g.ph, PW: g.pw, OW: g.ow, P, Pp, K: g.cin * g.kh * g.kw, Kq: Kp / 4 };
-  rt.dispatch({ ...im2colTextureWgsl, constants }, flat(rt, samples * Pp * (Kp / 4)), { X: x, T }, { samples });
+  rt.dispatch({ ...im2colTextureWgsl, constants }, flatGrid64(rt, samples * Pp * (Kp / 4)), { X: x, T }, { samples });
   return T;
 }
 
@@ -118,21 +115,7 @@ export function conv2dBackwardInputIm2col(gy: Tensor<'f32'>, w: Tensor<'f32'>, g
       bLayers: 0,
     });
     rt.textures.release(A);
-    const total = ch.count * gxPer;
-    rt.dispatch(col2imWgsl, flat(rt, total), { cols: colsBinding, gx: gx.gpuBindingRange(ch.start * gxPer, total) }, {
-      total,
-      C: g.cin,
-      H: g.h,
-      W: g.w,
-      KH: g.kh,
-      KW: g.kw,
-      SH: g.sh,
-      SW: g.sw,
-      PH: g.ph,
-      PW: g.pw,
-      OH: g.oh,
-      OW: g.ow,
-    });
+    recordCol2im(rt, g, colsBinding, gx.gpuBindingRange(ch.start * gxPer, ch.count * gxPer), ch.count);
   }
   cols.release();
   rt.textures.release(B);
@@ -185,7 +168,7 @@ export function conv2dBackwardWeightIm2col(gy: Tensor<'f32'>, x: Tensor<'f32'>, 
     rt.textures.release(A);
     rt.textures.release(B);
     const n = g.cout * K;
-    rt.dispatch(sumPartialsWgsl, flat(rt, n), { part, out: gw }, { n, splits: groups, accumulate: idx > 0 ? 1 : 0 });
+    rt.dispatch(sumPartialsWgsl, flatGrid64(rt, n), { part, out: gw }, { n, splits: groups, accumulate: idx > 0 ? 1 : 0 });
   });
   part.release();
   return gw;

@@ -13,6 +13,7 @@ import { fittingChunks, type BatchChunk } from '../chunks.js';
 import { recordTextureGemm, roundUp, textureGemmPadding, textureGemmSupported, TEXTURE_GEMM_ROWS } from '../matmul/texture-gemm.js';
 import type { Runtime } from '../runtime.js';
 import { Tensor } from '../tensor.js';
+import { flatGrid64 } from './col2im.js';
 import type { Conv2dGeometry } from './conv2d.js';
 import { winogradPair, type WinogradMatrices } from './winograd-matrices.js';
 import {
@@ -35,10 +36,6 @@ export function winogradApplies(rt: Runtime, g: Conv2dGeometry): boolean {
     textureGemmSupported(rt) &&
     g.kh === 3 && g.kw === 3 && g.sh === 1 && g.sw === 1 && g.ph <= 2 && g.pw <= 2 && g.cin % 4 === 0 && g.cout % 4 === 0
   );
-}
-
-function flat(rt: Runtime, total: number): [number, number] {
-  return rt.grid(Math.ceil(total / 64));
 }
 
 interface Tiling {
@@ -99,14 +96,14 @@ function winogradConv(rt: Runtime, src: Tensor<'f32'>, U: GPUTexture, t: Tiling,
     const tiles = { tilesW: t.tilesW, tilesPerSample: t.tilesPerSample, T };
     rt.dispatch(
       winogradInputTransformKernel(f),
-      flat(rt, T * (Kp / 4)),
+      flatGrid64(rt, T * (Kp / 4)),
       { X: src.gpuBindingRange(ch.start * inPer, ch.count * inPer), V },
       { C: s.cin, H: s.h, W: s.w, padTop: s.padTop, padLeft: s.padLeft, ...tiles, Cq: Kp / 4 },
     );
     recordTextureGemm(rt, { a: V, b: U, out: { kind: 'texture', texture: M }, M: T, N: s.cout, Kp, batch: positions });
     rt.dispatch(
       winogradOutputTransformKernel(f),
-      flat(rt, T * (s.cout / 4)),
+      flatGrid64(rt, T * (s.cout / 4)),
       { M, Y: y.gpuBindingRange(ch.start * outPer, ch.count * outPer) },
       { H: s.oh, W: s.ow, ...tiles, Cq: s.cout / 4 },
     );
@@ -121,7 +118,7 @@ function transformWeights(rt: Runtime, w: Tensor<'f32'>, g: Conv2dGeometry, f: W
   const [K, N] = flip ? [g.cout, g.cin] : [g.cin, g.cout];
   const { Kp, Np } = textureGemmPadding(rt, 1, N, K);
   const U = rt.textures.acquire({ width: Np / 4, height: Kp, layers: f.alpha * f.alpha }, 'winograd.U');
-  rt.dispatch(winogradWeightTransformKernel(f), flat(rt, Kp * (Np / 4)), { w, U }, { K, N, Kp, Nq: Np / 4, cin: g.cin, flip: flip ? 1 : 0 });
+  rt.dispatch(winogradWeightTransformKernel(f), flatGrid64(rt, Kp * (Np / 4)), { w, U }, { K, N, Kp, Nq: Np / 4, cin: g.cin, flip: flip ? 1 : 0 });
   return { U, Kp };
 }
 
@@ -166,13 +163,13 @@ export function conv2dBackwardWeightWinograd(gy: Tensor<'f32'>, x: Tensor<'f32'>
     const tiles = { tilesW: t.tilesW, tilesPerSample: t.tilesPerSample, T };
     rt.dispatch(
       winogradInputTransposedTransformKernel(f),
-      flat(rt, g.cin * (Kp / 4)),
+      flatGrid64(rt, g.cin * (Kp / 4)),
       { X: x.gpuBindingRange(ch.start * inPer, ch.count * inPer), V: Vt },
       { C: g.cin, H: g.h, W: g.w, padTop: g.ph, padLeft: g.pw, ...tiles, Tq: Kp / 4 },
     );
     rt.dispatch(
       winogradGradTransformKernel(f),
-      flat(rt, Kp * (pMax.Np / 4)),
+      flatGrid64(rt, Kp * (pMax.Np / 4)),
       { G: gy.gpuBindingRange(ch.start * gyPer, ch.count * gyPer), Q },
       { C: g.cout, H: g.oh, W: g.ow, ...tiles, rows: Kp, Cq: pMax.Np / 4 },
     );
@@ -187,7 +184,7 @@ export function conv2dBackwardWeightWinograd(gy: Tensor<'f32'>, x: Tensor<'f32'>
     });
   });
   const gw = Tensor.empty(rt, [g.cout, g.cin, 3, 3], 'f32', 'conv2d.gw');
-  rt.dispatch(winogradWeightGradOutputKernel(f), flat(rt, g.cin * (g.cout / 4)), { Wt: W, GW: gw }, { Cin: g.cin, Cq: g.cout / 4, rowQ: pMax.Np / 4 });
+  rt.dispatch(winogradWeightGradOutputKernel(f), flatGrid64(rt, g.cin * (g.cout / 4)), { Wt: W, GW: gw }, { Cin: g.cin, Cq: g.cout / 4, rowQ: pMax.Np / 4 });
   rt.textures.release(Vt);
   rt.textures.release(Q);
   W.release();

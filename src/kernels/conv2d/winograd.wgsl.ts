@@ -125,6 +125,18 @@ function patchBounds(alpha: number, y0: string, x0: string, s = ''): string[] {
   return lines;
 }
 
+/**
+ * For the 4 channels cq*4 .. cq*4+3 of sample n: cJ says whether channel J exists (C need not be a multiple of 4) and
+ * pJ is the offset of its H x W plane, clamped to the last channel so that loads stay in bounds; the caller selects
+ * zero where !cJ.
+ */
+function channelQuadPlanes(): string[] {
+  return range(4).flatMap((j) => [
+    `  let c${j} = cq * 4u + ${j}u < params.C;`,
+    `  let p${j} = (n * params.C + min(cq * 4u + ${j}u, params.C - 1u)) * params.H * params.W;`,
+  ]);
+}
+
 const tileParams = `C: u32, H: u32, W: u32, padTop: i32, padLeft: i32, tilesW: u32, tilesPerSample: u32, T: u32`;
 
 /**
@@ -165,9 +177,7 @@ fn main(${flatIndex}) {
   let y0 = i32(ty * ${f.m}u) - params.padTop;
   let x0 = i32(tx * ${f.m}u) - params.padLeft;
 ${patchBounds(a, 'y0', 'x0').join('\n')}
-${range(4)
-  .map((j) => `  let c${j} = cq * 4u + ${j}u < params.C;\n  let p${j} = (n * params.C + min(cq * 4u + ${j}u, params.C - 1u)) * params.H * params.W;`)
-  .join('\n')}
+${channelQuadPlanes().join('\n')}
 ${loads.join('\n')}
 ${body.join('\n')}
 ${stores.join('\n')}
@@ -267,9 +277,7 @@ fn main(${flatIndex}) {
   let r = tc - n * params.tilesPerSample;
   let oy = (r / params.tilesW) * ${m}u;
   let ox = (r % params.tilesW) * ${m}u;
-${range(4)
-  .map((j) => `  let c${j} = cq * 4u + ${j}u < params.C;\n  let p${j} = (n * params.C + min(cq * 4u + ${j}u, params.C - 1u)) * params.H * params.W;`)
-  .join('\n')}
+${channelQuadPlanes().join('\n')}
 ${loads.join('\n')}
 ${body.join('\n')}
 ${stores.join('\n')}
