@@ -11,7 +11,7 @@ const shared = { fileParallelism: false, testTimeout: 120_000, hookTimeout: 120_
  * binding-limit slicing), the composite parity test, and the browser-only tests. New op tests under src/kernels are
  * picked up by the glob.
  */
-export const BROWSER_TESTS = ['src/kernels/**/*.test.ts', 'test/autograd/composite.test.ts', 'test/browser/**/*.browser.test.ts'];
+export const BROWSER_TESTS = ['src/kernels/**/*.test.ts', 'src/runtime/**/*.test.ts', 'test/runtime/profiling.test.ts', 'test/autograd/composite.test.ts', 'test/browser/**/*.browser.test.ts'];
 
 const chromium = findChromium();
 if (!chromium) console.warn(`\n*** browser tests SKIPPED: ${NO_CHROMIUM}\n`);

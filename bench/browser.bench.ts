@@ -14,7 +14,7 @@ import { parseArgs } from 'node:util';
 import sharp from 'sharp';
 import { Classifier } from '../src/classifier/classifier.js';
 import { decodeImage } from '../src/data/decode.js';
-import { describeAdapter } from '../src/kernels/device.js';
+import { describeAdapter } from '../src/runtime/device.js';
 import { createNodeRuntime, destroyNodeRuntime } from '../src/node/engine-node.js';
 import { CHROMIUM_COMPAT_ARGS, CHROMIUM_WEBGPU_ARGS, findChromium } from '../test/browser/chromium.js';
 import { fixtureClassifierBytes } from '../test/e2e/model-fixture.js';
@@ -141,7 +141,7 @@ async function decodeDifference(page: import('playwright').Page): Promise<unknow
     const b64 = readFileSync(file).toString('base64');
     const got = Buffer.from(
       (await page.evaluate(`(async () => {
-        const { decodeImageBlob } = await import(${JSON.stringify(`/@fs${join(REPO, 'src/web/decode-image.ts')}`)});
+        const { decodeImageBlob } = await import(${JSON.stringify(`/@fs${join(REPO, 'src/browser/decode-image.ts')}`)});
         const bytes = Uint8Array.from(atob(${JSON.stringify(b64)}), (c) => c.charCodeAt(0));
         const img = await decodeImageBlob(new Blob([bytes]), 'x');
         let s = '';

@@ -16,8 +16,8 @@ import { fileURLToPath } from 'node:url';
 import b from 'benny';
 import type { Summary } from 'benny/lib/internal/common-types.js';
 import { createNodeRuntime, destroyNodeRuntime } from '../src/node/engine-node.js';
-import { describeAdapter } from '../src/kernels/device.js';
-import { Tensor } from '../src/kernels/tensor.js';
+import { describeAdapter } from '../src/runtime/device.js';
+import { Tensor } from '../src/runtime/tensor.js';
 import { matmul } from '../src/kernels/matmul/matmul.js';
 import {
   conv2dBackwardInput,

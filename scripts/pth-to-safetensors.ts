@@ -3,7 +3,7 @@
 // float16/bfloat16/float64 tensors become float32 unless --keep-dtypes is given.
 
 import { readStateDictFile, writeSafetensorsFile } from '../src/node/weights-file.js';
-import { numElements } from '../src/nn/weights/state-dict.js';
+import { numElements } from '../src/weights/state-dict.js';
 
 async function main(argv: string[]): Promise<number> {
   const keep = argv.includes('--keep-dtypes');

@@ -3,10 +3,10 @@
 import 'uplot/dist/uPlot.min.css';
 import './style.css';
 import { Classifier, DEFAULT_CLASSES, type LabelledImage, type StepReport } from '../src/classifier/classifier.js';
-import { acquireGpu, describeAdapter, type FeatureLevel } from '../src/kernels/device.js';
-import { Runtime } from '../src/kernels/runtime.js';
+import { acquireGpu, describeAdapter, type FeatureLevel } from '../src/runtime/device.js';
+import { Runtime } from '../src/runtime/runtime.js';
 import type { RgbImage } from '../src/image/image.js';
-import { decodeImageBlob } from '../src/web/decode-image.js';
+import { decodeImageBlob } from '../src/browser/decode-image.js';
 import { TrainingChart } from './chart.js';
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {

@@ -2,7 +2,7 @@
 // `chains` independent vec4 accumulators, the loop body unrolled `unroll` times; one final store per invocation
 // keeps the compiler from removing the loop. lavapipe lowers fma() to a multiply and an add, so on it this is a
 // mul+add ceiling. FLOPs per invocation = iters * unroll * chains * 4 * 2.
-import type { KernelDef } from '../../src/kernels/kernel.js';
+import type { KernelDef } from '../../src/runtime/kernel.js';
 
 export interface FmaLoopOptions {
   chains: number;

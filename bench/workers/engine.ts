@@ -1,12 +1,12 @@
 // The engine's side of `npm run bench` (bench/run.ts starts it): end-to-end ResNet-18 steps, conv and matmul calls,
 // and the register-only FMA loop, each prepared once (warm-up run included) and then timed on request.
 import { noGrad } from '../../src/autograd/grad-mode.js';
-import { describeAdapter } from '../../src/kernels/device.js';
+import { describeAdapter } from '../../src/runtime/device.js';
 import { conv2dBackwardInput, conv2dGeometry, convLowering, conv2dBackwardWeight, conv2dForward } from '../../src/kernels/conv2d/conv2d.js';
 import { matmul } from '../../src/kernels/matmul/matmul.js';
-import { CONV_KINDS } from '../../src/kernels/profiling/op-kinds.js';
-import { Profiler } from '../../src/kernels/profiling/profiler.js';
-import { Tensor } from '../../src/kernels/tensor.js';
+import { CONV_KINDS } from '../../src/runtime/profiling/op-kinds.js';
+import { Profiler } from '../../src/runtime/profiling/profiler.js';
+import { Tensor } from '../../src/runtime/tensor.js';
 import { resnet18 } from '../../src/nn/resnet.js';
 import { SGD } from '../../src/nn/sgd.js';
 import { createNodeRuntime } from '../../src/node/engine-node.js';

@@ -2,7 +2,7 @@
 // adapter (src/node/webgpu-node.ts: same LP_NUM_THREADS and Dawn options): matmul and conv2d forward.
 // tfjs is NHWC with [KH, KW, Cin, Cout] filters; explicit padding matches PyTorch's symmetric padding.
 // A run ends with a wait on a 4-byte copy submitted after tfjs' work (mapAsync, like the engine's rt.sync()).
-import { describeAdapter } from '../../src/kernels/device.js';
+import { describeAdapter } from '../../src/runtime/device.js';
 import { nodeGpu } from '../../src/node/webgpu-node.js';
 import { timeRuns, type CaseSpec, type InfoReply, type PrepareReply, type Request, type RssReply } from '../lib/protocol.js';
 import { convOutSize, pseudoRandom } from '../lib/shapes.js';

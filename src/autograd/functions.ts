@@ -20,13 +20,13 @@ import {
 } from '../kernels/cross-entropy/cross-entropy.js';
 import { linearBackwardBias, linearBackwardInput, linearBackwardWeight, linearForward } from '../kernels/matmul/matmul.js';
 import { maxPool2dBackward, maxPool2dForward, type MaxPool2dOptions } from '../kernels/max-pool/max-pool.js';
-import { Tensor, type GradFn } from '../kernels/tensor.js';
+import { Tensor, type GradFn } from '../runtime/tensor.js';
 import { needsTape, record } from './tape.js';
 
 type Grads = (Tensor<'f32'> | null)[];
 
 // Op scopes: `rt.profiler?.begin(kind, label, flop)` ... `rt.profiler?.end()` around each op's kernels tell the
-// profiler (src/kernels/profiling) which op call the dispatches belong to. Without a profiler, `?.` skips the
+// profiler (src/runtime/profiling) which op call the dispatches belong to. Without a profiler, `?.` skips the
 // call and its arguments.
 
 const shapeOf = (t: Tensor): string => `[${t.shape.join(',')}]`;

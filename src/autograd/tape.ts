@@ -8,7 +8,7 @@
 // backward has run. In reverse topological order all of its consumers have run by then, so nothing needs it any
 // more. Leaves (parameters, inputs) are never released here; mark a non-leaf with `retain = true` to keep it.
 import { accumulate, add as addTensors } from '../kernels/elementwise/elementwise.js';
-import { Tensor, type GradFn } from '../kernels/tensor.js';
+import { Tensor, type GradFn } from '../runtime/tensor.js';
 import { isGradEnabled } from './grad-mode.js';
 
 /** True when an op on these inputs must record a GradFn. */

@@ -6,8 +6,8 @@ import { existsSync, mkdirSync, readFileSync, rmdirSync, rmSync, statSync, write
 import { join, relative, resolve } from 'node:path';
 import { DataLoader, DatasetError, DownloadError, ImageFolder, download, downloadExtract, evalTransform, trainTransform } from '../data/index.js';
 import type { Batch } from '../data/loader.js';
-import { describeAdapter } from '../kernels/device.js';
-import type { Runtime } from '../kernels/runtime.js';
+import { describeAdapter } from '../runtime/device.js';
+import type { Runtime } from '../runtime/runtime.js';
 import { resnet18, type ResNet } from '../nn/resnet.js';
 import { SGD } from '../nn/sgd.js';
 import { writeFileAtomic } from '../node/atomic-file.js';
@@ -370,7 +370,7 @@ async function train(s: Session, progress: Progress, rt: Runtime): Promise<void>
       onEpoch: async (m) => {
         const e: EpochRecord = { ...m, memory: memorySample(rt) };
         s.record.epochs.push(e);
-        s.record.kernelChoices = rt.tuner.snapshot();
+        s.record.kernelChoices = rt.tuner.usedChoices(); // the run's own shapes, not the whole tuning cache
         const { tensors, metadata } = await checkpointContents(s.model, s.optimizer, {
           epoch: m.epoch,
           seed: o.seed,

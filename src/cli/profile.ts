@@ -11,11 +11,11 @@
 import { writeFileSync, renameSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { noGrad } from '../autograd/grad-mode.js';
-import { describeAdapter } from '../kernels/device.js';
-import { Profiler, type ProfileTimer } from '../kernels/profiling/profiler.js';
-import { formatProfile, summarizeProfile, type ProfileSummary } from '../kernels/profiling/report.js';
-import type { Runtime } from '../kernels/runtime.js';
-import { Tensor } from '../kernels/tensor.js';
+import { describeAdapter } from '../runtime/device.js';
+import { Profiler, type ProfileTimer } from '../runtime/profiling/profiler.js';
+import { formatProfile, summarizeProfile, type ProfileSummary } from '../runtime/profiling/report.js';
+import type { Runtime } from '../runtime/runtime.js';
+import { Tensor } from '../runtime/tensor.js';
 import { resnet18, type ResNet } from '../nn/resnet.js';
 import { SGD } from '../nn/sgd.js';
 import { createNodeRuntime, destroyNodeRuntime } from '../node/engine-node.js';

@@ -1,4 +1,4 @@
-// The pure image code shared by Node (src/data) and the browser page (src/web): 8-bit RGB images, Pillow's
+// The pure image code shared by Node (src/data) and the browser page (src/browser): 8-bit RGB images, Pillow's
 // bilinear resize, and torchvision's transforms. Web-standard: typed arrays only.
 export type { RgbImage, Box } from './image.js';
 export { crop, flipHorizontal, checkImage, rgbFromRgba } from './image.js';

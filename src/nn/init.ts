@@ -1,6 +1,6 @@
 // Parameter initialisation as torch.nn.init, drawn on the CPU from a seeded generator and uploaded once.
 import { Random } from '../util/random.js';
-import { Tensor } from '../kernels/tensor.js';
+import { Tensor } from '../runtime/tensor.js';
 
 export type Generator = Random;
 

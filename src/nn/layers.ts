@@ -10,8 +10,8 @@ import {
   type BatchNormState,
 } from '../autograd/functions.js';
 import { releaseIntermediate } from '../autograd/tape.js';
-import type { Runtime } from '../kernels/runtime.js';
-import { Tensor } from '../kernels/tensor.js';
+import type { Runtime } from '../runtime/runtime.js';
+import { Tensor } from '../runtime/tensor.js';
 import { defaultBiasInit, defaultWeightInit, generator, type Generator } from './init.js';
 import { Module, type CounterBuffer } from './module.js';
 

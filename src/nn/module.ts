@@ -1,8 +1,8 @@
 // Modules with PyTorch's shape: parameters, buffers and children found by name, state_dict() in torch's order
 // (a module's own parameters, then its buffers, then each child's, recursively), train()/eval().
-import { Tensor } from '../kernels/tensor.js';
-import type { Runtime } from '../kernels/runtime.js';
-import { toFloat32, type StateDict, type TensorData } from './weights/state-dict.js';
+import { Tensor } from '../runtime/tensor.js';
+import type { Runtime } from '../runtime/runtime.js';
+import { toFloat32, type StateDict, type TensorData } from '../weights/state-dict.js';
 
 
 /** A module's non-tensor buffer that still belongs in the state dict (num_batches_tracked is an int64 counter). */

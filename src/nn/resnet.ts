@@ -2,8 +2,8 @@
 // layer1.0.conv1 ... layer4.1.bn2, layer2.0.downsample.0/1, fc), so its state dicts load as they are.
 import { flatten } from '../autograd/functions.js';
 import { releaseIntermediate } from '../autograd/tape.js';
-import type { Runtime } from '../kernels/runtime.js';
-import type { Tensor } from '../kernels/tensor.js';
+import type { Runtime } from '../runtime/runtime.js';
+import type { Tensor } from '../runtime/tensor.js';
 import { generator, kaimingNormalFanOut, xavierUniform, type Generator } from './init.js';
 import { AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Linear, MaxPool2d, ReLU, Sequential } from './layers.js';
 import { Module } from './module.js';

@@ -4,8 +4,8 @@
 import { noGrad } from '../autograd/grad-mode.js';
 import { zeroGrad } from '../autograd/tape.js';
 import { sgdUpdate, type SgdHyper } from '../kernels/sgd/sgd.js';
-import { Tensor } from '../kernels/tensor.js';
-import type { StateDict } from './weights/state-dict.js';
+import { Tensor } from '../runtime/tensor.js';
+import type { StateDict } from '../weights/state-dict.js';
 
 export interface SgdOptions {
   lr: number;

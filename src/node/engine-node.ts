@@ -1,19 +1,31 @@
-// Node entry: a runtime on Dawn's best adapter (Dawn's backend/adapter/toggles given flat, as the CLIs pass them).
-import { createRuntime } from '../kernels/engine.js';
-import type { DeviceOptions, NodeGpuOptions } from '../kernels/device.js';
-import type { Runtime, RuntimeOptions } from '../kernels/runtime.js';
-import { DEFAULT_LP_NUM_THREADS } from './webgpu-node.js';
+// Node entry: Dawn's WebGPU handed to the web-standard engine (src/runtime knows nothing of Node), with Dawn's
+// backend/adapter/toggles given flat, as the CLIs pass them.
+import { acquireGpu, type DeviceOptions, type GpuContext } from '../runtime/device.js';
+import { createRuntime } from '../runtime/engine.js';
+import type { Runtime, RuntimeOptions } from '../runtime/runtime.js';
+import { DEFAULT_LP_NUM_THREADS, nodeGpu, releaseNodeGpu, type NodeGpuOptions } from './webgpu-node.js';
+
+export type NodeDeviceOptions = NodeGpuOptions & Omit<DeviceOptions, 'gpu' | 'releaseGpu'>;
+
+async function withDawn(options: NodeDeviceOptions): Promise<DeviceOptions> {
+  const { backend, adapter, dawnOptions, ...rest } = options;
+  const gpu = await nodeGpu({ backend, adapter, dawnOptions });
+  // lavapipe's thread count changes which kernel variant is fastest (webgpu-node.ts applies the default).
+  const driverSettings = rest.driverSettings ?? `LP_NUM_THREADS=${process.env.LP_NUM_THREADS ?? DEFAULT_LP_NUM_THREADS}`;
+  return { ...rest, gpu, releaseGpu: releaseNodeGpu, driverSettings };
+}
+
+/** acquireGpu() on the process's Dawn instance. */
+export async function acquireNodeGpu(options: NodeDeviceOptions = {}): Promise<GpuContext> {
+  return acquireGpu(await withDawn(options));
+}
 
 /**
  * A runtime on the process's Dawn instance. Pass `tuningStore: nodeTuningStore()` (src/node/tuning-store.ts) to keep
  * measured kernel choices between runs; without it (tests) every run starts from the built-in defaults.
  */
-export async function createNodeRuntime(options: NodeGpuOptions & DeviceOptions & RuntimeOptions = {}): Promise<Runtime> {
-  const { backend, adapter, dawnOptions, ...rest } = options;
-  const node = { backend, adapter, dawnOptions, ...rest.node };
-  // lavapipe's thread count changes which kernel variant is fastest (webgpu-node.ts applies the default).
-  const driverSettings = rest.driverSettings ?? `LP_NUM_THREADS=${process.env.LP_NUM_THREADS ?? DEFAULT_LP_NUM_THREADS}`;
-  return createRuntime({ ...rest, node, driverSettings });
+export async function createNodeRuntime(options: NodeDeviceOptions & RuntimeOptions = {}): Promise<Runtime> {
+  return createRuntime(await withDawn(options));
 }
 
 /** Destroys the runtime's device and drops the Dawn instance so the process can exit. */

@@ -1,9 +1,9 @@
-// Node: measured kernel choices (src/kernels/autotune.ts) in <cache dir>/kernel-tuning.json, one entry per adapter
+// Node: measured kernel choices (src/runtime/autotune.ts) in <cache dir>/kernel-tuning.json, one entry per adapter
 // identity, written atomically. A missing or unreadable file only means measuring again.
 import { readFile, mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { defaultCacheDir } from '../data/download.js';
-import type { TuningStore } from '../kernels/autotune.js';
+import type { TuningStore } from '../runtime/autotune.js';
 import { writeFileAtomic } from './atomic-file.js';
 
 export function nodeTuningStore(cacheDir: string = defaultCacheDir()): TuningStore & { path: string } {

@@ -1,11 +1,18 @@
-// Node-only: creates the WebGPU entry point (navigator.gpu's equivalent) from Dawn's Node bindings.
-// acquireGpu() (src/kernels/device.ts) loads this module under Node only; a page uses navigator.gpu.
+// Node-only: creates the WebGPU entry point (navigator.gpu's equivalent) from Dawn's Node bindings, which
+// src/node/engine-node.ts hands to acquireGpu() (src/runtime/device.ts); a page uses navigator.gpu.
 import { tmpdir } from 'node:os';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { NodeGpuOptions } from '../kernels/device.js';
 
-export type { NodeGpuOptions };
+/** Dawn-only settings. */
+export interface NodeGpuOptions {
+  /** Dawn backend: 'vulkan', 'metal', 'd3d12', 'null'... Default: env HOTDOG_WEBGPU_BACKEND, else Dawn's choice. */
+  backend?: string;
+  /** Adapter name as Dawn lists it. Default: env HOTDOG_WEBGPU_ADAPTER, else Dawn's choice. */
+  adapter?: string;
+  /** Extra Dawn toggles/options passed to create(), e.g. 'enable-dawn-features=...'. */
+  dawnOptions?: string[];
+}
 
 /**
  * llvmpipe (lavapipe) reads LP_NUM_THREADS once, when the driver loads; more threads than cores measured

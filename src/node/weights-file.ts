@@ -1,13 +1,13 @@
-// Node file access for weight files; the parsing itself lives in src/nn/weights (browser-safe).
+// Node file access for weight files; the parsing itself lives in src/weights (browser-safe).
 
 import { readFile } from 'node:fs/promises';
 
 import { AtomicWriteError, writeFileAtomic } from './atomic-file.js';
 
-import { detectWeightFormat } from '../nn/weights/format.js';
-import { readPth, type ReadPthOptions } from '../nn/weights/pth.js';
-import { parseSafetensors, serializeSafetensors, type Safetensors } from '../nn/weights/safetensors.js';
-import type { StateDict } from '../nn/weights/state-dict.js';
+import { detectWeightFormat } from '../weights/format.js';
+import { readPth, type ReadPthOptions } from '../weights/pth.js';
+import { parseSafetensors, serializeSafetensors, type Safetensors } from '../weights/safetensors.js';
+import type { StateDict } from '../weights/state-dict.js';
 
 /** Any failure reading or writing a weight file; the message starts with the file's path. */
 export class WeightFileError extends Error {
@@ -26,7 +26,7 @@ function wrap(path: string, e: unknown): WeightFileError {
   return new WeightFileError(path, e instanceof Error ? e.message : String(e), { cause: e });
 }
 
-export { detectWeightFormat, type WeightFileFormat } from '../nn/weights/format.js';
+export { detectWeightFormat, type WeightFileFormat } from '../weights/format.js';
 
 /** Reads a torch.save zip checkpoint (.pth/.pt) or a safetensors file into a state dict. */
 export async function readStateDictFile(path: string, options: ReadPthOptions = {}): Promise<StateDict> {

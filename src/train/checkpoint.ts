@@ -12,7 +12,7 @@
 // Web-standard: the caller reads/writes the bytes.
 import type { Module } from '../nn/module.js';
 import { sgdStateFromTensors, sgdStateToTensors, type SGD, type SgdStateDict } from '../nn/sgd.js';
-import type { StateDict } from '../nn/weights/state-dict.js';
+import type { StateDict } from '../weights/state-dict.js';
 import { checkRunRecord, type RunRecord } from './run-record.js';
 
 export const CHECKPOINT_FORMAT = 'hotdog-webgpu-checkpoint/1';

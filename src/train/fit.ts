@@ -5,8 +5,8 @@ import { crossEntropy } from '../autograd/functions.js';
 import { noGrad } from '../autograd/grad-mode.js';
 import { backward } from '../autograd/tape.js';
 import { accuracyCount } from '../kernels/accuracy/accuracy.js';
-import type { Runtime } from '../kernels/runtime.js';
-import { Tensor } from '../kernels/tensor.js';
+import type { Runtime } from '../runtime/runtime.js';
+import { Tensor } from '../runtime/tensor.js';
 import type { Module } from '../nn/module.js';
 import type { SGD } from '../nn/sgd.js';
 
@@ -129,7 +129,7 @@ export interface FitOptions {
   onBatch?: (p: BatchProgress) => void;
   /** Called when the test pass of a (1-based) epoch starts. */
   onTestStart?: (epoch: number) => void;
-  /** Lines about kernel variants measured after the first step (src/kernels/autotune.ts). */
+  /** Lines about kernel variants measured after the first step (src/runtime/autotune.ts). */
   onTune?: (line: string) => void;
   now?: () => number;
 }
@@ -137,7 +137,7 @@ export interface FitOptions {
 /**
  * Meets every kernel shape of a training step on this batch's shape, without training: a forward and backward pass
  * on zeros in eval mode (so BatchNorm's running statistics stay as they are), gradients discarded; then measures
- * the kernel variants the runtime's tuner has to choose between (src/kernels/autotune.ts). Done before the first
+ * the kernel variants the runtime's tuner has to choose between (src/runtime/autotune.ts). Done before the first
  * step, so every step of a run computes with the same variants (they round differently).
  */
 export async function tuneKernels(model: Module, optimizer: SGD, batch: HostBatch, log?: (line: string) => void): Promise<void> {

@@ -1,10 +1,10 @@
 // The chapter's four ways to start a run (d2l's fine-tuning chapter and its exercises), as model + parameter
 // groups. Web-standard: the pretrained weights come in as a state dict.
-import type { Runtime } from '../kernels/runtime.js';
-import type { Tensor } from '../kernels/tensor.js';
+import type { Runtime } from '../runtime/runtime.js';
+import type { Tensor } from '../runtime/tensor.js';
 import { replaceHead, resnet18, type ResNet } from '../nn/resnet.js';
 import type { ParamGroup } from '../nn/sgd.js';
-import { toFloat32, type StateDict } from '../nn/weights/state-dict.js';
+import { toFloat32, type StateDict } from '../weights/state-dict.js';
 
 export const MODES = ['finetune', 'scratch', 'frozen', 'hotdog-head'] as const;
 export type Mode = (typeof MODES)[number];

@@ -67,7 +67,7 @@ export interface RunRecord {
   epochs: EpochRecord[];
   trace: TracePoint[];
   /**
-   * The engine's measured kernel choices (src/kernels/autotune.ts) the run computed with; a resume uses them again.
+   * The engine's measured kernel choices (src/runtime/autotune.ts) the run computed with; a resume uses them again.
    * Absent in PyTorch's records.
    */
   kernelChoices?: Record<string, string>;

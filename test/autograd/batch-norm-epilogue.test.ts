@@ -5,8 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { add, batchNorm2d, flatten, linear, relu, sum, type BatchNormState } from '../../src/autograd/functions.js';
 import { noGrad } from '../../src/autograd/grad-mode.js';
 import { backward, zeroGrad } from '../../src/autograd/tape.js';
-import type { Runtime } from '../../src/kernels/runtime.js';
-import { Tensor } from '../../src/kernels/tensor.js';
+import type { Runtime } from '../../src/runtime/runtime.js';
+import { Tensor } from '../../src/runtime/tensor.js';
 import { maxRelError, randn, uniform } from '../helpers/gradcheck.js';
 import { testRuntime } from '../helpers/gpu.js';
 

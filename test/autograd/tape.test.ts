@@ -1,5 +1,5 @@
 import { describe, expect, it, vi } from 'vitest';
-import { Tensor } from '../../src/kernels/tensor.js';
+import { Tensor } from '../../src/runtime/tensor.js';
 import { add, crossEntropy, flatten, mean, relu, sum } from '../../src/autograd/functions.js';
 import { backward, zeroGrad } from '../../src/autograd/tape.js';
 import { noGrad } from '../../src/autograd/grad-mode.js';

@@ -1,8 +1,8 @@
 // Runs in headless Chromium (the browser project): the page's WebGPU adapter, found through the same acquireGpu()
 // as under Node, and a kernel round trip on it.
 import { expect, it } from 'vitest';
-import { describeAdapter } from '../../src/kernels/device.js';
-import { Tensor } from '../../src/kernels/tensor.js';
+import { describeAdapter } from '../../src/runtime/device.js';
+import { Tensor } from '../../src/runtime/tensor.js';
 import { sumAll } from '../../src/kernels/reduce/sum.js';
 import { testRuntime } from '../helpers/gpu.js';
 

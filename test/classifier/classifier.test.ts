@@ -3,10 +3,10 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { Classifier, IMAGENET_HOTDOG } from '../../src/classifier/classifier.js';
 import type { RgbImage } from '../../src/image/image.js';
-import type { Runtime } from '../../src/kernels/runtime.js';
-import { classNamesMetadata, readClassNames } from '../../src/nn/weights/classes.js';
-import { parseSafetensors, serializeSafetensors } from '../../src/nn/weights/safetensors.js';
-import { readPth } from '../../src/nn/weights/pth.js';
+import type { Runtime } from '../../src/runtime/runtime.js';
+import { classNamesMetadata, readClassNames } from '../../src/weights/classes.js';
+import { parseSafetensors, serializeSafetensors } from '../../src/weights/safetensors.js';
+import { readPth } from '../../src/weights/pth.js';
 import { fixtureClassifierBytes, fixturePthBytes } from '../e2e/model-fixture.js';
 import { testRuntime } from '../helpers/gpu.js';
 

@@ -62,7 +62,7 @@ const readRecord = (dir: string): RunRecord => JSON.parse(readFileSync(join(dir,
 beforeAll(async () => {
   tmp = mkdtempSync(join(tmpdir(), 'finetune-cli-'));
   // The child runs keep their measured kernel choices here, not in the user's cache: the uninterrupted run measures
-  // them, the run that is killed and resumed finds and uses the same ones (src/kernels/autotune.ts).
+  // them, the run that is killed and resumed finds and uses the same ones (src/runtime/autotune.ts).
   process.env.HOTDOG_CACHE_DIR = join(tmp, 'cache');
   data = await writeTinyImageFolder(join(tmp, 'data'), { trainPerClass: [4, 3], testPerClass: 2 });
   await writeTinyImageFolder(join(tmp, 'other'), { classes: ['cat', 'hotdog'], trainPerClass: 1, testPerClass: 1 });

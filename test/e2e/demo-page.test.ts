@@ -17,14 +17,14 @@ import type { ViteDevServer } from 'vite';
 import { Classifier } from '../../src/classifier/classifier.js';
 import { decodeImage } from '../../src/data/decode.js';
 import type { RgbImage } from '../../src/image/image.js';
-import type { Runtime } from '../../src/kernels/runtime.js';
-import { readClassNames } from '../../src/nn/weights/classes.js';
-import { parseSafetensors } from '../../src/nn/weights/safetensors.js';
+import type { Runtime } from '../../src/runtime/runtime.js';
+import { readClassNames } from '../../src/weights/classes.js';
+import { parseSafetensors } from '../../src/weights/safetensors.js';
 import { createNodeRuntime, destroyNodeRuntime } from '../../src/node/engine-node.js';
 import { CHROMIUM_COMPAT_ARGS, CHROMIUM_WEBGPU_ARGS, findChromium, NO_CHROMIUM } from '../browser/chromium.js';
 import { fixtureClassifierBytes, fixturePthBytes } from './model-fixture.js';
 
-const REPO = fileURLToPath(new URL('../../', import.meta.url));
+const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const IMAGES = ['0-test_not-hotdog_24159.jpg', '1-test_not-hotdog_24844.jpg', '2-train_hotdog_1.jpg', '3-test_not-hotdog_26078.jpg'].map((f) =>
   join(REPO, 'fixtures/transforms/images', f),
 );
@@ -149,7 +149,7 @@ describe.skipIf(!chromiumPath)('demo page in headless Chromium', () => {
   });
 
   it('decodes: PNG exactly as sharp; JPEG within a few levels (measured)', async () => {
-    const decoder = `/@fs${join(REPO, 'src/web/decode-image.ts')}`;
+    const decoder = `/@fs${join(REPO, 'src/browser/decode-image.ts')}`;
     const files = [...IMAGES, ...pngs].map((p) => ({ name: basename(p), base64: readFileSync(p).toString('base64') }));
     // A string, so vitest's transform of this file leaves the page-side dynamic import alone.
     const decoded = (await page.evaluate(`(async () => {

@@ -4,10 +4,10 @@
 // names, class names in metadata "classes").
 import { readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
-import { classNamesMetadata } from '../../src/nn/weights/classes.js';
-import { readPth } from '../../src/nn/weights/pth.js';
-import { serializeSafetensors } from '../../src/nn/weights/safetensors.js';
-import { toFloat32, type StateDict } from '../../src/nn/weights/state-dict.js';
+import { classNamesMetadata } from '../../src/weights/classes.js';
+import { readPth } from '../../src/weights/pth.js';
+import { serializeSafetensors } from '../../src/weights/safetensors.js';
+import { toFloat32, type StateDict } from '../../src/weights/state-dict.js';
 
 export function fixturePthBytes(): Uint8Array {
   return new Uint8Array(gunzipSync(readFileSync(new URL('../../fixtures/resnet18/resnet18-seed0.pth.gz', import.meta.url))));

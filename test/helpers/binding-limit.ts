@@ -1,4 +1,4 @@
-import type { Runtime } from '../../src/kernels/runtime.js';
+import type { Runtime } from '../../src/runtime/runtime.js';
 
 /**
  * Runs fn with rt.bindingLimit set to `limit` (so ops bind their tensors in slices, as over lavapipe's 128 MiB),

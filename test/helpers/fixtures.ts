@@ -1,8 +1,8 @@
 // PyTorch fixtures of the op tests (fixtures/ops/*.json, written by scripts/fixtures/): reading them and turning
 // their tensors into GPU tensors.
 import { expect } from 'vitest';
-import type { Runtime } from '../../src/kernels/runtime.js';
-import { Tensor } from '../../src/kernels/tensor.js';
+import type { Runtime } from '../../src/runtime/runtime.js';
+import { Tensor } from '../../src/runtime/tensor.js';
 import { maxRelError } from './gradcheck.js';
 import { readRepoText } from './repo-file.js';
 

@@ -1,9 +1,11 @@
 // One runtime per test file (each vitest file runs in its own process or page), destroyed after the file's tests.
-// The device comes from acquireGpu(): Dawn under Node, navigator.gpu in the browser project.
+// The device comes from acquireGpu(): navigator.gpu in the browser project, Dawn (src/node) under Node.
 import { afterAll } from 'vitest';
-import { createRuntime } from '../../src/kernels/engine.js';
-import type { Runtime } from '../../src/kernels/runtime.js';
-import type { FeatureLevel } from '../../src/kernels/device.js';
+import { createRuntime } from '../../src/runtime/engine.js';
+import type { RuntimeOptions } from '../../src/runtime/runtime.js';
+import type { DeviceOptions } from '../../src/runtime/device.js';
+import type { Runtime } from '../../src/runtime/runtime.js';
+import type { FeatureLevel } from '../../src/runtime/device.js';
 
 let rt: Promise<Runtime> | null = null;
 
@@ -21,9 +23,18 @@ function featureLevel(): FeatureLevel | undefined {
   return level;
 }
 
+/** Where Node's runtime comes from: a variable, so that the browser project's bundler leaves src/node out. */
+const NODE_ENGINE = '../../src/node/engine-node.js';
+
+async function newRuntime(options: DeviceOptions & RuntimeOptions): Promise<Runtime> {
+  if ((globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu) return createRuntime(options);
+  const node = (await import(/* @vite-ignore */ NODE_ENGINE)) as typeof import('../../src/node/engine-node.js');
+  return node.createNodeRuntime(options);
+}
+
 export function testRuntime(): Promise<Runtime> {
   if (!rt) {
-    rt = createRuntime({ featureLevel: featureLevel(), limits: env()?.HOTDOG_TEST_LIMITS === 'defaults' ? 'defaults' : 'adapter' });
+    rt = newRuntime({ featureLevel: featureLevel(), limits: env()?.HOTDOG_TEST_LIMITS === 'defaults' ? 'defaults' : 'adapter' });
     afterAll(async () => {
       if (rt) (await rt).destroy();
       rt = null;

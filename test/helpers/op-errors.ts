@@ -1,5 +1,5 @@
 import { expect } from 'vitest';
-import type { Runtime } from '../../src/kernels/runtime.js';
+import type { Runtime } from '../../src/runtime/runtime.js';
 
 /** fn throws an Error whose message matches `message`, having recorded no GPU work before it did. */
 export function expectOpError(rt: Runtime, fn: () => unknown, message: RegExp): void {

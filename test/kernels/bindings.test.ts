@@ -14,18 +14,18 @@ import { batchNormBackward, batchNormEvalBackward, batchNormEvalForward, batchNo
 import { conv2dBackwardBias, conv2dBackwardInput, conv2dBackwardWeight, conv2dForward } from '../../src/kernels/conv2d/conv2d.js';
 import { crossEntropyBackward, crossEntropyBackwardMean, crossEntropyBackwardScaled, crossEntropyForward } from '../../src/kernels/cross-entropy/cross-entropy.js';
 import { accumulate, add, broadcastScalar, reluBackward, reluForward, scaleByTensor } from '../../src/kernels/elementwise/elementwise.js';
-import { reflectKernel, type KernelDef } from '../../src/kernels/kernel.js';
+import { reflectKernel, type KernelDef } from '../../src/runtime/kernel.js';
 import { linearBackwardBias, linearBackwardInput, linearBackwardWeight, linearForward, matmul } from '../../src/kernels/matmul/matmul.js';
 import { textureGemmSupported } from '../../src/kernels/matmul/texture-gemm.js';
 import { maxPool2dBackward, maxPool2dForward } from '../../src/kernels/max-pool/max-pool.js';
 import { sumAll } from '../../src/kernels/reduce/sum.js';
-import type { Runtime } from '../../src/kernels/runtime.js';
+import type { Runtime } from '../../src/runtime/runtime.js';
 import { sgdUpdate } from '../../src/kernels/sgd/sgd.js';
-import { Tensor } from '../../src/kernels/tensor.js';
+import { Tensor } from '../../src/runtime/tensor.js';
 import { randn } from '../helpers/gradcheck.js';
 import { testRuntime } from '../helpers/gpu.js';
 
-const KERNELS_DIR = fileURLToPath(new URL('../../src/kernels/', import.meta.url));
+const KERNELS_DIR = fileURLToPath(new URL('../../src/kernels', import.meta.url));
 
 function wgslModules(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>

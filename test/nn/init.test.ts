@@ -6,8 +6,8 @@
 // under the stated distribution (a correct init misses by chance with probability about 6e-7 per check), while a
 // wrong fan (fan_in for fan_out) or distribution (uniform for normal) misses by tens of standard errors.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Runtime } from '../../src/kernels/runtime.js';
-import { Tensor } from '../../src/kernels/tensor.js';
+import type { Runtime } from '../../src/runtime/runtime.js';
+import { Tensor } from '../../src/runtime/tensor.js';
 import { fans, generator, kaimingNormalFanOut } from '../../src/nn/init.js';
 import { Linear } from '../../src/nn/layers.js';
 import { resnet18, type ResNet } from '../../src/nn/resnet.js';

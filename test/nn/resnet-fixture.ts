@@ -3,11 +3,11 @@ import { readFileSync, mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { parseSafetensors } from '../../src/nn/weights/safetensors.js';
-import { toFloat32, type StateDict } from '../../src/nn/weights/state-dict.js';
+import { parseSafetensors } from '../../src/weights/safetensors.js';
+import { toFloat32, type StateDict } from '../../src/weights/state-dict.js';
 import { readStateDictFile } from '../../src/node/weights-file.js';
 
-const DIR = new URL('../../fixtures/resnet18/', import.meta.url);
+const DIR = new URL('../../fixtures/resnet18', import.meta.url);
 
 /** The checkpoint as torch.save wrote it, read through the engine's .pth reader from a real file. */
 export async function loadFixtureCheckpoint(): Promise<StateDict> {

@@ -3,12 +3,12 @@
 import { describe, expect, it } from 'vitest';
 import { crossEntropy } from '../../src/autograd/functions.js';
 import { backward } from '../../src/autograd/tape.js';
-import type { Runtime } from '../../src/kernels/runtime.js';
-import { Tensor } from '../../src/kernels/tensor.js';
+import type { Runtime } from '../../src/runtime/runtime.js';
+import { Tensor } from '../../src/runtime/tensor.js';
 import { generator } from '../../src/nn/init.js';
 import { Flatten, Linear, ReLU, Sequential } from '../../src/nn/layers.js';
 import { SGD, sgdStateFromTensors, sgdStateToTensors } from '../../src/nn/sgd.js';
-import { parseSafetensors, serializeSafetensors } from '../../src/nn/weights/safetensors.js';
+import { parseSafetensors, serializeSafetensors } from '../../src/weights/safetensors.js';
 import { randn } from '../helpers/gradcheck.js';
 import { testRuntime } from '../helpers/gpu.js';
 

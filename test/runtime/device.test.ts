@@ -1,13 +1,14 @@
 // GPU acquisition: the compatibility-mode fallback, what the context tells kernels, and the runtime's refusal (by
 // kernel name) of kernels a device's limits or features cannot run.
 import { afterAll, describe, expect, it } from 'vitest';
-import { acquireGpu, describeAdapter, type GpuContext } from '../../src/kernels/device.js';
-import type { KernelDef } from '../../src/kernels/kernel.js';
-import { reflectKernel } from '../../src/kernels/kernel.js';
-import { checkFitsDevice, Runtime } from '../../src/kernels/runtime.js';
+import { acquireGpu, describeAdapter, type GpuContext } from '../../src/runtime/device.js';
+import type { KernelDef } from '../../src/runtime/kernel.js';
+import { reflectKernel } from '../../src/runtime/kernel.js';
+import { checkFitsDevice, Runtime } from '../../src/runtime/runtime.js';
 import { matmul } from '../../src/kernels/matmul/matmul.js';
-import { Tensor } from '../../src/kernels/tensor.js';
+import { Tensor } from '../../src/runtime/tensor.js';
 import { nodeGpu } from '../../src/node/webgpu-node.js';
+import { acquireNodeGpu } from '../../src/node/engine-node.js';
 import { matmulRef } from '../../src/kernels/matmul/matmul.reference.js';
 import { maxRelError, randn } from '../helpers/gradcheck.js';
 import { resnet18 } from '../../src/nn/resnet.js';
@@ -21,7 +22,7 @@ afterAll(() => {
 });
 
 async function context(options: Parameters<typeof acquireGpu>[0]): Promise<GpuContext> {
-  const ctx = await acquireGpu(options);
+  const ctx = options?.gpu ? await acquireGpu(options) : await acquireNodeGpu(options);
   contexts.push(ctx);
   return ctx;
 }
@@ -66,7 +67,7 @@ describe('acquireGpu', () => {
 });
 
 it('a ResNet-18 training step runs on a compatibility-mode device with only the default limits (the weakest device)', async () => {
-  const rt = new Runtime(await acquireGpu({ featureLevel: 'compatibility', limits: 'defaults' }));
+  const rt = new Runtime(await acquireNodeGpu({ featureLevel: 'compatibility', limits: 'defaults' }));
   try {
     expect(rt.ctx.limits.maxComputeInvocationsPerWorkgroup).toBe(128);
     const model = resnet18(rt, { numClasses: 3 });

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { Tensor } from '../../src/kernels/tensor.js';
-import type { KernelDef } from '../../src/kernels/kernel.js';
-import { acquireGpu, describeAdapter } from '../../src/kernels/device.js';
+import { Tensor } from '../../src/runtime/tensor.js';
+import type { KernelDef } from '../../src/runtime/kernel.js';
+import { acquireGpu, describeAdapter } from '../../src/runtime/device.js';
 import { withBindingLimit } from '../helpers/binding-limit.js';
 import { testRuntime } from '../helpers/gpu.js';
 

@@ -2,8 +2,8 @@
 // thousands of mapAsync waits. The runtime waits only with mapAsync; this runs 5,000 submit+wait cycles of real
 // kernels, alternating fence waits (sync) and readbacks, and checks the arithmetic all the way through.
 import { expect, it } from 'vitest';
-import { Tensor } from '../../src/kernels/tensor.js';
-import type { KernelDef } from '../../src/kernels/kernel.js';
+import { Tensor } from '../../src/runtime/tensor.js';
+import type { KernelDef } from '../../src/runtime/kernel.js';
 import { testRuntime } from '../helpers/gpu.js';
 
 const addOne: KernelDef = {

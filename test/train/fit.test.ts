@@ -3,7 +3,7 @@
 // clock, a last batch smaller than the others, the update order (each batch sees the previous step's weights),
 // resuming at a later epoch, and the stop on a non-finite loss.
 import { describe, expect, it } from 'vitest';
-import type { Runtime } from '../../src/kernels/runtime.js';
+import type { Runtime } from '../../src/runtime/runtime.js';
 import { Flatten, Linear, Sequential } from '../../src/nn/layers.js';
 import { SGD } from '../../src/nn/sgd.js';
 import { fit, NonFiniteLossError, type BatchProgress, type EpochMetrics, type HostBatch } from '../../src/train/fit.js';

@@ -1,8 +1,8 @@
 // The four modes: which weights each run starts from, which parameters train, at which learning rates.
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { Runtime } from '../../src/kernels/runtime.js';
+import type { Runtime } from '../../src/runtime/runtime.js';
 import { resnet18 } from '../../src/nn/resnet.js';
-import type { StateDict } from '../../src/nn/weights/state-dict.js';
+import type { StateDict } from '../../src/weights/state-dict.js';
 import { createModel, hotdogClassIndex, IMAGENET_HOTDOG_CLASS, modeDefaults, parameterGroups } from '../../src/train/modes.js';
 import { testRuntime } from '../helpers/gpu.js';
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { CLASSES_METADATA_KEY, classNamesMetadata, readClassNames } from '../../src/nn/weights/classes.js';
-import { detectWeightFormat, readWeightBytes } from '../../src/nn/weights/format.js';
-import { parseSafetensors, serializeSafetensors } from '../../src/nn/weights/safetensors.js';
+import { CLASSES_METADATA_KEY, classNamesMetadata, readClassNames } from '../../src/weights/classes.js';
+import { detectWeightFormat, readWeightBytes } from '../../src/weights/format.js';
+import { parseSafetensors, serializeSafetensors } from '../../src/weights/safetensors.js';
 
 describe('class names in weight-file metadata', () => {
   it('round-trips through a safetensors file under the key "classes"', () => {

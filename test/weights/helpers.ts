@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-import { tensorBytes, type StateDict } from '../../src/nn/weights/state-dict.js';
+import { tensorBytes, type StateDict } from '../../src/weights/state-dict.js';
 
 export function fixturePath(name: string): string {
   return fileURLToPath(new URL(`../../fixtures/weights/${name}`, import.meta.url));

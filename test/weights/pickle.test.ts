@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 
-import { PickleDict, PickleError, isTuple, unpickle, type PickleValue } from '../../src/nn/weights/pickle.js';
+import { PickleDict, PickleError, isTuple, unpickle, type PickleValue } from '../../src/weights/pickle.js';
 
 const noGlobals = { resolveGlobal: (): PickleValue | undefined => undefined };
 const enc = new TextEncoder();

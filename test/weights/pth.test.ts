@@ -1,9 +1,9 @@
 import { zipSync } from 'fflate';
 import { describe, expect, it } from 'vitest';
 
-import { readPth } from '../../src/nn/weights/pth.js';
-import { parseSafetensors } from '../../src/nn/weights/safetensors.js';
-import { WeightFormatError, float16BitsToNumber, toFloat32 } from '../../src/nn/weights/state-dict.js';
+import { readPth } from '../../src/weights/pth.js';
+import { parseSafetensors } from '../../src/weights/safetensors.js';
+import { WeightFormatError, float16BitsToNumber, toFloat32 } from '../../src/weights/state-dict.js';
 import { describeDiff, fixture } from './helpers.js';
 
 describe('readPth on a torch.save state dict', () => {

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 
-import { readPth } from '../../src/nn/weights/pth.js';
-import { parseSafetensors, serializeSafetensors } from '../../src/nn/weights/safetensors.js';
-import { WeightFormatError, type StateDict, type TensorData } from '../../src/nn/weights/state-dict.js';
+import { readPth } from '../../src/weights/pth.js';
+import { parseSafetensors, serializeSafetensors } from '../../src/weights/safetensors.js';
+import { WeightFormatError, type StateDict, type TensorData } from '../../src/weights/state-dict.js';
 import { describeDiff, fixture } from './helpers.js';
 
 function sampleDict(): StateDict {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { WeightFileError, readStateDictFile, writeSafetensorsFile } from '../../src/node/weights-file.js';
-import { readPth } from '../../src/nn/weights/pth.js';
+import { readPth } from '../../src/weights/pth.js';
 import { describeDiff, fixture, fixturePath } from './helpers.js';
 
 let dir: string;

@@ -3,7 +3,7 @@ import { withBindingLimit } from '../../../test/helpers/binding-limit.js';
 import { loadOpFixture, toLabels, toTensor, type FixtureTensor } from '../../../test/helpers/fixtures.js';
 import { testRuntime } from '../../../test/helpers/gpu.js';
 import { randn, rng } from '../../../test/helpers/gradcheck.js';
-import { Tensor } from '../tensor.js';
+import { Tensor } from '../../runtime/tensor.js';
 import { accuracyCount } from './accuracy.js';
 import { accuracyCountRef } from './accuracy.reference.js';
 

@@ -1,6 +1,6 @@
 // Number of correct predictions in a batch, on the GPU: training reads back one u32 per batch at most.
-import { batchChunks } from '../chunks.js';
-import { Tensor } from '../tensor.js';
+import { batchChunks } from '../../runtime/chunks.js';
+import { Tensor } from '../../runtime/tensor.js';
 import { ACCURACY_WG, accuracyCountKernel } from './accuracy.wgsl.js';
 
 /** u32 [1]: rows of logits [N, C] whose argmax (first maximum, as torch.argmax) equals the i32 label. */

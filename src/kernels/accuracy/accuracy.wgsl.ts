@@ -1,4 +1,4 @@
-import type { KernelDef } from '../kernel.js';
+import type { KernelDef } from '../../runtime/kernel.js';
 
 // Counts rows of logits [N, C] whose argmax equals the label, one invocation per row. argmax as torch.argmax: the
 // first maximum wins, and a NaN counts as larger than everything (the first NaN wins). The count is an integer

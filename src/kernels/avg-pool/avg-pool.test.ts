@@ -3,7 +3,7 @@ import { withBindingLimit } from '../../../test/helpers/binding-limit.js';
 import { loadOpFixture, toTensor, type FixtureTensor } from '../../../test/helpers/fixtures.js';
 import { testRuntime } from '../../../test/helpers/gpu.js';
 import { dot, f64, maxRelError, numericGrad, randn } from '../../../test/helpers/gradcheck.js';
-import { Tensor } from '../tensor.js';
+import { Tensor } from '../../runtime/tensor.js';
 import { adaptiveAvgPool2dBackward, adaptiveAvgPool2dForward } from './avg-pool.js';
 import { adaptiveAvgPoolRef } from './avg-pool.reference.js';
 

@@ -1,9 +1,9 @@
 // adaptive_avg_pool2d (NCHW), forward and backward, as torch.nn.functional.adaptive_avg_pool2d.
 // outputSize [1, 1] is the global average pool before ResNet's fc layer.
-import { batchChunks } from '../chunks.js';
-import type { KernelDef } from '../kernel.js';
-import type { Runtime } from '../runtime.js';
-import { Tensor } from '../tensor.js';
+import { batchChunks } from '../../runtime/chunks.js';
+import type { KernelDef } from '../../runtime/kernel.js';
+import type { Runtime } from '../../runtime/runtime.js';
+import { Tensor } from '../../runtime/tensor.js';
 import { AVG_POOL_WG, adaptiveAvgPoolBackward, adaptiveAvgPoolBackwardGlobal, adaptiveAvgPoolForward } from './avg-pool.wgsl.js';
 
 type Size2 = number | readonly [number, number];

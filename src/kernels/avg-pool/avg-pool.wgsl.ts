@@ -1,5 +1,5 @@
-import type { KernelDef } from '../kernel.js';
-import { FLAT_WG } from '../workgroup.js';
+import type { KernelDef } from '../../runtime/kernel.js';
+import { FLAT_WG } from '../../runtime/workgroup.js';
 
 // adaptive_avg_pool2d over NCHW as PyTorch: output (oh, ow) averages input rows [floor(oh*H/OH), ceil((oh+1)*H/OH))
 // and the matching columns. Windows can overlap when H is not a multiple of OH. One invocation per output element

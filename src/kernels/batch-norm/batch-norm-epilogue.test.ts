@@ -6,8 +6,8 @@ import { withBindingLimit } from '../../../test/helpers/binding-limit.js';
 import { testRuntime } from '../../../test/helpers/gpu.js';
 import { expectOpError } from '../../../test/helpers/op-errors.js';
 import { dot, f64, maxRelError, numericGrad, randn, uniform } from '../../../test/helpers/gradcheck.js';
-import type { Runtime } from '../runtime.js';
-import { Tensor } from '../tensor.js';
+import type { Runtime } from '../../runtime/runtime.js';
+import { Tensor } from '../../runtime/tensor.js';
 import {
   batchNormBackward,
   batchNormEvalBackward,

@@ -3,10 +3,10 @@
 // num_batches_tracked (an int64 in PyTorch state dicts) is kept on the host: pass `tracker` and every training
 // forward increments tracker.numBatchesTracked. It only matters for momentum=null (cumulative moving average,
 // factor 1/numBatchesTracked), which is supported when a tracker is given.
-import { batchChunks, type BatchChunk } from '../chunks.js';
-import type { KernelDef } from '../kernel.js';
-import type { BufferSource, Runtime } from '../runtime.js';
-import { Tensor } from '../tensor.js';
+import { batchChunks, type BatchChunk } from '../../runtime/chunks.js';
+import type { KernelDef } from '../../runtime/kernel.js';
+import type { BufferSource, Runtime } from '../../runtime/runtime.js';
+import { Tensor } from '../../runtime/tensor.js';
 import {
   ELEMENTWISE_MAX_LOADS,
   ELEMENTWISE_WG,

@@ -1,4 +1,4 @@
-import type { KernelDef } from '../kernel.js';
+import type { KernelDef } from '../../runtime/kernel.js';
 
 // BatchNorm2d over NCHW tensors, with an optional epilogue fused in: z = relu(bn(x) [+ residual]) (the end of a
 // ResNet BasicBlock) and its backward, where dZ = gz * [z > 0] is folded into BatchNorm's own backward passes.

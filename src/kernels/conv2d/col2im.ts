@@ -1,8 +1,8 @@
 // Host helpers shared by the conv2d lowerings (conv2d.ts, im2col.ts, winograd.ts): the grid of their flat,
 // 64-invocation kernels, and col2im, which sums a data gradient's columns back into gx for the storage-GEMM and
 // im2col lowerings.
-import type { BufferSource, Runtime } from '../runtime.js';
-import type { Conv2dGeometry } from './conv2d.js';
+import type { BufferSource, Runtime } from '../../runtime/runtime.js';
+import type { Conv2dGeometry } from './geometry.js';
 import { col2imWgsl } from './conv2d.wgsl.js';
 
 /** Workgroups for `total` invocations of a kernel with @workgroup_size(64). */

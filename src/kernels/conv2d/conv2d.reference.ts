@@ -1,5 +1,5 @@
 // Float64 CPU references for conv2d (tests only): direct loops over the definition, NCHW / OIHW.
-import type { Conv2dGeometry } from './conv2d.js';
+import type { Conv2dGeometry } from './geometry.js';
 
 /** Calls tap(xi, wi) with the x and w indices of every tap of output (n, co, oy, ox) that lands inside the input. */
 function forEachTap(g: Conv2dGeometry, n: number, co: number, oy: number, ox: number, tap: (xi: number, wi: number) => void): void {

@@ -1,6 +1,6 @@
 import { describe, expect, it, vi } from 'vitest';
-import { Tensor } from '../tensor.js';
-import type { Runtime } from '../runtime.js';
+import { Tensor } from '../../runtime/tensor.js';
+import type { Runtime } from '../../runtime/runtime.js';
 import { withBindingLimit } from '../../../test/helpers/binding-limit.js';
 import { expectFixtureOutputs, loadOpFixture, toTensor, type FixtureTensor, type LayerFixture } from '../../../test/helpers/fixtures.js';
 import { testRuntime } from '../../../test/helpers/gpu.js';

@@ -1,4 +1,4 @@
-import type { KernelDef } from '../kernel.js';
+import type { KernelDef } from '../../runtime/kernel.js';
 
 // conv2d as implicit GEMM, in the same register tiling as the matmul family (src/kernels/matmul/matmul.wgsl.ts):
 // a workgroup of WG invocations owns TM output positions (the GEMM rows, workgroup-uniform, so their input loads

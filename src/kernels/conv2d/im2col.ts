@@ -9,11 +9,11 @@
 //                   in a fixed order.
 // Operands are written into textures by im2col.wgsl.ts's kernels; batches are processed in slices that keep each
 // binding under the binding limit and each slice's textures under TEXTURE_BUDGET bytes.
-import { fittingChunks, type BatchChunk } from '../chunks.js';
+import { fittingChunks, type BatchChunk } from '../../runtime/chunks.js';
 import { recordTextureGemm, roundUp, stridedTexture, textureGemmSupported, TEXTURE_GEMM_COLS, TEXTURE_GEMM_ROWS } from '../matmul/texture-gemm.js';
-import type { BufferSource, Runtime } from '../runtime.js';
-import { Tensor } from '../tensor.js';
-import type { Conv2dGeometry } from './conv2d.js';
+import type { BufferSource, Runtime } from '../../runtime/runtime.js';
+import { Tensor } from '../../runtime/tensor.js';
+import type { Conv2dGeometry } from './geometry.js';
 import { flatGrid64, recordCol2im } from './col2im.js';
 import { sumPartialsWgsl } from './conv2d.wgsl.js';
 import { im2colTextureWgsl } from './im2col.wgsl.js';

@@ -1,4 +1,4 @@
-import type { KernelDef } from '../kernel.js';
+import type { KernelDef } from '../../runtime/kernel.js';
 
 // Operand textures for convolutions computed by the texture GEMM (src/kernels/matmul/texture-gemm.wgsl.ts) on
 // im2col matrices: the lowering of every convolution Winograd does not take (7x7 stride 2, 3x3 stride 2, 1x1

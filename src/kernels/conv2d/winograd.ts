@@ -9,12 +9,12 @@
 // The per-position GEMMs are one texture GEMM dispatch (batched over positions), so the path needs subgroups of a
 // known size (winogradApplies). Batches whose tensors exceed the binding limit or whose tiles exceed a texture's
 // height are processed in slices.
-import { fittingChunks, type BatchChunk } from '../chunks.js';
+import { fittingChunks, type BatchChunk } from '../../runtime/chunks.js';
 import { recordTextureGemm, roundUp, textureGemmPadding, textureGemmSupported, TEXTURE_GEMM_ROWS } from '../matmul/texture-gemm.js';
-import type { Runtime } from '../runtime.js';
-import { Tensor } from '../tensor.js';
+import type { Runtime } from '../../runtime/runtime.js';
+import { Tensor } from '../../runtime/tensor.js';
 import { flatGrid64 } from './col2im.js';
-import type { Conv2dGeometry } from './conv2d.js';
+import type { Conv2dGeometry } from './geometry.js';
 import { winogradPair, type WinogradMatrices } from './winograd-matrices.js';
 import {
   winogradGradTransformKernel,

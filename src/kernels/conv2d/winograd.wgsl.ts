@@ -1,4 +1,4 @@
-import type { KernelDef } from '../kernel.js';
+import type { KernelDef } from '../../runtime/kernel.js';
 import type { Matrix, WinogradMatrices } from './winograd-matrices.js';
 
 // Winograd transforms of 3x3 stride-1 convolutions (the GEMM between them is the texture GEMM of

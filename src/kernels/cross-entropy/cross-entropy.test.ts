@@ -4,9 +4,9 @@ import { loadOpFixture, toLabels, toTensor, type FixtureTensor } from '../../../
 import { testRuntime } from '../../../test/helpers/gpu.js';
 import { expectOpError } from '../../../test/helpers/op-errors.js';
 import { dot, f64, maxRelError, numericGrad, randn, rng } from '../../../test/helpers/gradcheck.js';
-import { batchChunks } from '../chunks.js';
-import type { Runtime } from '../runtime.js';
-import { Tensor } from '../tensor.js';
+import { batchChunks } from '../../runtime/chunks.js';
+import type { Runtime } from '../../runtime/runtime.js';
+import { Tensor } from '../../runtime/tensor.js';
 import { crossEntropyBackward, crossEntropyBackwardMean, crossEntropyBackwardScaled, crossEntropyForward } from './cross-entropy.js';
 import { crossEntropyMeanRef, crossEntropyRef } from './cross-entropy.reference.js';
 

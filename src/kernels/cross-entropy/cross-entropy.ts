@@ -3,10 +3,10 @@
 // rows not ignored. Any other label outside [0, C) makes that row's loss NaN and its gradient row NaN (PyTorch
 // raises an error there; a GPU kernel cannot), so a bad label shows up in the loss instead of silently training on
 // a clamped class.
-import { batchChunks } from '../chunks.js';
-import type { KernelDef } from '../kernel.js';
-import type { BufferSource, Runtime } from '../runtime.js';
-import { Tensor } from '../tensor.js';
+import { batchChunks } from '../../runtime/chunks.js';
+import type { KernelDef } from '../../runtime/kernel.js';
+import type { BufferSource, Runtime } from '../../runtime/runtime.js';
+import { Tensor } from '../../runtime/tensor.js';
 import {
   crossEntropyBackward as backwardKernel,
   crossEntropyForward as forwardKernel,

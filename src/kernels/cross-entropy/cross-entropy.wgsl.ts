@@ -1,5 +1,5 @@
-import type { KernelDef } from '../kernel.js';
-import { FLAT_WG } from '../workgroup.js';
+import type { KernelDef } from '../../runtime/kernel.js';
+import { FLAT_WG } from '../../runtime/workgroup.js';
 
 // Softmax cross-entropy over logits [N, C] (row-major) with i32 labels [N], one workgroup per row (rows folded
 // over x and y of the grid). Kernels see one batch slice at a time. As PyTorch's default ignore_index, label -100

@@ -1,5 +1,5 @@
 import { describe, expect, it, vi } from 'vitest';
-import { Tensor } from '../tensor.js';
+import { Tensor } from '../../runtime/tensor.js';
 import { accumulate, add, broadcastScalar, reluBackward, reluForward, scaleByTensor } from './elementwise.js';
 import { addReference, reluReference } from './elementwise.reference.js';
 import { dot, f64, maxRelError, numericGrad, randn } from '../../../test/helpers/gradcheck.js';

@@ -1,7 +1,7 @@
-import { flatChunks } from '../chunks.js';
-import { dispatchFlat, flatLanes, type FlatLanes } from '../flat.js';
-import type { KernelDef } from '../kernel.js';
-import { Tensor } from '../tensor.js';
+import { flatChunks } from '../../runtime/chunks.js';
+import { dispatchFlat, flatLanes, type FlatLanes } from '../../runtime/flat.js';
+import type { KernelDef } from '../../runtime/kernel.js';
+import { Tensor } from '../../runtime/tensor.js';
 import {
   accumulateKernel,
   addKernel,

@@ -1,7 +1,7 @@
-import { flatKernel, type FlatLanes } from '../flat.js';
-import type { KernelDef } from '../kernel.js';
+import { flatKernel, type FlatLanes } from '../../runtime/flat.js';
+import type { KernelDef } from '../../runtime/kernel.js';
 
-// Elementwise kernels over flat f32 arrays (src/kernels/flat.ts: vec4 loads when the count allows, a run of
+// Elementwise kernels over flat f32 arrays (src/runtime/flat.ts: vec4 loads when the count allows, a run of
 // loads per invocation). Each factory gives the kernel for L elements per load.
 
 function byLanes(make: (L: FlatLanes) => KernelDef): (L: FlatLanes) => KernelDef {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { batchChunks } from '../chunks.js';
-import { Tensor } from '../tensor.js';
+import { batchChunks } from '../../runtime/chunks.js';
+import { Tensor } from '../../runtime/tensor.js';
 import { withBindingLimit } from '../../../test/helpers/binding-limit.js';
 import { expectFixtureOutputs, loadOpFixture, toTensor, type FixtureTensor, type LayerFixture } from '../../../test/helpers/fixtures.js';
 import { testRuntime } from '../../../test/helpers/gpu.js';

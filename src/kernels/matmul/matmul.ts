@@ -1,8 +1,8 @@
 // Host wrappers of the GEMM family: matmul with transposed operands, and the linear layer (torch's nn.Linear:
 // y = x @ w^T + b, weights [out, in]) with its three backward pieces.
-import { batchChunks } from '../chunks.js';
-import type { BufferSource, Runtime } from '../runtime.js';
-import { Tensor } from '../tensor.js';
+import { batchChunks } from '../../runtime/chunks.js';
+import type { BufferSource, Runtime } from '../../runtime/runtime.js';
+import { Tensor } from '../../runtime/tensor.js';
 import { channelSumWgsl, gemmKernel } from './matmul.wgsl.js';
 import { recordTextureGemm, stridedTexture, textureGemmPadding, textureGemmSupported } from './texture-gemm.js';
 

@@ -1,4 +1,4 @@
-import type { KernelDef } from '../kernel.js';
+import type { KernelDef } from '../../runtime/kernel.js';
 
 // The GEMM family: C[b] = op(A[b]) @ op(B[b]) (+ bias), op = identity or transpose, row-major storage.
 //

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { testRuntime } from '../../../test/helpers/gpu.js';
 import { maxRelError, randn } from '../../../test/helpers/gradcheck.js';
-import type { Runtime } from '../runtime.js';
-import { Tensor } from '../tensor.js';
+import type { Runtime } from '../../runtime/runtime.js';
+import { Tensor } from '../../runtime/tensor.js';
 import { matmulRef } from './matmul.reference.js';
 import { recordTextureGemm, textureFrom, textureGemmPadding, textureGemmSupported, TEXTURE_GEMM_COLS, TEXTURE_GEMM_ROWS } from './texture-gemm.js';
 

@@ -1,5 +1,5 @@
 // Host side of the texture GEMM (texture-gemm.wgsl.ts): operand textures from row-major buffers, and the dispatch.
-import type { BufferSource, Runtime } from '../runtime.js';
+import type { BufferSource, Runtime } from '../../runtime/runtime.js';
 import { stridedTextureWgsl, textureGemmKernel, type TextureGemmOutputKind } from './texture-gemm.wgsl.js';
 
 /**

@@ -1,4 +1,4 @@
-import type { KernelDef } from '../kernel.js';
+import type { KernelDef } from '../../runtime/kernel.js';
 
 // The texture GEMM: C[b] (+)= A[b] @ B[b], with both operands in rgba32float 2d-array textures, for adapters with
 // subgroups of a known, fixed size SG (lavapipe: 8, SwiftShader: 4).

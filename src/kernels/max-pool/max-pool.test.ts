@@ -4,7 +4,7 @@ import { loadOpFixture, toTensor, type FixtureTensor } from '../../../test/helpe
 import { testRuntime } from '../../../test/helpers/gpu.js';
 import { expectOpError } from '../../../test/helpers/op-errors.js';
 import { dot, f64, maxRelError, numericGrad, randn, rng } from '../../../test/helpers/gradcheck.js';
-import { Tensor } from '../tensor.js';
+import { Tensor } from '../../runtime/tensor.js';
 import { maxPool2dBackward, maxPool2dForward, type MaxPool2dOptions } from './max-pool.js';
 import { maxPoolBackwardRef, maxPoolRef, type PoolRefParams } from './max-pool.reference.js';
 

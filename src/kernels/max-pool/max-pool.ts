@@ -1,6 +1,6 @@
 // max_pool2d (NCHW) forward with argmax indices, and its backward, as torch.nn.functional.max_pool2d.
-import { batchChunks } from '../chunks.js';
-import { Tensor } from '../tensor.js';
+import { batchChunks } from '../../runtime/chunks.js';
+import { Tensor } from '../../runtime/tensor.js';
 import {
   POOL_TILE_WG,
   POOL_WG,

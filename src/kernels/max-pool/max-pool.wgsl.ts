@@ -1,5 +1,5 @@
-import type { KernelDef } from '../kernel.js';
-import { FLAT_WG } from '../workgroup.js';
+import type { KernelDef } from '../../runtime/kernel.js';
+import { FLAT_WG } from '../../runtime/workgroup.js';
 
 // max_pool2d over NCHW as PyTorch: padding counts as -inf, the window is scanned row by row and the first maximum
 // wins (a NaN always wins, so NaN propagates), and `indices` holds the winner's position within its input plane

@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { Tensor } from '../tensor.js';
+import { Tensor } from '../../runtime/tensor.js';
 import { sumAll } from './sum.js';
 import { sumReference } from './sum.reference.js';
 import { rng } from '../../../test/helpers/gradcheck.js';
 import { withBindingLimit } from '../../../test/helpers/binding-limit.js';
 import { testRuntime } from '../../../test/helpers/gpu.js';
-import { flatChunks } from '../chunks.js';
+import { flatChunks } from '../../runtime/chunks.js';
 
 /** Random signs and magnitudes in [1, 2): leaving out (or repeating) any one element moves the sum by at least 1. */
 function atLeastOne(n: number, seed: number): Float32Array {

@@ -1,5 +1,5 @@
-import { flatChunks } from '../chunks.js';
-import { Tensor } from '../tensor.js';
+import { flatChunks } from '../../runtime/chunks.js';
+import { Tensor } from '../../runtime/tensor.js';
 import { SUM_GROUPS, sumFinalKernel, sumPartialsKernel } from './sum.wgsl.js';
 
 /** Sum of all elements times `factor` (1 for sum, 1/n for mean) as a one-element tensor. Deterministic. */

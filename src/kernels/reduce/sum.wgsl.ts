@@ -1,5 +1,5 @@
-import type { KernelDef } from '../kernel.js';
-import { FLAT_WG } from '../workgroup.js';
+import type { KernelDef } from '../../runtime/kernel.js';
+import { FLAT_WG } from '../../runtime/workgroup.js';
 
 // Deterministic sum of a flat f32 array in two fixed-order stages (no float atomics):
 // stage 1: each of 256 workgroups sums one contiguous block of the input into partials[group];

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Tensor } from '../tensor.js';
+import { Tensor } from '../../runtime/tensor.js';
 import { sgdUpdate, type SgdHyper } from './sgd.js';
 import { sgdReference } from './sgd.reference.js';
 import { maxRelError, randn } from '../../../test/helpers/gradcheck.js';

@@ -1,6 +1,6 @@
-import { flatChunks } from '../chunks.js';
-import { dispatchFlat, flatLanes } from '../flat.js';
-import type { Tensor } from '../tensor.js';
+import { flatChunks } from '../../runtime/chunks.js';
+import { dispatchFlat, flatLanes } from '../../runtime/flat.js';
+import type { Tensor } from '../../runtime/tensor.js';
 import { sgdUpdateKernel, sgdUpdateNoMomentumKernel } from './sgd.wgsl.js';
 
 export interface SgdHyper {

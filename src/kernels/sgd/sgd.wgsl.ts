@@ -1,12 +1,12 @@
-import { flatKernel, type FlatLanes } from '../flat.js';
-import type { KernelDef } from '../kernel.js';
+import { flatKernel, type FlatLanes } from '../../runtime/flat.js';
+import type { KernelDef } from '../../runtime/kernel.js';
 
 // One SGD step for one parameter tensor, in place, exactly as torch.optim.SGD (1.13, foreach=False):
 //   g = grad + weight_decay * p
 //   momentum != 0: buf = first step ? g : momentum * buf + (1 - dampening) * g
 //                  g = nesterov ? g + momentum * buf : buf
 //   p = p - lr * g
-// Flat kernels (src/kernels/flat.ts): L elements per load, the same arithmetic per component.
+// Flat kernels (src/runtime/flat.ts): L elements per load, the same arithmetic per component.
 const withMomentum = new Map<FlatLanes, KernelDef>();
 const withoutMomentum = new Map<FlatLanes, KernelDef>();
 

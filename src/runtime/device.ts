@@ -1,22 +1,18 @@
-// GPU acquisition: the one function that finds a WebGPU adapter and opens a device on it, in a page (navigator.gpu)
-// and under Node (Dawn's bindings, the `webgpu` package, loaded only there). Everything else takes the GpuContext
-// this returns, so kernels can pick variants from what the device really has.
+// GPU acquisition: the one function that finds a WebGPU adapter and opens a device on it. In a page or worker it
+// takes navigator.gpu; under Node the caller hands in Dawn's entry point (src/node/engine-node.ts does), so this
+// module never loads Node code. Everything else takes the GpuContext this returns, so kernels can pick variants from
+// what the device really has.
 
 export type FeatureLevel = 'core' | 'compatibility';
 
-/** Dawn-only settings, used when the engine runs under Node (see src/node/webgpu-node.ts). */
-export interface NodeGpuOptions {
-  /** Dawn backend: 'vulkan', 'metal', 'd3d12', 'null'... Default: env HOTDOG_WEBGPU_BACKEND, else Dawn's choice. */
-  backend?: string;
-  /** Adapter name as Dawn lists it. Default: env HOTDOG_WEBGPU_ADAPTER, else Dawn's choice. */
-  adapter?: string;
-  /** Extra Dawn toggles/options passed to create(), e.g. 'enable-dawn-features=...'. */
-  dawnOptions?: string[];
-}
-
 export interface DeviceOptions {
-  /** The WebGPU entry point. Default: navigator.gpu in a page or worker; under Node, Dawn's bindings. */
+  /**
+   * The WebGPU entry point. Default: navigator.gpu in a page or worker. Under Node there is none: pass Dawn's
+   * (src/node/engine-node.ts: `acquireNodeGpu`, `createNodeRuntime`).
+   */
   gpu?: GPU | null;
+  /** Called when the context is disposed or no adapter is found: lets go of a `gpu` the caller created. */
+  releaseGpu?: () => void;
   powerPreference?: GPUPowerPreference;
   /**
    * 'auto' (default): a core adapter, else a compatibility-mode one (OpenGL ES / D3D11 class hardware, or Chromium's
@@ -31,8 +27,6 @@ export interface DeviceOptions {
    * mode's when the device is one), the weakest device kernels must still run on; for tests.
    */
   limits?: 'adapter' | 'defaults';
-  /** Under Node: Dawn's backend, adapter and toggles. Ignored in a page. */
-  node?: NodeGpuOptions;
   /** Driver settings that change performance but not results (lavapipe's LP_NUM_THREADS), for tuning keys. */
   driverSettings?: string;
 }
@@ -115,29 +109,17 @@ const REQUESTED_LIMITS = [
 const DEFAULT_FEATURES: GPUFeatureName[] = ['shader-f16', 'subgroups', 'timestamp-query'];
 const CORE_FEATURE = 'core-features-and-limits';
 
-/** Where Node's WebGPU comes from; a variable so that bundlers leave it out of a page's bundle. */
-const NODE_GPU_MODULE = '../node/webgpu-node.js';
-
-interface NodeGpuModule {
-  nodeGpu(options?: NodeGpuOptions): Promise<GPU>;
-  releaseNodeGpu(): void;
-}
-
 function isNode(): boolean {
   const p = (globalThis as { process?: { versions?: { node?: string } } }).process;
   return typeof p?.versions?.node === 'string';
 }
 
-/** navigator.gpu in a page or worker; Dawn's bindings under Node; null where neither exists. */
-async function webgpuEntry(options: DeviceOptions): Promise<{ gpu: GPU | null; release: () => void }> {
-  if (options.gpu !== undefined) return { gpu: options.gpu, release: () => {} };
+/** The given entry point, else navigator.gpu in a page or worker; null where neither exists. */
+function webgpuEntry(options: DeviceOptions): { gpu: GPU | null; release: () => void } {
+  const release = options.releaseGpu ?? (() => {});
+  if (options.gpu !== undefined) return { gpu: options.gpu, release };
   const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
-  if (nav?.gpu) return { gpu: nav.gpu, release: () => {} };
-  if (isNode()) {
-    const mod = (await import(/* @vite-ignore */ NODE_GPU_MODULE)) as NodeGpuModule;
-    return { gpu: await mod.nodeGpu(options.node), release: () => mod.releaseNodeGpu() };
-  }
-  return { gpu: null, release: () => {} };
+  return { gpu: nav?.gpu ?? null, release };
 }
 
 async function requestAdapter(gpu: GPU, options: DeviceOptions): Promise<{ adapter: GPUAdapter; level: FeatureLevel } | null> {
@@ -158,10 +140,13 @@ async function requestAdapter(gpu: GPU, options: DeviceOptions): Promise<{ adapt
 
 /** Finds an adapter (core, else compatibility mode) and opens a device with its real limits and useful features. */
 export async function acquireGpu(options: DeviceOptions = {}): Promise<GpuContext> {
-  const entry = await webgpuEntry(options);
+  const entry = webgpuEntry(options);
   const gpu = entry.gpu;
   const inPage = !isNode();
-  if (!gpu) throw new Error(`WebGPU is not available in this environment.\n${inPage ? BROWSER_RECIPE : LAVAPIPE_RECIPE}`);
+  if (!gpu) {
+    const hint = inPage ? BROWSER_RECIPE : 'Under Node, pass Dawn\'s entry point as `gpu` (createNodeRuntime and acquireNodeGpu in src/node do).';
+    throw new Error(`WebGPU is not available in this environment.\n${hint}`);
+  }
   const found = await requestAdapter(gpu, options);
   if (!found) {
     entry.release();

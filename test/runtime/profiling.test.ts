@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { conv2d } from '../../autograd/functions.js';
-import { Tensor } from '../tensor.js';
-import { testRuntime } from '../../../test/helpers/gpu.js';
-import { classifyKernel, CONV_KINDS, type KernelKindRule } from './op-kinds.js';
-import { Profiler, type ProfiledEvent, type ScopeInfo } from './profiler.js';
-import { formatProfile, summarizeProfile } from './report.js';
+import { conv2d } from '../../src/autograd/functions.js';
+import { Tensor } from '../../src/runtime/tensor.js';
+import { testRuntime } from '../helpers/gpu.js';
+import { classifyKernel, CONV_KINDS, type KernelKindRule } from '../../src/runtime/profiling/op-kinds.js';
+import { Profiler, type ProfiledEvent, type ScopeInfo } from '../../src/runtime/profiling/profiler.js';
+import { formatProfile, summarizeProfile } from '../../src/runtime/profiling/report.js';
 
 describe('classifyKernel', () => {
   const rules: KernelKindRule[] = [

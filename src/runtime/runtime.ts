@@ -29,7 +29,7 @@ export interface RuntimeOptions {
   tuningStore?: TuningStore;
 }
 
-/** A command as a profiler sees it (src/kernels/profiling/profiler.ts), with everything needed to record it again. */
+/** A command as a profiler sees it (src/runtime/profiling/profiler.ts), with everything needed to record it again. */
 export type RecordedCommand =
   | {
       op: 'dispatch';
@@ -115,7 +115,7 @@ export class Runtime {
   /** Overridable for tests that force a small binding limit. */
   bindingLimit: number;
 
-  /** Set while a profiler is attached (src/kernels/profiling/profiler.ts); null otherwise. */
+  /** Set while a profiler is attached (src/runtime/profiling/profiler.ts); null otherwise. */
   profiler: ProfilerHooks | null = null;
   /** Measured choices between kernel variants (autotune.ts). */
   readonly tuner: Tuner;

@@ -1,11 +1,22 @@
 // Per-adapter choice between kernel variants by measuring them: the first time an op meets a problem shape it
-// has several correct variants for (a convolution's lowerings), it runs a default one and notes the shape; a
-// later `tunePending()` (the training loop calls it after its first step) times every variant on data of that
-// shape and keeps the fastest. Choices are saved through a TuningStore, keyed by the adapter's identity, so the
+// has several correct variants for (a convolution's lowerings, matmul's storage or texture GEMM), it runs a default
+// one and notes the shape; a later `tunePending()` times every variant on data of that shape and keeps the fastest.
+// The training loop runs one probe pass before its first step and tunes right after it (src/train/fit.ts), so every
+// step of a run computes with the measured variants. Choices are saved through a TuningStore, keyed by the adapter's identity, so the
 // next run on the same machine starts tuned. Which variant wins depends on the machine: on lavapipe the CPU model
 // and thread count decide (docs/kernels-performance.md).
-import type { Runtime } from './runtime.js';
-import type { Tensor } from './tensor.js';
+import type { GpuContext } from './device.js';
+
+/** What the tuner needs of the runtime: whose adapter it is, and a wait for the GPU's work (Runtime has both). */
+export interface TunerHost {
+  readonly ctx: Pick<GpuContext, 'adapterInfo' | 'subgroupSize' | 'driverSettings'>;
+  sync(): Promise<void>;
+}
+
+/** Something a variant's run produced; released once timed. */
+interface Releasable {
+  release(): void;
+}
 
 /** Where choices persist between runs (Node: a JSON file in the cache folder, src/node/tuning-store.ts). */
 export interface TuningStore {
@@ -17,7 +28,7 @@ export interface TuningStore {
 interface PendingCase {
   variants: readonly string[];
   /** Allocates inputs of the shape; returns a runner per variant (each returns its output) and a release. */
-  prepare(): { run(variant: string): Tensor; release(): void };
+  prepare(): { run(variant: string): Releasable; release(): void };
 }
 
 /** Bumped when kernels change enough that earlier measurements no longer hold. */
@@ -33,9 +44,11 @@ export class Tuner {
   enabled = true;
   /** Variants never chosen where another one applies (see avoid()). */
   private readonly avoided = new Set<string>();
+  /** Every key consulted through choose(): the shapes this runtime has actually met. */
+  private readonly used = new Set<string>();
 
   constructor(
-    private readonly rt: Runtime,
+    private readonly rt: TunerHost,
     private readonly store: TuningStore | null = null,
   ) {}
 
@@ -59,6 +72,7 @@ export class Tuner {
    * it has more than one variant).
    */
   choose(key: string, offered: readonly string[], fallback: string, prepare: PendingCase['prepare']): string {
+    this.used.add(key);
     const variants = this.allowed(offered);
     if (!variants.includes(fallback)) fallback = variants[0]!;
     const known = this.choices.get(key);
@@ -121,9 +135,19 @@ export class Tuner {
     if (this.store) await this.store.save(this.adapterKey, Object.fromEntries(this.choices));
   }
 
-  /** The current choices (for run records and reports). */
+  /** Every known choice, the saved ones of shapes this runtime never met included (reports). */
   snapshot(): Record<string, string> {
     return Object.fromEntries(this.choices);
+  }
+
+  /** The choices of the shapes this runtime has met (a run record: its own shapes, not the whole cache's). */
+  usedChoices(): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const k of [...this.used].sort()) {
+      const v = this.choices.get(k);
+      if (v !== undefined) out[k] = v;
+    }
+    return out;
   }
 
   /**
