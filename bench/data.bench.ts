@@ -41,7 +41,7 @@ const first = train.samples[0]!.path;
 let decoded: RgbImage | undefined;
 const rng = new Random(1);
 const trainT = trainTransform(224);
-const evalT = evalTransform(224, 256);
+const evalT = evalTransform(224);
 
 const summary = await b.suite(
   'data pipeline (hotdog-mini)',
@@ -54,7 +54,7 @@ const summary = await b.suite(
     new DataLoader(train, { batchSize: 32, shuffle: true, seed: 1, transform: trainTransform(224), workers: 2 }),
   ),
   epochCase('test: decode + Resize(256) + CenterCrop(224) + normalise, batch 32, main thread', test, () =>
-    new DataLoader(test, { batchSize: 32, transform: evalTransform(224, 256) }),
+    new DataLoader(test, { batchSize: 32, transform: evalTransform(224) }),
   ),
   (() => {
     const label = 'one image, serial: decode only (sharp) [1 images/op]';

@@ -6,6 +6,7 @@ import { Classifier, DEFAULT_CLASSES, type LabelledImage, type StepReport } from
 import { acquireGpu, describeAdapter, type FeatureLevel } from '../src/runtime/device.js';
 import { Runtime } from '../src/runtime/runtime.js';
 import type { RgbImage } from '../src/image/image.js';
+import { evalResize } from '../src/image/transforms.js';
 import { decodeImageBlob } from '../src/browser/decode-image.js';
 import { TrainingChart } from './chart.js';
 
@@ -101,6 +102,8 @@ async function loadModel(name: string, bytes: () => Promise<Uint8Array>): Promis
       next.kind === 'imagenet'
         ? ` · ImageNet ResNet-18 (1000 classes): hot dog = class 934 against the rest · ${(data.length / 2 ** 20).toFixed(1)} MB in ${seconds.toFixed(1)} s`
         : ` · ResNet-18, classes ${next.classes.join(' / ')} · ${(data.length / 2 ** 20).toFixed(1)} MB in ${seconds.toFixed(1)} s`;
+    detail.textContent += ` · ${sizeNote(next)}`;
+    info.dataset.imageSize = String(next.imageSize);
     info.append(title, detail);
     $('results').innerHTML = '';
     chart.reset();
@@ -142,6 +145,11 @@ dropTarget($('model-drop'), (files) => {
 });
 
 // ---- classification -------------------------------------------------------------------------------------------
+
+/** The size photos are classified at: the one the weights were trained at (their `image_size`), as npm run predict does. */
+function sizeNote(c: Classifier): string {
+  return `classifies at ${c.imageSize} px (Resize ${evalResize(c.imageSize)}, CenterCrop ${c.imageSize})`;
+}
 
 async function classify(files: File[]): Promise<void> {
   if (!classifier) return say('error', 'Load a model first (step 1).');
@@ -305,8 +313,9 @@ async function train(): Promise<void> {
     }
     const losses = chart.losses;
     status.dataset.state = 'done';
-    status.textContent = `Done in ${((performance.now() - start) / 1000).toFixed(1)} s · loss ${losses[0]?.toFixed(4)} → ${losses.at(-1)?.toFixed(4)} · accuracy ${(chart.accuracies.at(-1)! * 100).toFixed(0)}%. Classify again, or download the weights.`;
+    status.textContent = `Done in ${((performance.now() - start) / 1000).toFixed(1)} s · loss ${losses[0]?.toFixed(4)} → ${losses.at(-1)?.toFixed(4)} · accuracy ${(chart.accuracies.at(-1)! * 100).toFixed(0)}%. The network now ${sizeNote(classifier)}, the size it was trained at. Classify again, or download the weights.`;
     $('model-info').dataset.kind = classifier.kind;
+    $('model-info').dataset.imageSize = String(classifier.imageSize);
   } catch (e) {
     status.dataset.state = 'error';
     status.textContent = `Training failed: ${errorText(e)}`;

@@ -11,16 +11,17 @@ import { evalTransform, trainTransform, type TensorImage } from '../image/transf
 import type { RgbImage } from '../image/image.js';
 import { replaceHead, resnet18, type ResNet } from '../nn/resnet.js';
 import { SGD } from '../nn/sgd.js';
-import { classNamesMetadata, readClassNames } from '../weights/classes.js';
+import { classNamesMetadata, imageSizeMetadata, readClassNames, readImageSize } from '../weights/classes.js';
 import { readWeightBytes } from '../weights/format.js';
 import { serializeSafetensors } from '../weights/safetensors.js';
 import { WeightFormatError, type StateDict } from '../weights/state-dict.js';
 import { trainStep } from '../train/fit.js';
+import { IMAGENET_HOTDOG_CLASS, modeDefaults, recipeOptimizer } from '../train/modes.js';
 import { deriveSeed, Random } from '../util/random.js';
 
-/** ImageNet class 934 is "hotdog, hot dog, red hot" (the chapter's fine-tuning starts its head from this row). */
-export const IMAGENET_HOTDOG = 934;
 export const DEFAULT_CLASSES: readonly string[] = ['hotdog', 'not-hotdog'];
+/** The evaluation size of weights that do not say theirs: ImageNet's 224. */
+export const DEFAULT_IMAGE_SIZE = 224;
 
 export interface Prediction {
   /** One probability per entry of `classes`, summing to 1. */
@@ -47,7 +48,10 @@ export interface HeadTrainingOptions {
   lr: number;
   weightDecay?: number;
   momentum?: number;
-  /** Side of the centre crop the features are computed at (Resize(size * 256 / 224) + CenterCrop(size)). */
+  /**
+   * Side of the centre crop the features are computed at (evalTransform(size): Resize(size * 256 / 224) +
+   * CenterCrop(size)); default: the classifier's imageSize. Afterwards the classifier evaluates at it.
+   */
   imageSize?: number;
   seed?: number;
   onFeatures?: (done: number, total: number) => void;
@@ -75,6 +79,11 @@ export class Classifier {
     public kind: ModelKind,
     public classes: string[],
     readonly source: string,
+    /**
+     * The crop side the weights were trained at (metadata `image_size`; 224, ImageNet's, when the file does not
+     * say). predict() evaluates at it, as `npm run predict` does; training in the page sets it to the size trained at.
+     */
+    public imageSize: number,
   ) {}
 
   /** Reads a .pth or .safetensors ResNet-18 state dict (torchvision names). Errors name the file and what is wrong. */
@@ -111,6 +120,12 @@ export class Classifier {
       }
       classes = [...DEFAULT_CLASSES];
     }
+    let imageSize: number | null;
+    try {
+      imageSize = readImageSize(metadata);
+    } catch (e) {
+      throw new WeightFormatError(`${name}: ${(e as Error).message}`);
+    }
     const model = resnet18(rt, { numClasses: outputs });
     try {
       model.loadStateDict(tensors, { source: name });
@@ -119,12 +134,12 @@ export class Classifier {
       throw new WeightFormatError((e as Error).message);
     }
     model.eval();
-    return new Classifier(rt, model, kind, classes ?? [...DEFAULT_CLASSES], name);
+    return new Classifier(rt, model, kind, classes ?? [...DEFAULT_CLASSES], name, imageSize ?? DEFAULT_IMAGE_SIZE);
   }
 
-  /** Probabilities for one image (eval mode, torchvision's evaluation transform at `imageSize`). */
-  async predict(image: RgbImage, imageSize = 224): Promise<Prediction> {
-    const x = preprocess([image], evalTransform(imageSize, Math.round((imageSize * 256) / 224)));
+  /** Probabilities for one image (eval mode, torchvision's evaluation transform at `imageSize`: the weights' own). */
+  async predict(image: RgbImage, imageSize = this.imageSize): Promise<Prediction> {
+    const x = preprocess([image], evalTransform(imageSize));
     const [logits] = await this.logits(x);
     return this.toPrediction(logits!);
   }
@@ -135,7 +150,7 @@ export class Classifier {
     const exp = Array.from(logits, (v) => Math.exp(v - max));
     const total = exp.reduce((a, b) => a + b, 0);
     let probabilities = exp.map((e) => e / total);
-    if (this.kind === 'imagenet') probabilities = [probabilities[IMAGENET_HOTDOG]!, 1 - probabilities[IMAGENET_HOTDOG]!];
+    if (this.kind === 'imagenet') probabilities = [probabilities[IMAGENET_HOTDOG_CLASS]!, 1 - probabilities[IMAGENET_HOTDOG_CLASS]!];
     const label = probabilities.indexOf(Math.max(...probabilities));
     return { probabilities, label };
   }
@@ -173,8 +188,8 @@ export class Classifier {
    */
   async trainHead(examples: readonly LabelledImage[], options: HeadTrainingOptions): Promise<StepReport[]> {
     this.checkExamples(examples);
-    const size = options.imageSize ?? 224;
-    const transform = evalTransform(size, Math.round((size * 256) / 224));
+    const size = options.imageSize ?? this.imageSize;
+    const transform = evalTransform(size);
     const n = examples.length;
     const features = new Float32Array(n * 512);
     this.model.eval();
@@ -211,6 +226,7 @@ export class Classifier {
         reports.push(r);
         await options.onStep?.(r);
       }
+      this.imageSize = size; // the weights are now trained at this size: predict() evaluates at it
     } finally {
       x.release();
       y.release();
@@ -233,14 +249,13 @@ export class Classifier {
     this.checkExamples(examples);
     const size = options.imageSize ?? 96;
     const transform = trainTransform(size);
-    const headParams = new Set(this.model.fc.parameters());
-    const optimizer = new SGD(
-      [
-        { params: this.model.parameters().filter((p) => !headParams.has(p)) },
-        { params: [...headParams], lr: options.lr * (options.headLrMult ?? 10) },
-      ],
-      { lr: options.lr, weightDecay: options.weightDecay ?? 0, momentum: options.momentum ?? 0 },
-    );
+    const optimizer = recipeOptimizer(this.model, {
+      mode: 'finetune',
+      lr: options.lr,
+      headLrMult: options.headLrMult ?? modeDefaults('finetune').headLrMult,
+      weightDecay: options.weightDecay ?? 0,
+      momentum: options.momentum ?? 0,
+    });
     const labels = Int32Array.from(examples, (e) => e.label);
     const reports: StepReport[] = [];
     this.model.train();
@@ -255,6 +270,7 @@ export class Classifier {
         reports.push(r);
         await options.onStep?.(r);
       }
+      this.imageSize = size; // the weights are now trained at this size: predict() evaluates at it
     } finally {
       this.model.eval();
       optimizer.release();
@@ -266,10 +282,10 @@ export class Classifier {
     return reports;
   }
 
-  /** The weights as safetensors (torchvision names) with the class names in metadata `classes`. */
+  /** The weights as safetensors (torchvision names) with metadata `classes` and `image_size`. */
   async toSafetensors(): Promise<Uint8Array> {
     if (this.kind === 'imagenet') throw new Error('this is the ImageNet model: fine-tune it first (its head becomes 2-way)');
-    return serializeSafetensors(await this.model.stateDict(), classNamesMetadata(this.classes));
+    return serializeSafetensors(await this.model.stateDict(), { ...classNamesMetadata(this.classes), ...imageSizeMetadata(this.imageSize) });
   }
 
   release(): void {

@@ -1,7 +1,7 @@
 // npm run finetune's command line: the options, their defaults (the chapter's recipe per mode) and checks.
 // Parsing does no I/O; what the options name (folders, files) is checked when the run is prepared.
 import { parseArgs } from 'node:util';
-import { isMode, MODES, modeDefaults, type Mode } from '../train/modes.js';
+import { isMode, MODES, modeDefaults, type Mode, type Recipe } from '../train/modes.js';
 
 export const FINETUNE_HELP = `Fine-tune ResNet-18 to tell hot dogs from everything else (d2l's fine-tuning chapter).
 
@@ -49,23 +49,14 @@ export class UsageError extends Error {
   override name = 'UsageError';
 }
 
-export interface FinetuneOptions {
-  mode: Mode;
+/** The command line's options: the recipe (src/train/modes.ts) plus the inputs, outputs and run-time settings. */
+export interface FinetuneOptions extends Recipe {
   /** Folder with train/ and test/, or null (then train and test are given, or hotdog.zip is downloaded). */
   data: string | null;
   train: string | null;
   test: string | null;
-  imageSize: number;
   /** 'imagenet', 'none' or a file path. */
   weights: string;
-  epochs: number;
-  batchSize: number;
-  lr: number;
-  headLrMult: number;
-  weightDecay: number;
-  momentum: number;
-  seed: number;
-  maxBatches: number | null;
   out: string | null;
   json: boolean;
   cacheDir: string | null;

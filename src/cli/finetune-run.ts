@@ -18,7 +18,7 @@ import { readSafetensorsFile, readStateDictFile, writeSafetensorsFile } from '..
 import { checkpointContents, checkFinite, parseCheckpoint, type Checkpoint } from '../train/checkpoint.js';
 import { renderCurvesSvg, runLabel } from '../train/curves-chart.js';
 import { fit, type HostBatch } from '../train/fit.js';
-import { createModel, parameterGroups, type Mode } from '../train/modes.js';
+import { createModel, groupLearningRates, recipeOptimizer, type Mode } from '../train/modes.js';
 import { checkRunRecord, isTracePoint, RUN_FORMAT, type EpochRecord, type MemorySample, type RunOptions, type RunRecord } from '../train/run-record.js';
 import { UsageError, type FinetuneOptions, type ResumeRequest } from './finetune-options.js';
 import { createProgress, type Output, type Progress } from './progress.js';
@@ -211,7 +211,7 @@ function batchesPerEpoch(o: RunOptions, train: ImageFolder): number {
 }
 
 function newOptimizer(model: ResNet, o: RunOptions): SGD {
-  return new SGD(parameterGroups(model, o.mode as Mode, o.lr, o.headLrMult), { lr: o.lr, weightDecay: o.weightDecay, momentum: o.momentum });
+  return recipeOptimizer(model, o);
 }
 
 async function freshSession(o: FinetuneOptions, env: RunEnvironment, rtFor: () => Promise<Runtime>, created: string[]): Promise<Session> {
@@ -294,13 +294,13 @@ async function resumedSession(req: ResumeRequest, env: RunEnvironment, rtFor: ()
   const rt = await rtFor();
   // Compute with the kernel variants the run chose when it started (variants round differently).
   rt.tuner.pin(record.kernelChoices ?? {});
-  const mode = options.mode as Mode;
+  const mode = options.mode;
   const model = resnet18(rt, { numClasses: train.classes.length, seed: options.seed });
   model.loadStateDict(ckpt.model, { source: path });
   const optimizer = newOptimizer(model, options);
   optimizer.loadStateDict(ckpt.optimizer);
   // The learning rates come from the (possibly changed) options; every other hyper-parameter from the checkpoint.
-  const lrs = mode === 'scratch' ? [options.lr] : [options.lr, options.lr * options.headLrMult];
+  const lrs = groupLearningRates(mode, options.lr, options.headLrMult);
   optimizer.paramGroups.forEach((g, i) => (g.lr = lrs[i]!));
   const changed: Record<string, number> = {};
   for (const [k, v] of Object.entries(req.changes)) if (typeof v === 'number' && v !== (record.options as unknown as Record<string, unknown>)[k]) changed[k] = v;
@@ -337,9 +337,8 @@ async function* limited(batches: AsyncIterable<Batch>, max: number | null): Asyn
 
 async function train(s: Session, progress: Progress, rt: Runtime): Promise<void> {
   const o = s.options;
-  const resize = Math.round((o.imageSize * 256) / 224);
   const trainLoader = new DataLoader(s.train, { batchSize: o.batchSize, shuffle: true, seed: o.seed, transform: trainTransform(o.imageSize), workers: o.workers });
-  const testLoader = new DataLoader(s.test, { batchSize: o.batchSize, transform: evalTransform(o.imageSize, resize), workers: o.workers });
+  const testLoader = new DataLoader(s.test, { batchSize: o.batchSize, transform: evalTransform(o.imageSize), workers: o.workers });
   const batches = s.record.data.batchesPerEpoch;
   const testBatches = testLoader.length;
   try {

@@ -127,7 +127,7 @@ async function main(argv: string[]): Promise<number> {
   }
 
   const files = listInputs(positionals);
-  const transform = evalTransform(imageSize, Math.round((imageSize * 256) / 224));
+  const transform = evalTransform(imageSize);
   const results: Prediction[] = files.map((file) => ({ file }));
   const rt = await createNodeRuntime();
   const model = resnet18(rt, { numClasses: classes.length });

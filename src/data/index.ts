@@ -1,29 +1,6 @@
-export { Random, deriveSeed } from '../util/random.js';
-// The pure image code lives in src/image (shared with the browser page); re-exported here as before.
-export type { RgbImage, Box, Transform, TransformSpec, TensorImage, Sample } from '../image/index.js';
-export {
-  crop,
-  flipHorizontal,
-  resizeBilinear,
-  Compose,
-  RandomResizedCrop,
-  RandomHorizontalFlip,
-  Resize,
-  CenterCrop,
-  ToTensor,
-  Normalize,
-  resizedCrop,
-  centerCropBox,
-  resizedShape,
-  roundHalfEven,
-  transformFromSpec,
-  isSerializable,
-  trainTransform,
-  evalTransform,
-  isTensor,
-  IMAGENET_MEAN,
-  IMAGENET_STD,
-} from '../image/index.js';
+// Node's data pipeline: decoding with sharp, image folders, the prefetching loader, downloads and zips. The pure image
+// code (images, resampling, torchvision's transforms) has one index, src/image/index.ts, re-exported whole here.
+export * from '../image/index.js';
 export { decodeImage, decodeImageBuffer, DecodeError } from './decode.js';
 export { ImageFolder, IMG_EXTENSIONS, DatasetError, compareCodePoints, hasImageExtension } from './image-folder.js';
 export type { ImageSample, ImageFolderOptions } from './image-folder.js';

@@ -19,6 +19,7 @@ export {
   isSerializable,
   trainTransform,
   evalTransform,
+  evalResize,
   isTensor,
   IMAGENET_MEAN,
   IMAGENET_STD,

@@ -320,7 +320,15 @@ export function trainTransform(size = 224): Compose {
   return new Compose([new RandomResizedCrop(size), new RandomHorizontalFlip(0.5), new ToTensor(), new Normalize()]);
 }
 
-/** The evaluation transform: Resize(resize), CenterCrop(size), ToTensor, Normalize. */
-export function evalTransform(size = 224, resize = 256): Compose {
+/**
+ * The evaluation resize for a crop of `size`: the chapter's Resize(256) + CenterCrop(224), scaled (a 112 px run
+ * resizes to 128, a 64 px one to 73).
+ */
+export function evalResize(size: number): number {
+  return Math.round((size * 256) / 224);
+}
+
+/** The evaluation transform: Resize(resize), CenterCrop(size), ToTensor, Normalize; the resize derives from size. */
+export function evalTransform(size = 224, resize = evalResize(size)): Compose {
   return new Compose([new Resize(resize), new CenterCrop(size), new ToTensor(), new Normalize()]);
 }

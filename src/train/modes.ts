@@ -1,9 +1,11 @@
-// The chapter's four ways to start a run (d2l's fine-tuning chapter and its exercises), as model + parameter
-// groups. Web-standard: the pretrained weights come in as a state dict.
+// The training recipe's one owner: the chapter's four ways to start a run (d2l's fine-tuning chapter and its
+// exercises), their default learning rates, the model they start from, the optimizer's parameter groups and their
+// learning rates, and the pretrained head's hot-dog row. The CLI, a resumed run and the classifier (the page) all
+// take them from here. Web-standard: the pretrained weights come in as a state dict.
 import type { Runtime } from '../runtime/runtime.js';
 import type { Tensor } from '../runtime/tensor.js';
 import { replaceHead, resnet18, type ResNet } from '../nn/resnet.js';
-import type { ParamGroup } from '../nn/sgd.js';
+import { SGD, type ParamGroup } from '../nn/sgd.js';
 import { toFloat32, type StateDict } from '../weights/state-dict.js';
 
 export const MODES = ['finetune', 'scratch', 'frozen', 'hotdog-head'] as const;
@@ -23,6 +25,24 @@ export const IMAGENET_HOTDOG_CLASS = 934;
  */
 export function modeDefaults(mode: Mode): { lr: number; headLrMult: number } {
   return mode === 'scratch' ? { lr: 5e-4, headLrMult: 1 } : { lr: 5e-5, headLrMult: 10 };
+}
+
+/** What a run trains with, whoever starts it (the CLI, a resumed run, a library user): the recipe's numbers. */
+export interface Recipe {
+  mode: Mode;
+  /** Side of the training crops; evaluation resizes to size * 256 / 224 and centre-crops size (evalTransform). */
+  imageSize: number;
+  epochs: number;
+  batchSize: number;
+  /** The body's learning rate (every parameter's from scratch). */
+  lr: number;
+  /** The head trains at lr x this (not used from scratch). */
+  headLrMult: number;
+  weightDecay: number;
+  momentum: number;
+  seed: number;
+  /** At most this many batches an epoch (quick runs); null: all. */
+  maxBatches: number | null;
 }
 
 export class ModeError extends Error {
@@ -91,12 +111,24 @@ export function createModel(
  * `lr * headLrMult`, with the body's parameters frozen (no gradient, so no update) in `frozen` mode.
  */
 export function parameterGroups(model: ResNet, mode: Mode, lr: number, headLrMult: number): ParamGroup[] {
-  if (mode === 'scratch') return [{ params: model.parameters(), lr }];
+  const lrs = groupLearningRates(mode, lr, headLrMult);
+  if (mode === 'scratch') return [{ params: model.parameters(), lr: lrs[0]! }];
   const head: Tensor[] = [model.fc.weight, ...(model.fc.bias ? [model.fc.bias] : [])];
   const body = model.parameters().filter((p) => !head.includes(p));
   if (mode === 'frozen') for (const p of body) p.requiresGrad = false;
   return [
-    { params: body, lr },
-    { params: head, lr: lr * headLrMult },
+    { params: body, lr: lrs[0]! },
+    { params: head, lr: lrs[1]! },
   ];
+}
+
+/** The learning rate of each of parameterGroups' groups, in order: [lr] from scratch, else [body, head]. */
+export function groupLearningRates(mode: Mode, lr: number, headLrMult: number): number[] {
+  return mode === 'scratch' ? [lr] : [lr, lr * headLrMult];
+}
+
+/** The recipe's optimizer: SGD over parameterGroups, with the recipe's weight decay and momentum. */
+export function recipeOptimizer(model: ResNet, recipe: Pick<Recipe, 'mode' | 'lr' | 'headLrMult' | 'weightDecay' | 'momentum'>): SGD {
+  const groups = parameterGroups(model, recipe.mode, recipe.lr, recipe.headLrMult);
+  return new SGD(groups, { lr: recipe.lr, weightDecay: recipe.weightDecay, momentum: recipe.momentum });
 }

@@ -1,6 +1,7 @@
 // run.json: everything needed to tell later what a run was and how it went. The engine's CLI and the PyTorch
 // reference script (scripts/reference/finetune_torch.py) write the same shape, so runs can be compared.
 import type { EpochMetrics } from './fit.js';
+import type { Recipe } from './modes.js';
 
 export const RUN_FORMAT = 'hotdog-webgpu-run/1';
 
@@ -31,20 +32,12 @@ export interface TracePoint {
   examples: number;
 }
 
-export interface RunOptions {
-  mode: string;
+/** A run's options as recorded and resolved (folders absolute): the recipe plus where its inputs and outputs are. */
+export interface RunOptions extends Recipe {
   train: string;
   test: string;
-  imageSize: number;
+  /** 'imagenet', 'none' or the weight file's absolute path. */
   weights: string;
-  epochs: number;
-  batchSize: number;
-  lr: number;
-  headLrMult: number;
-  weightDecay: number;
-  momentum: number;
-  seed: number;
-  maxBatches: number | null;
   workers: number;
   out: string;
 }

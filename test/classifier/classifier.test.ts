@@ -1,7 +1,8 @@
 // The page's classifier under Node: which weight files it takes and how it refuses others, the ImageNet head read as
 // hot dog (class 934) against the rest, and both fine-tuning modes lowering the loss with the engine's own SGD.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { Classifier, IMAGENET_HOTDOG } from '../../src/classifier/classifier.js';
+import { Classifier } from '../../src/classifier/classifier.js';
+import { IMAGENET_HOTDOG_CLASS as IMAGENET_HOTDOG } from '../../src/train/modes.js';
 import type { RgbImage } from '../../src/image/image.js';
 import type { Runtime } from '../../src/runtime/runtime.js';
 import { classNamesMetadata, readClassNames } from '../../src/weights/classes.js';

@@ -18,9 +18,10 @@ import { Classifier } from '../../src/classifier/classifier.js';
 import { decodeImage } from '../../src/data/decode.js';
 import type { RgbImage } from '../../src/image/image.js';
 import type { Runtime } from '../../src/runtime/runtime.js';
-import { readClassNames } from '../../src/weights/classes.js';
+import { readClassNames, readImageSize } from '../../src/weights/classes.js';
 import { parseSafetensors } from '../../src/weights/safetensors.js';
 import { createNodeRuntime, destroyNodeRuntime } from '../../src/node/engine-node.js';
+import { runCli } from '../helpers/cli-process.js';
 import { CHROMIUM_COMPAT_ARGS, CHROMIUM_WEBGPU_ARGS, findChromium, NO_CHROMIUM } from '../browser/chromium.js';
 import { fixtureClassifierBytes, fixturePthBytes } from './model-fixture.js';
 
@@ -69,6 +70,7 @@ describe.skipIf(!chromiumPath)('demo page in headless Chromium', () => {
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'hotdog-demo-'));
     writeFileSync(join(dir, 'model.safetensors'), fixtureClassifierBytes());
+    writeFileSync(join(dir, 'model-64px.safetensors'), fixtureClassifierBytes(['hotdog', 'not-hotdog'], 64));
     writeFileSync(join(dir, 'resnet18-fixture.pth'), fixturePthBytes());
     writeFileSync(join(dir, 'notes.txt'), 'these are not weights\n');
     writeFileSync(join(dir, 'broken.jpg'), 'not an image at all');
@@ -120,11 +122,12 @@ describe.skipIf(!chromiumPath)('demo page in headless Chromium', () => {
     return files.map((f) => cards.find((c) => c.name === basename(f))!);
   }
 
-  async function nodeProbabilities(weights: string, images: RgbImage[]): Promise<number[][]> {
+  /** Node's probabilities, at the weights' own image size unless `imageSize` is given. */
+  async function nodeProbabilities(weights: string, images: RgbImage[], imageSize?: number): Promise<number[][]> {
     const model = Classifier.fromBytes(rt, basename(weights), new Uint8Array(readFileSync(weights)));
     try {
       const out: number[][] = [];
-      for (const img of images) out.push((await model.predict(img)).probabilities);
+      for (const img of images) out.push((await model.predict(img, imageSize)).probabilities);
       return out;
     } finally {
       model.release();
@@ -146,6 +149,29 @@ describe.skipIf(!chromiumPath)('demo page in headless Chromium', () => {
     expect(worst).toBeLessThan(1e-4);
     await page.evaluate(() => window.scrollTo(0, 0));
     await page.screenshot({ path: join(screenshotDir(dir), 'demo-classify.png'), fullPage: true });
+  });
+
+  it('classifies a model trained at 64 px at 64 px, as npm run predict does (within 1e-4), not at 224', async () => {
+    const weights = join(dir, 'model-64px.safetensors');
+    const info = await loadModel(weights);
+    expect(info).toContain('classifies at 64 px (Resize 73, CenterCrop 64)');
+    const cards = await classify(pngs);
+    const cli = await runCli('predict', ['--weights', weights, '--json', ...pngs]);
+    expect(cli.code, cli.stderr).toBe(0);
+    const out = JSON.parse(cli.stdout) as { classes: string[]; imageSize: number; predictions: { file: string; probabilities: Record<string, number> }[] };
+    expect(out.imageSize).toBe(64);
+    let worst = 0;
+    cards.forEach((c) => {
+      expect(c.state).toBe('done');
+      const p = out.predictions.find((q) => basename(q.file) === c.name)!;
+      worst = Math.max(worst, maxAbsDiff(c.probs, out.classes.map((k) => p.probabilities[k]!)));
+    });
+    // The same photos at 224 px give other probabilities: the comparison above can tell the sizes apart.
+    const at224 = await nodeProbabilities(weights, await Promise.all(pngs.map((p) => decodeImage(p))), 224);
+    const sizeEffect = Math.max(...cards.map((c, i) => maxAbsDiff(c.probs, at224[i]!)));
+    console.log(`64 px model: page vs npm run predict max |diff| ${worst.toExponential(2)}; the same at 224 px would differ by ${sizeEffect.toExponential(2)}`);
+    expect(worst).toBeLessThan(1e-4);
+    expect(sizeEffect).toBeGreaterThan(1e-3);
   });
 
   it('decodes: PNG exactly as sharp; JPEG within a few levels (measured)', async () => {
@@ -184,6 +210,7 @@ describe.skipIf(!chromiumPath)('demo page in headless Chromium', () => {
     }
     console.log(`browser decode vs sharp (8-bit levels):\n  ${report.join('\n  ')}`);
     // What the JPEG decode difference does to the probabilities (not a parity bound: inputs differ).
+    await loadModel(join(dir, 'model.safetensors'));
     const cards = await classify(IMAGES);
     const expected = await nodeProbabilities(join(dir, 'model.safetensors'), await Promise.all(IMAGES.map((p) => decodeImage(p))));
     const effect = Math.max(...cards.map((c, i) => maxAbsDiff(c.probs, expected[i]!)));
@@ -215,6 +242,7 @@ describe.skipIf(!chromiumPath)('demo page in headless Chromium', () => {
     await download.saveAs(saved);
     const file = parseSafetensors(new Uint8Array(readFileSync(saved)));
     expect(readClassNames(file.metadata)).toEqual(['hotdog', 'not-hotdog']);
+    expect(readImageSize(file.metadata)).toBe(112); // trained at 112 px in the page: saved so, and classified so
     expect(file.tensors.get('fc.weight')!.shape).toEqual([2, 512]);
     expect(file.tensors.size).toBe(122); // torchvision resnet18's state dict, num_batches_tracked included
     const [node] = await nodeProbabilities(saved, [await decodeImage(pngs[2]!)]);

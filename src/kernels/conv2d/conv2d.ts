@@ -1,7 +1,13 @@
 // conv2d (dilation 1, groups 1) with PyTorch layouts: x [N, Cin, H, W], w [Cout, Cin, KH, KW], y [N, Cout, OH, OW].
 //
-// All three products run as implicit GEMMs (conv2d.wgsl.ts) over a zero-padded copy of the input; nothing is
-// im2col-expanded. Internal layouts, all made per call by cheap copy kernels:
+// Each pass (forward, data gradient, weight gradient) has several lowerings, chosen per shape and adapter by the
+// runtime's tuner (convLowering below; docs/kernels-performance.md):
+// - implicit (this file): an implicit GEMM (conv2d.wgsl.ts) over a zero-padded copy of the input, on any adapter;
+// - im2col (im2col.ts): the patches expanded into a texture and multiplied by the texture GEMM; the data gradient
+//   scatters back with col2im (col2im.ts);
+// - Winograd F(4,3) / F(2,3) (winograd.ts) for 3x3 stride-1 convolutions, also on the texture GEMM.
+// The texture lowerings need a known subgroup of 4 or 8 lanes (CPU drivers). The implicit lowering's internal
+// layouts, all made per call by cheap copy kernels:
 // - forward: weights transposed to [Cin*KH*KW, Cout] (output channels contiguous, read as vec4 per invocation);
 // - data gradient: weights as [Cout, KH, KW, Cin]; gx is computed per stride phase (rh, rw) = (ih mod sh, iw mod sw):
 //   inside one phase only the taps kh = kh0 + sh*j with kh0 = (rh + ph) mod sh reach an output row, and
@@ -9,7 +15,8 @@
 //   the padded gy with J = ceil((KH - kh0) / sh) taps (for stride 1 it is the usual flipped-kernel convolution);
 // - weight gradient: gy transposed to [N, OH, OW, Cout]; partial sums over disjoint position ranges are added in
 //   a fixed order.
-// Shapes, options and tile sizes: geometry.ts. Batches whose tensors exceed the storage binding limit are processed in slices of samples (see convChunks).
+// Shapes, options and tile sizes: geometry.ts. Batches whose tensors exceed the storage binding limit are processed
+// in slices of samples (see convChunks).
 import { sliceAlignment, type BatchChunk } from '../../runtime/chunks.js';
 import type { BufferSource, Runtime } from '../../runtime/runtime.js';
 import { Tensor } from '../../runtime/tensor.js';
