@@ -8,7 +8,7 @@ import { BufferPool, BufferUsage, type PoolStats } from './buffer-pool.js';
 import type { GpuContext } from './device.js';
 import { packParams, reflectKernel, type BindingInfo, type KernelDef, type KernelLayout } from './kernel.js';
 import type { OpKind } from './profiling/op-kinds.js';
-import { TexturePool, type TextureSize } from './texture-pool.js';
+import { TexturePool, type TexturePoolStats, type TextureSize } from './texture-pool.js';
 import { Tuner, type TuningStore } from './autotune.js';
 
 /** Anything that can be bound as a storage buffer: a raw binding or an object (a Tensor) that makes one. */
@@ -143,8 +143,18 @@ export class Runtime {
     });
   }
 
-  get stats(): { submits: number; dispatches: number; pool: PoolStats; pipelines: number } {
-    return { submits: this.submits, dispatches: this.dispatches, pool: this.pool.stats(), pipelines: this.pipelines.size };
+  get stats(): { submits: number; dispatches: number; pool: PoolStats; textures: TexturePoolStats; pipelines: number } {
+    return { submits: this.submits, dispatches: this.dispatches, pool: this.pool.stats(), textures: this.textures.stats(), pipelines: this.pipelines.size };
+  }
+
+  /**
+   * Waits for the GPU, then destroys the free buffers and textures of both pools (live tensors and textures stay).
+   * The training loop calls it after tuning, whose measuring runs leave operands of every variant behind.
+   */
+  async trimPools(): Promise<void> {
+    await this.sync();
+    this.pool.trim();
+    this.textures.trim();
   }
 
   // ---- pipelines ----------------------------------------------------------------------------------------------
