@@ -26,6 +26,8 @@ export function sizeClass(byteLength: number): number {
   return Math.ceil(byteLength / step) * step;
 }
 
+const owners = new WeakMap<GPUBuffer, BufferPool>();
+
 export class BufferPool {
   private readonly free = new Map<number, GPUBuffer[]>();
   private readonly live = new Set<GPUBuffer>();
@@ -39,6 +41,11 @@ export class BufferPool {
     private readonly usage: number = TENSOR_BUFFER_USAGE,
   ) {}
 
+  /** The pool that made `buffer`, if a pool did: a tensor's storage is known by its runtime's pool. */
+  static ownerOf(buffer: GPUBuffer): BufferPool | undefined {
+    return owners.get(buffer);
+  }
+
   acquire(byteLength: number, label = 'tensor'): GPUBuffer {
     const size = sizeClass(byteLength);
     if (size > this.maxBufferSize) {
@@ -47,6 +54,7 @@ export class BufferPool {
     let buffer = this.free.get(size)?.pop();
     if (!buffer) {
       buffer = this.device.createBuffer({ size, usage: this.usage, label });
+      owners.set(buffer, this);
       this.allocations++;
       this.held += size;
     }
