@@ -11,7 +11,7 @@
  * const [p] = await predict(model, [image], { imageSize: 224, classes: ['hotdog', 'not-hotdog'] });
  * ```
  *
- * @packageDocumentation
+ * @module hotdog-webgpu
  */
 
 // The runtime: one GPU device; every tensor and module belongs to the runtime it was made on.
@@ -19,11 +19,20 @@ export { createRuntime } from './runtime/engine.js';
 export { Runtime, GpuError, RuntimeDestroyedError, ForeignTensorError, type RuntimeOptions } from './runtime/runtime.js';
 export { acquireGpu, describeAdapter, type DeviceOptions, type GpuContext, type FeatureLevel } from './runtime/device.js';
 export type { TuningStore } from './runtime/autotune.js';
-export { Tensor, type DType as TensorDType } from './runtime/tensor.js';
+export { Tensor, type DType as TensorDType, type TypedArrayOf, type GradFn } from './runtime/tensor.js';
+// What the runtime's members take and hold (for kernels of your own: see docs/ops-conventions.md).
+export type { KernelDef } from './runtime/kernel.js';
+export type { Workgroups, BindingSource, BufferSource, ProfilerHooks } from './runtime/runtime.js';
+export type { BufferPool, PoolStats } from './runtime/buffer-pool.js';
+export type { TexturePool, TextureSize } from './runtime/texture-pool.js';
+export type { Tuner } from './runtime/autotune.js';
+export { Random } from './util/random.js';
 
 // Autograd: differentiable functions (torch.nn.functional's names), backward(), no_grad.
 export { relu, add, sum, mean, flatten, linear, conv2d, batchNorm2d, maxPool2d, adaptiveAvgPool2d, crossEntropy } from './autograd/functions.js';
-export type { Conv2dArgs, BatchNormState, Reduction } from './autograd/functions.js';
+export type { Conv2dArgs, BatchNormState, BatchNormEpilogueArgs, Reduction } from './autograd/functions.js';
+export type { MaxPool2dOptions } from './kernels/max-pool/max-pool.js';
+export type { BatchNormTracker } from './kernels/batch-norm/batch-norm.js';
 export { backward, zeroGrad, type BackwardOptions } from './autograd/tape.js';
 export { noGrad, isGradEnabled, setGradEnabled } from './autograd/grad-mode.js';
 
@@ -60,6 +69,7 @@ export {
   type StateDict,
   type TensorData,
   type DType,
+  type TensorArray,
   type Safetensors,
   type ReadPthOptions,
   type WeightFileFormat,

@@ -117,7 +117,9 @@ export class ResNet extends Module {
       return super.loadStateDict(dict, options);
     } catch (e) {
       if (!(e instanceof StateDictError) || e.note !== undefined) throw e;
-      throw new StateDictError(e.moduleName, e.source, e.missing, e.unexpected, e.mismatched, describeStateDict(dict, this.blocksPerLayer));
+      const note = describeStateDict(dict, this.blocksPerLayer);
+      if (note === undefined) throw e;
+      throw new StateDictError(e.moduleName, e.source, e.missing, e.unexpected, e.mismatched, note);
     }
   }
 
@@ -133,19 +135,23 @@ export class ResNet extends Module {
 const BASIC_RESNETS: Record<string, string> = { '2,2,2,2': 'resnet18', '3,4,6,3': 'resnet34' };
 const BOTTLENECK_RESNETS: Record<string, string> = { '3,4,6,3': 'resnet50', '3,4,23,3': 'resnet101', '3,8,36,3': 'resnet152' };
 
-/** What a state dict that does not fit a ResNet holds: another torchvision ResNet (named), or no ResNet at all. */
-function describeStateDict(dict: StateDict, expected: readonly number[]): string {
+/**
+ * What a state dict that does not fit a ResNet holds when it is another architecture: another torchvision ResNet
+ * (named), or no ResNet at all; undefined when its blocks are the model's (the problem is then in single keys).
+ */
+function describeStateDict(dict: StateDict, expected: readonly number[]): string | undefined {
+  const keys = [...dict.keys()];
   const blocks = [1, 2, 3, 4].map((layer) => {
     let n = 0;
-    while ([...dict.keys()].some((k) => k.startsWith(`layer${layer}.${n}.`))) n++;
+    while (keys.some((k) => k.startsWith(`layer${layer}.${n}.`))) n++;
     return n;
   });
   const mine = `${BASIC_RESNETS[expected.join(',')] ?? 'a ResNet'} with [${expected.join(', ')}] BasicBlocks per layer`;
-  if (!dict.has('conv1.weight') || blocks.every((n) => n === 0)) {
-    const keys = [...dict.keys()];
-    return `The state dict is not a torchvision ResNet (no conv1.weight and layer1-4; its ${keys.length} keys begin ${quotedFew(keys)}); the model is ${mine}.`;
+  if (blocks.every((n) => n === 0)) {
+    return `The state dict is not a torchvision ResNet (no layer1-4; its ${keys.length} keys begin ${quotedFew(keys)}); the model is ${mine}.`;
   }
-  const bottleneck = dict.has('layer1.0.conv3.weight');
+  const bottleneck = keys.some((k) => /^layer\d\.\d+\.conv3\./.test(k));
+  if (!bottleneck && blocks.join(',') === expected.join(',')) return undefined;
   const kind = bottleneck ? 'Bottleneck blocks (conv3)' : 'BasicBlocks';
   const theirs = (bottleneck ? BOTTLENECK_RESNETS : BASIC_RESNETS)[blocks.join(',')];
   return `The state dict holds a ResNet with [${blocks.join(', ')}] ${kind} per layer${theirs ? ` (torchvision's ${theirs})` : ''}; the model is ${mine}.`;

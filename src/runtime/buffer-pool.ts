@@ -27,6 +27,8 @@ export function sizeClass(byteLength: number): number {
 }
 
 const owners = new WeakMap<GPUBuffer, BufferPool>();
+/** The label of the tensor a pooled buffer was last acquired for (error messages). */
+const holders = new WeakMap<GPUBuffer, string>();
 
 export class BufferPool {
   private readonly free = new Map<number, GPUBuffer[]>();
@@ -46,6 +48,11 @@ export class BufferPool {
     return owners.get(buffer);
   }
 
+  /** The label `buffer` was last acquired under (a tensor's label), or its own. */
+  static holderOf(buffer: GPUBuffer): string {
+    return holders.get(buffer) ?? buffer.label;
+  }
+
   acquire(byteLength: number, label = 'tensor'): GPUBuffer {
     const size = sizeClass(byteLength);
     if (size > this.maxBufferSize) {
@@ -59,6 +66,7 @@ export class BufferPool {
       this.held += size;
     }
     this.live.add(buffer);
+    holders.set(buffer, label);
     this.inUse += size;
     return buffer;
   }

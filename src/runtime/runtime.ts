@@ -493,7 +493,7 @@ export class Runtime {
   private checkOwnBuffer(buffer: GPUBuffer, what: string, src?: BindingSource): void {
     const owner = BufferPool.ownerOf(buffer);
     if (owner === undefined || owner === this.pool) return;
-    const tensor = src !== undefined && isTensorLike(src) ? `tensor ${src.label}#${src.id} [${src.shape.join(', ')}]` : `buffer "${buffer.label}"`;
+    const tensor = src !== undefined && isTensorLike(src) ? `tensor "${src.label}"#${src.id} [${src.shape.join(', ')}]` : `tensor "${BufferPool.holderOf(buffer)}"`;
     throw new ForeignTensorError(
       `${what} is ${tensor}, which belongs to another runtime: tensors and modules cannot be shared between runtimes ` +
         '(read it back with `await t.read()` and make it again with Tensor.fromArray on this runtime, or load the state dict into a model made on this runtime)',

@@ -84,12 +84,13 @@ describe('the packed package', () => {
     expect(report.predictions.every((p) => p.probabilities !== undefined)).toBe(true);
   }, 600_000);
 
+  // @webgpu/types (the GPU types of both entries) needs lib DOM, or skipLibCheck, under Node too (README).
   it('type-checks both examples against the installed .d.ts (the web entry without Node types)', async () => {
     const common = { strict: true, target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', noEmit: true, skipLibCheck: false };
     mkdirSync(join(project, 'browser'), { recursive: true });
     for (const f of ['index.html', 'main.ts']) copyFileSync(join(REPO_ROOT, 'examples/browser', f), join(project, 'browser', f));
     writeFileSync(join(project, 'tsconfig.browser.json'), JSON.stringify({ compilerOptions: { ...common, lib: ['ES2022', 'DOM', 'DOM.Iterable'], types: [] }, files: ['browser/main.ts'] }));
-    writeFileSync(join(project, 'tsconfig.node.json'), JSON.stringify({ compilerOptions: { ...common, lib: ['ES2022'], types: ['node'], allowJs: true, checkJs: true }, files: ['finetune-head.mjs'] }));
+    writeFileSync(join(project, 'tsconfig.node.json'), JSON.stringify({ compilerOptions: { ...common, lib: ['ES2022', 'DOM'], types: ['node'], allowJs: true, checkJs: true }, files: ['finetune-head.mjs'] }));
     if (!existsSync(join(project, 'finetune-head.mjs'))) copyFileSync(join(REPO_ROOT, 'examples/node/finetune-head.mjs'), join(project, 'finetune-head.mjs'));
     for (const config of ['tsconfig.browser.json', 'tsconfig.node.json']) {
       const result = await run(process.execPath, [TSC, '-p', config], { cwd: project }).catch((e: { stdout: string }) => e);
