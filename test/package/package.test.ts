@@ -4,7 +4,7 @@
 // example (b) bundled with vite, refusing any Node-only module. Also: the README's library section is example (a).
 import { execFile } from 'node:child_process';
 import { builtinModules } from 'node:module';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -15,6 +15,9 @@ import { REPO_ROOT } from '../helpers/cli-process.js';
 import { writeTinyImageFolder } from '../helpers/tiny-image-folder.js';
 
 const run = promisify(execFile);
+// Under `npm test` npm exports its own settings (npm_config_local_prefix: this repository); the npm commands below
+// must act on their own folders.
+const npmEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^npm_(config_local_prefix|package_|lifecycle_)/i.test(k)));
 const NODE_ONLY_PACKAGES = ['webgpu', 'sharp', 'yauzl', 'cli-progress'];
 const TSC = join(REPO_ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
 
@@ -26,14 +29,16 @@ beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'hotdog-package-'));
   project = join(work, 'project');
   mkdirSync(project);
-  await run('npm', ['pack', '--pack-destination', work, '--silent'], { cwd: REPO_ROOT, maxBuffer: 64 << 20 });
+  await run('npm', ['pack', '--pack-destination', work, '--silent'], { cwd: REPO_ROOT, env: npmEnv, maxBuffer: 64 << 20 });
   const tarball = readdirSync(work).find((f) => f.endsWith('.tgz'));
   if (!tarball) throw new Error(`npm pack left no tarball in ${work}`);
   files = (await run('tar', ['-tzf', join(work, tarball)])).stdout.split('\n').filter(Boolean).map((f) => f.replace(/^package\//, ''));
+  console.log(`${tarball}: ${files.length} files, ${(statSync(join(work, tarball)).size / 1024).toFixed(0)} KiB`);
   writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'user-project', private: true, type: 'module' }));
   // As a user installs it: the tarball and its dependencies from the registry (the local npm cache first).
-  await run('npm', ['install', join(work, tarball), '@types/node@^20', '--no-audit', '--no-fund', '--prefer-offline', '--loglevel=error'], {
+  await run('npm', ['install', '--prefix', project, join(work, tarball), '@types/node@^20', '--no-audit', '--no-fund', '--prefer-offline', '--loglevel=error'], {
     cwd: project,
+    env: npmEnv,
     maxBuffer: 64 << 20,
   });
 }, 600_000);
