@@ -87,6 +87,8 @@ describe('the packed package', () => {
     expect(report.classes).toEqual(['hotdog', 'not-hotdog']);
     expect(report.predictions).toHaveLength(4);
     expect(report.predictions.every((p) => p.probabilities !== undefined)).toBe(true);
+    const help = await run(join(project, 'node_modules/.bin/hotdog-finetune'), ['--help'], { cwd: project });
+    expect(help.stdout).toMatch(/^Fine-tune ResNet-18 to tell hot dogs from everything else/);
   }, 600_000);
 
   // @webgpu/types (the GPU types of both entries) needs lib DOM, or skipLibCheck, under Node too (README).
