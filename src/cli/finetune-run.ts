@@ -131,7 +131,7 @@ async function pretrainedWeights(o: FinetuneOptions): Promise<{ dict: Awaited<Re
 
 /** The GPU pool and the RSS; under `node --expose-gc` after a full collection, so garbage does not count as growth. */
 function memorySample(rt: Runtime): MemorySample {
-  const pool = rt.stats.pool;
+  const { pool, textures } = rt.stats;
   const gc = (globalThis as { gc?: () => void }).gc;
   gc?.();
   const m = process.memoryUsage();
@@ -139,6 +139,8 @@ function memorySample(rt: Runtime): MemorySample {
     gpuPoolBytesHeld: pool.bytesHeld,
     gpuPoolBytesInUse: pool.bytesInUse,
     gpuBuffers: pool.liveBuffers,
+    gpuTexturePoolBytesHeld: textures.bytesHeld,
+    gpuTextures: textures.texturesHeld,
     rssBytes: m.rss,
     jsHeapBytes: m.heapUsed + m.external,
     afterGc: gc !== undefined,

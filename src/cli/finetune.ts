@@ -1,3 +1,4 @@
+#!/usr/bin/env node
 // npm run finetune: the transfer-learning experiment of d2l's fine-tuning chapter (see FINETUNE_HELP).
 // Exit status: 0 done, 1 the run failed, 2 a bad command line or input found before training.
 import { DatasetError } from '../data/index.js';

@@ -1,3 +1,4 @@
+#!/usr/bin/env node
 // npm run predict -- --weights model.safetensors IMAGE_OR_FOLDER...: class probabilities per image, with the
 // class names and image size from the weights' metadata (as npm run finetune writes them). An image that cannot
 // be read gets its own error line; the others are still classified. Exit status 0, 1 when some image failed,

@@ -78,8 +78,9 @@ export abstract class Module {
 
   /**
    * Copies a state dict into the module. Every problem (missing keys, unexpected keys, shape mismatches, wrong
-   * dtypes) is collected and reported in one error before anything is written; with strict=false missing and
-   * unexpected keys are allowed (shape mismatches never are), as in torch. Returns the keys it skipped.
+   * dtypes) is collected and reported in one StateDictError, worded as torch's load_state_dict, before anything is
+   * written; with strict=false missing and unexpected keys are allowed (shape mismatches never are), as in torch.
+   * Returns the keys it skipped.
    */
   loadStateDict(dict: StateDict, options: { strict?: boolean; source?: string } = {}): { missing: string[]; unexpected: string[] } {
     const strict = options.strict ?? true;
@@ -90,17 +91,11 @@ export abstract class Module {
     for (const [name, target] of entries) {
       const src = dict.get(name);
       if (!src) continue;
-      const problem = checkCompatible(target, src);
-      if (problem) mismatched.push(`${name}: ${problem}`);
+      const problem = checkCompatible(name, target, src);
+      if (problem) mismatched.push(problem);
     }
-    const problems: string[] = [];
-    if (strict && missing.length) problems.push(`missing keys (${missing.length}): ${missing.join(', ')}`);
-    if (strict && unexpected.length) problems.push(`unexpected keys (${unexpected.length}): ${unexpected.join(', ')}`);
-    if (mismatched.length) problems.push(`size/dtype mismatches (${mismatched.length}):\n    ${mismatched.join('\n    ')}`);
-    if (problems.length) {
-      throw new Error(
-        `cannot load the state dict${options.source ? ` from ${options.source}` : ''} into ${this.constructor.name}:\n  ${problems.join('\n  ')}`,
-      );
+    if ((strict && (missing.length || unexpected.length)) || mismatched.length) {
+      throw new StateDictError(this.constructor.name, options.source, strict ? missing : [], strict ? unexpected : [], mismatched);
     }
     for (const [name, target] of entries) {
       const src = dict.get(name);
@@ -147,13 +142,42 @@ function isCounter(v: unknown): v is CounterBuffer {
   return typeof v === 'object' && v !== null && (v as CounterBuffer).kind === 'counter';
 }
 
-function checkCompatible(target: Tensor | CounterBuffer, src: TensorData): string | null {
+function checkCompatible(name: string, target: Tensor | CounterBuffer, src: TensorData): string | null {
   if (target instanceof Tensor) {
     const same = src.shape.length === target.shape.length && src.shape.every((d, i) => d === target.shape[i]);
-    if (!same) return `checkpoint has shape [${src.shape.join(', ')}], the model [${target.shape.join(', ')}]`;
-    if (!['float32', 'float16', 'bfloat16', 'float64'].includes(src.dtype)) return `checkpoint dtype ${src.dtype} is not a float type`;
+    if (!same) {
+      return `size mismatch for ${name}: copying a param with shape [${src.shape.join(', ')}] from checkpoint, the shape in current model is [${target.shape.join(', ')}].`;
+    }
+    if (!['float32', 'float16', 'bfloat16', 'float64'].includes(src.dtype)) return `dtype mismatch for ${name}: the checkpoint holds ${src.dtype}, not a float type.`;
     return null;
   }
-  if (src.shape.length !== 0 || src.dtype !== 'int64') return `expected an int64 scalar, checkpoint has ${src.dtype} [${src.shape.join(', ')}]`;
+  if (src.shape.length !== 0 || src.dtype !== 'int64') return `dtype mismatch for ${name}: expected an int64 scalar, the checkpoint holds ${src.dtype} [${src.shape.join(', ')}].`;
   return null;
+}
+
+const quoted = (keys: readonly string[]): string => keys.map((k) => `"${k}"`).join(', ');
+
+/**
+ * A state dict that does not fit a module, worded as torch's load_state_dict error ("Error(s) in loading state_dict
+ * for ResNet: Missing key(s) in state_dict: ... Unexpected key(s) in state_dict: ... size mismatch for ..."), with the
+ * lists kept as fields.
+ */
+export class StateDictError extends Error {
+  override name = 'StateDictError';
+  constructor(
+    readonly moduleName: string,
+    readonly source: string | undefined,
+    readonly missing: readonly string[],
+    readonly unexpected: readonly string[],
+    readonly mismatched: readonly string[],
+    /** What the state dict looks like instead (ResNet names the architecture it holds). */
+    readonly note?: string,
+  ) {
+    const lines = [`Error(s) in loading state_dict for ${moduleName}${source ? ` from ${source}` : ''}:`];
+    if (missing.length) lines.push(`Missing key(s) in state_dict: ${quoted(missing)}.`);
+    if (unexpected.length) lines.push(`Unexpected key(s) in state_dict: ${quoted(unexpected)}.`);
+    lines.push(...mismatched);
+    if (note) lines.push(note);
+    super(lines.join('\n\t'));
+  }
 }

@@ -6,7 +6,8 @@ import type { Runtime } from '../runtime/runtime.js';
 import type { Tensor } from '../runtime/tensor.js';
 import { generator, kaimingNormalFanOut, xavierUniform, type Generator } from './init.js';
 import { AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Linear, MaxPool2d, ReLU, Sequential } from './layers.js';
-import { Module } from './module.js';
+import { Module, StateDictError } from './module.js';
+import type { StateDict } from '../weights/state-dict.js';
 
 export class BasicBlock extends Module {
   readonly conv1: Conv2d;
@@ -64,7 +65,11 @@ export class ResNet extends Module {
   /** The classifier head; assign a new Linear to replace it, as `model.fc = nn.Linear(512, 2)` in PyTorch. */
   fc: Linear;
 
-  constructor(rt: Runtime, blocksPerLayer: readonly [number, number, number, number], options: ResNetOptions = {}) {
+  constructor(
+    rt: Runtime,
+    readonly blocksPerLayer: readonly [number, number, number, number],
+    options: ResNetOptions = {},
+  ) {
     super(rt);
     const g = generator(options.seed ?? 0);
     this.conv1 = new Conv2d(rt, 3, 64, 7, { stride: 2, padding: 3, bias: false, generator: g });
@@ -106,12 +111,54 @@ export class ResNet extends Module {
     return flat;
   }
 
+  /** Module.loadStateDict, whose error also says which architecture a foreign state dict holds (resnet34, resnet50...). */
+  override loadStateDict(dict: StateDict, options: { strict?: boolean; source?: string } = {}): { missing: string[]; unexpected: string[] } {
+    try {
+      return super.loadStateDict(dict, options);
+    } catch (e) {
+      if (!(e instanceof StateDictError) || e.note !== undefined) throw e;
+      const note = describeStateDict(dict, this.blocksPerLayer);
+      if (note === undefined) throw e;
+      throw new StateDictError(e.moduleName, e.source, e.missing, e.unexpected, e.mismatched, note);
+    }
+  }
+
   forward(x: Tensor<'f32'>): Tensor<'f32'> {
     const f = this.features(x);
     const logits = this.fc.forward(f);
     releaseIntermediate(f);
     return logits;
   }
+}
+
+// torchvision's ResNets by blocks per layer.
+const BASIC_RESNETS: Record<string, string> = { '2,2,2,2': 'resnet18', '3,4,6,3': 'resnet34' };
+const BOTTLENECK_RESNETS: Record<string, string> = { '3,4,6,3': 'resnet50', '3,4,23,3': 'resnet101', '3,8,36,3': 'resnet152' };
+
+/**
+ * What a state dict that does not fit a ResNet holds when it is another architecture: another torchvision ResNet
+ * (named), or no ResNet at all; undefined when its blocks are the model's (the problem is then in single keys).
+ */
+function describeStateDict(dict: StateDict, expected: readonly number[]): string | undefined {
+  const keys = [...dict.keys()];
+  const blocks = [1, 2, 3, 4].map((layer) => {
+    let n = 0;
+    while (keys.some((k) => k.startsWith(`layer${layer}.${n}.`))) n++;
+    return n;
+  });
+  const mine = `${BASIC_RESNETS[expected.join(',')] ?? 'a ResNet'} with [${expected.join(', ')}] BasicBlocks per layer`;
+  if (blocks.every((n) => n === 0)) {
+    return `The state dict is not a torchvision ResNet (no layer1-4; its ${keys.length} keys begin ${quotedFew(keys)}); the model is ${mine}.`;
+  }
+  const bottleneck = keys.some((k) => /^layer\d\.\d+\.conv3\./.test(k));
+  if (!bottleneck && blocks.join(',') === expected.join(',')) return undefined;
+  const kind = bottleneck ? 'Bottleneck blocks (conv3)' : 'BasicBlocks';
+  const theirs = (bottleneck ? BOTTLENECK_RESNETS : BASIC_RESNETS)[blocks.join(',')];
+  return `The state dict holds a ResNet with [${blocks.join(', ')}] ${kind} per layer${theirs ? ` (torchvision's ${theirs})` : ''}; the model is ${mine}.`;
+}
+
+function quotedFew(keys: readonly string[]): string {
+  return keys.length ? `${keys.slice(0, 3).map((k) => `"${k}"`).join(', ')}${keys.length > 3 ? ', ...' : ''}` : '(none)';
 }
 
 export function resnet18(rt: Runtime, options: ResNetOptions = {}): ResNet {

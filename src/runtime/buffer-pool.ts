@@ -26,6 +26,10 @@ export function sizeClass(byteLength: number): number {
   return Math.ceil(byteLength / step) * step;
 }
 
+const owners = new WeakMap<GPUBuffer, BufferPool>();
+/** The label of the tensor a pooled buffer was last acquired for (error messages). */
+const holders = new WeakMap<GPUBuffer, string>();
+
 export class BufferPool {
   private readonly free = new Map<number, GPUBuffer[]>();
   private readonly live = new Set<GPUBuffer>();
@@ -39,6 +43,16 @@ export class BufferPool {
     private readonly usage: number = TENSOR_BUFFER_USAGE,
   ) {}
 
+  /** The pool that made `buffer`, if a pool did: a tensor's storage is known by its runtime's pool. */
+  static ownerOf(buffer: GPUBuffer): BufferPool | undefined {
+    return owners.get(buffer);
+  }
+
+  /** The label `buffer` was last acquired under (a tensor's label), or its own. */
+  static holderOf(buffer: GPUBuffer): string {
+    return holders.get(buffer) ?? buffer.label;
+  }
+
   acquire(byteLength: number, label = 'tensor'): GPUBuffer {
     const size = sizeClass(byteLength);
     if (size > this.maxBufferSize) {
@@ -47,10 +61,12 @@ export class BufferPool {
     let buffer = this.free.get(size)?.pop();
     if (!buffer) {
       buffer = this.device.createBuffer({ size, usage: this.usage, label });
+      owners.set(buffer, this);
       this.allocations++;
       this.held += size;
     }
     this.live.add(buffer);
+    holders.set(buffer, label);
     this.inUse += size;
     return buffer;
   }

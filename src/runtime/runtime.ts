@@ -8,7 +8,7 @@ import { BufferPool, BufferUsage, type PoolStats } from './buffer-pool.js';
 import { kernelView, type GpuContext, type KernelMode } from './device.js';
 import { packParams, reflectKernel, type BindingInfo, type KernelDef, type KernelLayout } from './kernel.js';
 import type { OpKind } from './profiling/op-kinds.js';
-import { TexturePool, type TextureSize } from './texture-pool.js';
+import { TexturePool, type TexturePoolStats, type TextureSize } from './texture-pool.js';
 import { Tuner, type TuningStore } from './autotune.js';
 
 /** Anything that can be bound as a storage buffer: a raw binding or an object (a Tensor) that makes one. */
@@ -86,6 +86,24 @@ export class GpuError extends Error {
   override name = 'GpuError';
 }
 
+/** A runtime used after destroy(). */
+export class RuntimeDestroyedError extends Error {
+  override name = 'RuntimeDestroyedError';
+  constructor() {
+    super('this runtime was destroyed (runtime.destroy()): its device, tensors and modules cannot be used any more; create a new runtime and load the weights onto it');
+  }
+}
+
+/** A tensor (or buffer) of one runtime handed to another. */
+export class ForeignTensorError extends Error {
+  override name = 'ForeignTensorError';
+}
+
+function isTensorLike(src: BindingSource): src is BindingSource & { label: string; id: number; shape: readonly number[] } {
+  const t = src as { label?: unknown; id?: unknown; shape?: unknown };
+  return typeof t.label === 'string' && typeof t.id === 'number' && Array.isArray(t.shape);
+}
+
 export class Runtime {
   readonly device: GPUDevice;
   readonly pool: BufferPool;
@@ -99,6 +117,7 @@ export class Runtime {
   private readonly pendingCompiles: Promise<void>[] = [];
   private readonly errors: string[] = [];
   private lost: string | null = null;
+  private destroyed = false;
 
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
@@ -155,8 +174,18 @@ export class Runtime {
     });
   }
 
-  get stats(): { submits: number; dispatches: number; pool: PoolStats; pipelines: number } {
-    return { submits: this.submits, dispatches: this.dispatches, pool: this.pool.stats(), pipelines: this.pipelines.size };
+  get stats(): { submits: number; dispatches: number; pool: PoolStats; textures: TexturePoolStats; pipelines: number } {
+    return { submits: this.submits, dispatches: this.dispatches, pool: this.pool.stats(), textures: this.textures.stats(), pipelines: this.pipelines.size };
+  }
+
+  /**
+   * Waits for the GPU, then destroys the free buffers and textures of both pools (live tensors and textures stay).
+   * The training loop calls it after tuning, whose measuring runs leave operands of every variant behind.
+   */
+  async trimPools(): Promise<void> {
+    await this.sync();
+    this.pool.trim();
+    this.textures.trim();
   }
 
   // ---- pipelines ----------------------------------------------------------------------------------------------
@@ -238,6 +267,7 @@ export class Runtime {
         continue;
       }
       const resource = 'gpuBinding' in src ? src.gpuBinding() : src;
+      this.checkOwnBuffer(resource.buffer, `kernel ${def.name}: binding "${b.name}"`, src);
       const size = resource.size ?? resource.buffer.size - (resource.offset ?? 0);
       if (size > this.bindingLimit) {
         throw new Error(`kernel ${def.name}: binding "${b.name}" is ${size} bytes, over the ${this.bindingLimit}-byte storage binding limit`);
@@ -295,6 +325,9 @@ export class Runtime {
 
   /** Records a buffer-to-buffer copy (ends the open compute pass). */
   copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, size: number): void {
+    this.throwIfLost();
+    this.checkOwnBuffer(src, 'copy: its source');
+    this.checkOwnBuffer(dst, 'copy: its destination');
     this.endPass();
     const stamps = this.profiler?.record({ op: 'copy', src, srcOffset, dst, dstOffset, size });
     if (stamps) this.timestampPass(stamps.querySet, undefined, stamps.begin);
@@ -338,6 +371,8 @@ export class Runtime {
    * still read this (possibly recycled) buffer is submitted first.
    */
   write(buffer: GPUBuffer, offset: number, data: ArrayBufferView): void {
+    this.throwIfLost();
+    this.checkOwnBuffer(buffer, 'write: its destination');
     if (data.byteLength === 0) return;
     if (this.encoder) this.flush();
     this.device.queue.writeBuffer(buffer, offset, data.buffer, data.byteOffset, data.byteLength);
@@ -464,7 +499,27 @@ export class Runtime {
   }
 
   private throwIfLost(): void {
+    if (this.destroyed) throw new RuntimeDestroyedError();
     if (this.lost) throw new GpuError(this.lost);
+  }
+
+  /** True after destroy(): every later use of this runtime (or of its tensors and modules) throws RuntimeDestroyedError. */
+  get isDestroyed(): boolean {
+    return this.destroyed;
+  }
+
+  /**
+   * Refuses a buffer that another runtime's pool made: a tensor lives on the device of the runtime that made it,
+   * and WebGPU would only report the mix-up later, without naming the tensor.
+   */
+  private checkOwnBuffer(buffer: GPUBuffer, what: string, src?: BindingSource): void {
+    const owner = BufferPool.ownerOf(buffer);
+    if (owner === undefined || owner === this.pool) return;
+    const tensor = src !== undefined && isTensorLike(src) ? `tensor "${src.label}"#${src.id} [${src.shape.join(', ')}]` : `tensor "${BufferPool.holderOf(buffer)}"`;
+    throw new ForeignTensorError(
+      `${what} is ${tensor}, which belongs to another runtime: tensors and modules cannot be shared between runtimes ` +
+        '(read it back with `await t.read()` and make it again with Tensor.fromArray on this runtime, or load the state dict into a model made on this runtime)',
+    );
   }
 
   private acquireStaging(size: number): GPUBuffer {
@@ -482,6 +537,8 @@ export class Runtime {
   }
 
   destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
     this.encoder = null;
     this.pass = null;
     this.pool.destroy();

@@ -18,6 +18,8 @@ export interface TextureSize {
 
 export interface TexturePoolStats {
   liveTextures: number;
+  /** Textures the pool owns, live or free. */
+  texturesHeld: number;
   bytesHeld: number;
   allocations: number;
 }
@@ -57,8 +59,24 @@ export class TexturePool {
     list.push(t);
   }
 
+  /**
+   * Destroys the free textures (live ones stay). Call with no recorded work pending on them (after a sync): the
+   * tuner's runs leave textures of every variant it measured, which a run never needs again.
+   */
+  trim(): void {
+    for (const list of this.free.values()) {
+      for (const t of list) {
+        this.held -= t.width * t.height * t.depthOrArrayLayers * TEXEL_BYTES;
+        t.destroy();
+      }
+    }
+    this.free.clear();
+  }
+
   stats(): TexturePoolStats {
-    return { liveTextures: this.live.size, bytesHeld: this.held, allocations: this.allocations };
+    let free = 0;
+    for (const list of this.free.values()) free += list.length;
+    return { liveTextures: this.live.size, texturesHeld: this.live.size + free, bytesHeld: this.held, allocations: this.allocations };
   }
 
   destroy(): void {

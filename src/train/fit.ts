@@ -153,6 +153,8 @@ export async function tuneKernels(model: Module, optimizer: SGD, batch: HostBatc
   optimizer.zeroGrad();
   model.train(wasTraining);
   await rt.tuner.tunePending(log);
+  // The probe pass and the measuring runs leave buffers and textures of shapes (and variants) no step uses again.
+  await rt.trimPools();
 }
 
 export async function fit(model: Module, optimizer: SGD, options: FitOptions): Promise<EpochMetrics[]> {

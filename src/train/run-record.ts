@@ -14,6 +14,10 @@ export interface MemorySample {
   gpuPoolBytesHeld: number | null;
   gpuPoolBytesInUse: number | null;
   gpuBuffers: number | null;
+  /** Bytes of the operand textures the engine's pool holds (the texture GEMM's A and B); absent in older records. */
+  gpuTexturePoolBytesHeld?: number | null;
+  /** Textures the pool holds, live or free. */
+  gpuTextures?: number | null;
   rssBytes: number;
   jsHeapBytes: number | null;
   afterGc: boolean;

@@ -29,7 +29,7 @@ import {
   type Transform,
 } from '../../src/image/transforms.js';
 
-const ROOT = fileURLToPath(new URL('../../fixtures/transforms', import.meta.url));
+const ROOT = fileURLToPath(new URL('../../fixtures/transforms/', import.meta.url));
 
 type Op =
   | { op: 'resize'; size: number }

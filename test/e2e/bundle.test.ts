@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect, it } from 'vitest';
 
-const REPO = fileURLToPath(new URL('../..', import.meta.url));
+const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const NODE_ONLY_PACKAGES = ['webgpu', 'sharp', 'yauzl', 'cli-progress'];
 
 it('vite bundles the page without any Node-only module', async () => {

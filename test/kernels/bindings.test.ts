@@ -25,7 +25,9 @@ import { Tensor } from '../../src/runtime/tensor.js';
 import { randn } from '../helpers/gradcheck.js';
 import { testRuntime } from '../helpers/gpu.js';
 
-const KERNELS_DIR = fileURLToPath(new URL('../../src/kernels', import.meta.url));
+const KERNELS_DIR = fileURLToPath(new URL('../../src/kernels/', import.meta.url));
+/** The runtime's own kernels (fill) live in src/runtime. */
+const RUNTIME_DIR = fileURLToPath(new URL('../../src/runtime/', import.meta.url));
 
 function wgslModules(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
@@ -192,7 +194,7 @@ it('every kernel binds exactly what its WGSL declares, and every exported kernel
   }
 
   const exported: KernelDef[] = [];
-  for (const file of wgslModules(KERNELS_DIR)) {
+  for (const file of [...wgslModules(KERNELS_DIR), ...wgslModules(RUNTIME_DIR)]) {
     const mod = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
     exported.push(...Object.values(mod).filter(isKernelDef));
   }

@@ -7,7 +7,7 @@ import { parseSafetensors } from '../../src/weights/safetensors.js';
 import { toFloat32, type StateDict } from '../../src/weights/state-dict.js';
 import { readStateDictFile } from '../../src/node/weights-file.js';
 
-const DIR = new URL('../../fixtures/resnet18', import.meta.url);
+const DIR = new URL('../../fixtures/resnet18/', import.meta.url);
 
 /** The checkpoint as torch.save wrote it, read through the engine's .pth reader from a real file. */
 export async function loadFixtureCheckpoint(): Promise<StateDict> {

@@ -215,11 +215,16 @@ describe('resnet18 vs torchvision', () => {
     } catch (e) {
       message = (e as Error).message;
     }
-    expect(message).toMatch(/from other\.pth/);
-    expect(message).toMatch(/missing keys \(2\): conv1\.weight, layer4\.1\.bn2\.running_var/);
-    expect(message).toMatch(/unexpected keys \(1\): classifier\.weight/);
-    expect(message).toMatch(/fc\.weight: checkpoint has shape \[1000, 512\], the model \[2, 512\]/);
-    expect(message).toMatch(/fc\.bias: checkpoint has shape \[1000\], the model \[2\]/);
+    // torch's load_state_dict wording, every line of it.
+    expect(message).toBe(
+      [
+        'Error(s) in loading state_dict for ResNet from other.pth:',
+        'Missing key(s) in state_dict: "conv1.weight", "layer4.1.bn2.running_var".',
+        'Unexpected key(s) in state_dict: "classifier.weight".',
+        'size mismatch for fc.weight: copying a param with shape [1000, 512] from checkpoint, the shape in current model is [2, 512].',
+        'size mismatch for fc.bias: copying a param with shape [1000] from checkpoint, the shape in current model is [2].',
+      ].join('\n\t'),
+    );
     // Non-strict loading skips missing/unexpected keys but never a shape mismatch.
     expect(() => model.loadStateDict(foreign, { strict: false })).toThrow(/fc\.weight/);
     model.release();
