@@ -166,7 +166,7 @@ function deviceRecord(rt: Runtime): RunRecord['device'] {
   const limits: Record<string, number> = {};
   for (const k of LIMITS) limits[k] = rt.ctx.limits[k];
   return {
-    kind: rt.ctx.isCpuDriver ? 'webgpu-cpu-driver' : 'webgpu',
+    kind: rt.deviceCtx.isCpuDriver ? 'webgpu-cpu-driver' : 'webgpu',
     name: describeAdapter(rt.ctx),
     adapter: { vendor: i.vendor, architecture: i.architecture, device: i.device, description: i.description, features: [...rt.ctx.features].sort().join(' ') },
     limits,

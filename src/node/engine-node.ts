@@ -1,6 +1,6 @@
 // Node entry: Dawn's WebGPU handed to the web-standard engine (src/runtime knows nothing of Node), with Dawn's
 // backend/adapter/toggles given flat, as the CLIs pass them.
-import { acquireGpu, type DeviceOptions, type GpuContext } from '../runtime/device.js';
+import { acquireGpu, type DeviceOptions, type GpuContext, type KernelMode } from '../runtime/device.js';
 import { createRuntime } from '../runtime/engine.js';
 import type { Runtime, RuntimeOptions } from '../runtime/runtime.js';
 import { DEFAULT_LP_NUM_THREADS, nodeGpu, releaseNodeGpu, type NodeGpuOptions } from './webgpu-node.js';
@@ -20,12 +20,21 @@ export async function acquireNodeGpu(options: NodeDeviceOptions = {}): Promise<G
   return acquireGpu(await withDawn(options));
 }
 
+/** HOTDOG_KERNELS: 'gpu' makes any adapter take the GPU kernel choices (RuntimeOptions.kernels); unset or 'auto': the adapter's own. */
+export function kernelModeFromEnv(env: Record<string, string | undefined> = process.env): KernelMode {
+  const v = env.HOTDOG_KERNELS;
+  if (v === undefined || v === '' || v === 'auto') return 'auto';
+  if (v === 'gpu') return 'gpu';
+  throw new Error(`HOTDOG_KERNELS: '${v}' is neither 'auto' nor 'gpu'`);
+}
+
 /**
- * A runtime on the process's Dawn instance. Pass `tuningStore: nodeTuningStore()` (src/node/tuning-store.ts) to keep
+ * A runtime on the process's Dawn instance, in the kernel mode `kernels` or else HOTDOG_KERNELS says. Pass `tuningStore: nodeTuningStore()` (src/node/tuning-store.ts) to keep
  * measured kernel choices between runs; without it (tests) every run starts from the built-in defaults.
  */
 export async function createNodeRuntime(options: NodeDeviceOptions & RuntimeOptions = {}): Promise<Runtime> {
-  return createRuntime(await withDawn(options));
+  const kernels = options.kernels ?? kernelModeFromEnv();
+  return createRuntime({ ...(await withDawn(options)), kernels });
 }
 
 /** Destroys the runtime's device and drops the Dawn instance so the process can exit. */

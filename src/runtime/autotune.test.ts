@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { testRuntime } from '../../test/helpers/gpu.js';
 import { Tuner, type TuningStore } from './autotune.js';
+import { kernelView } from './device.js';
 import { Tensor } from './tensor.js';
 
 function memoryStore(): TuningStore & { saved: Map<string, Record<string, string>> } {
@@ -91,5 +92,16 @@ describe('Tuner', () => {
     const key = new Tuner(rt, null).adapterKey;
     expect(key).toContain(rt.ctx.adapterInfo.description);
     expect(key).toContain(rt.ctx.driverSettings);
+  });
+
+  it("keys the 'gpu' kernel mode's choices apart from the adapter's own", async () => {
+    const rt = await testRuntime();
+    const own = { ...rt.ctx, kernels: 'auto' as const };
+    const auto = new Tuner({ ctx: own, sync: () => rt.sync() }, null).adapterKey;
+    const gpu = new Tuner({ ctx: kernelView(own, 'gpu'), sync: () => rt.sync() }, null).adapterKey;
+    expect(gpu).toContain('kernels=gpu');
+    expect(gpu).not.toBe(auto);
+    // The GPU view: no CPU driver, no known subgroup size, whatever the adapter.
+    expect(kernelView(own, 'gpu')).toMatchObject({ isCpuDriver: false, subgroupSize: null, kernels: 'gpu' });
   });
 });

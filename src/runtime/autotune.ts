@@ -9,7 +9,7 @@ import type { GpuContext } from './device.js';
 
 /** What the tuner needs of the runtime: whose adapter it is, and a wait for the GPU's work (Runtime has both). */
 export interface TunerHost {
-  readonly ctx: Pick<GpuContext, 'adapterInfo' | 'subgroupSize' | 'driverSettings'>;
+  readonly ctx: Pick<GpuContext, 'adapterInfo' | 'subgroupSize' | 'driverSettings' | 'kernels'>;
   sync(): Promise<void>;
 }
 
@@ -52,10 +52,14 @@ export class Tuner {
     private readonly store: TuningStore | null = null,
   ) {}
 
-  /** The adapter's identity: choices are only reused on the same driver, version and thread count. */
+  /**
+   * The adapter's identity: choices are only reused on the same driver, version and thread count, and in the same
+   * kernel mode (the 'gpu' mode's choices are among other variants and never mix with the adapter's own).
+   */
   get adapterKey(): string {
-    const i = this.rt.ctx.adapterInfo;
-    return `v${TUNING_VERSION} ${i.vendor}/${i.architecture}/${i.device}/${i.description} sg${this.rt.ctx.subgroupSize ?? '-'} ${this.rt.ctx.driverSettings}`.trim();
+    const { adapterInfo: i, subgroupSize, driverSettings, kernels } = this.rt.ctx;
+    const mode = kernels === 'gpu' ? ' kernels=gpu' : '';
+    return `v${TUNING_VERSION} ${i.vendor}/${i.architecture}/${i.device}/${i.description} sg${subgroupSize ?? '-'}${mode} ${driverSettings}`.trim();
   }
 
   /** Loads saved choices (once); ops consult them synchronously afterwards. */

@@ -5,6 +5,14 @@
 
 export type FeatureLevel = 'core' | 'compatibility';
 
+/**
+ * Which kernel variants ops choose among. 'auto': every variant this adapter runs (on CPU drivers the ones shaped
+ * for them: the texture GEMM, Winograd, im2col). 'gpu': only those a GPU adapter would use, on any adapter: how
+ * the GPU choices are tested on lavapipe (RuntimeOptions.kernels; under Node also the environment variable
+ * HOTDOG_KERNELS=gpu).
+ */
+export type KernelMode = 'auto' | 'gpu';
+
 export interface DeviceOptions {
   /**
    * The WebGPU entry point. Default: navigator.gpu in a page or worker. Under Node there is none: pass Dawn's
@@ -62,6 +70,8 @@ export interface GpuContext {
   timestampQuery: boolean;
   /** True for CPU drivers (lavapipe/llvmpipe, SwiftShader): kernels pick variants shaped for them. */
   isCpuDriver: boolean;
+  /** The kernel mode this context presents (gpuKernelView makes the 'gpu' one). */
+  kernels: KernelMode;
   /** Destroys the device and lets go of the WebGPU instance (under Node the process cannot exit while it lives). */
   dispose(): void;
 }
@@ -181,11 +191,23 @@ export async function acquireGpu(options: DeviceOptions = {}): Promise<GpuContex
     shaderF16: features.has('shader-f16'),
     timestampQuery: features.has('timestamp-query'),
     isCpuDriver: /llvmpipe|lavapipe|swiftshader/.test(description),
+    kernels: 'auto',
     dispose() {
       device.destroy();
       entry.release();
     },
   };
+}
+
+/**
+ * The one place the 'gpu' kernel mode is made: the context as a GPU adapter with subgroups of unknown or varying
+ * size would present it to kernels. Not a CPU driver and no fixed subgroup size, so the variants that need one
+ * (the texture GEMM, and Winograd and im2col on it) do not apply and every op takes its GPU choices. The device,
+ * limits and features are the real ones; the tuner keys its measurements by `kernels` too (autotune.ts).
+ */
+export function kernelView(ctx: GpuContext, mode: KernelMode): GpuContext {
+  if (mode === 'auto' || ctx.kernels === mode) return ctx;
+  return { ...ctx, isCpuDriver: false, subgroupSize: null, kernels: mode };
 }
 
 /** The adapter and device in one line: names, feature level, and the features kernels care about. */
@@ -196,6 +218,7 @@ export function describeAdapter(ctx: GpuContext): string {
     ctx.featureLevel,
     ctx.subgroups ? `subgroups ${ctx.subgroupMinSize}-${ctx.subgroupMaxSize}` : 'no subgroups',
     ctx.shaderF16 ? 'f16' : 'no f16',
+    ...(ctx.kernels === 'gpu' ? ['GPU kernel choices'] : []),
   ];
   return `${name} (${extras.join(', ')})`;
 }

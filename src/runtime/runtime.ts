@@ -5,7 +5,7 @@
 // waits with many mapAsync waits. This runtime never calls onSubmittedWorkDone: every wait is a mapAsync, either
 // of a readback buffer or of a 4-byte fence that is copied after the work to wait for.
 import { BufferPool, BufferUsage, type PoolStats } from './buffer-pool.js';
-import type { GpuContext } from './device.js';
+import { kernelView, type GpuContext, type KernelMode } from './device.js';
 import { packParams, reflectKernel, type BindingInfo, type KernelDef, type KernelLayout } from './kernel.js';
 import type { OpKind } from './profiling/op-kinds.js';
 import { TexturePool, type TexturePoolStats, type TextureSize } from './texture-pool.js';
@@ -27,6 +27,12 @@ export interface RuntimeOptions {
   maxDispatchesPerSubmit?: number;
   /** Where measured kernel choices persist between runs (autotune.ts); none: they are measured in every process. */
   tuningStore?: TuningStore;
+  /**
+   * 'auto' (default): kernels choose among every variant the adapter runs. 'gpu': only among those a GPU adapter
+   * would use, whatever the adapter (device.ts kernelView); lavapipe then runs the GPU choices, which is how they
+   * are tested. Under Node, createNodeRuntime takes it from HOTDOG_KERNELS when not given.
+   */
+  kernels?: KernelMode;
 }
 
 /** A command as a profiler sees it (src/runtime/profiling/profiler.ts), with everything needed to record it again. */
@@ -139,10 +145,16 @@ export class Runtime {
   /** Measured choices between kernel variants (autotune.ts). */
   readonly tuner: Tuner;
 
+  /** The device as kernels see it: the adapter's own context, or its GPU view in the 'gpu' kernel mode. */
+  readonly ctx: GpuContext;
+
   constructor(
-    readonly ctx: GpuContext,
+    /** The device as it is (run records say what it really was). */
+    readonly deviceCtx: GpuContext,
     options: RuntimeOptions = {},
   ) {
+    const ctx = kernelView(deviceCtx, options.kernels ?? 'auto');
+    this.ctx = ctx;
     this.device = ctx.device;
     this.maxBindingSize = ctx.limits.maxStorageBufferBindingSize;
     this.bindingLimit = this.maxBindingSize;

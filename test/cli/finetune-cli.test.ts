@@ -155,6 +155,15 @@ describe('npm run finetune: a run, its record, and exact resume', () => {
     expect(r.engine).toMatch(/^hotdog-webgpu \d+\.\d+\.\d+/);
     expect(r.device.name.length).toBeGreaterThan(0);
     expect(r.device.limits!.maxStorageBufferBindingSize).toBeGreaterThan(0);
+    // HOTDOG_KERNELS=gpu (the CI step that runs the GPU kernel choices on lavapipe) reaches the CLI: its record
+    // says so, it measured the GPU GEMM kernels for the linear layer, and chose no texture kernel anywhere.
+    const gpuMode = process.env.HOTDOG_KERNELS === 'gpu';
+    expect(r.device.name.includes('GPU kernel choices')).toBe(gpuMode);
+    if (gpuMode) {
+      const choices = r.kernelChoices ?? {};
+      expect(Object.keys(choices).some((k) => k.startsWith('gemm '))).toBe(true);
+      expect(Object.values(choices).filter((c) => /texture|winograd|im2col/.test(c))).toEqual([]);
+    }
     expect(Object.keys(r.versions)).toEqual(expect.arrayContaining(['node', 'webgpu', 'sharp', 'vega', 'vega-lite']));
     // Two batches an epoch: a trace point after each, at fractional epochs; the last equals the epoch's figures.
     expect(r.trace.map((t) => [t.epoch, t.batch, t.examples])).toEqual([1, 2, 3].flatMap((e) => [[e - 0.5, 1, 4], [e, 2, 7]]));

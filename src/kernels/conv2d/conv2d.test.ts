@@ -181,7 +181,8 @@ describe('conv2d data gradient: every lowering vs central differences of the flo
   }
   const lowerings: Lowering[] = [
     { method: 'implicit', kernel: /^conv2dGemm/ },
-    { method: 'col2im', kernel: /^gemm_tn/ },
+    // The register-tile GEMM (CPU drivers), or a tiled GPU GEMM variant (GPUs, and the 'gpu' kernel mode).
+    { method: 'col2im', kernel: /^(gemm_tn|tiledGemm\w*_tn)/ },
     { method: 'winograd4', kernel: /^winogradInputTransform_F4x3$/, applies: (g, rt) => winogradApplies(rt, g) },
     { method: 'winograd2', kernel: /^winogradInputTransform_F2x3$/, applies: (g, rt) => winogradApplies(rt, g) },
     { method: 'im2col', kernel: /^stridedTexture$/, applies: (_g, rt) => im2colApplies(rt) },

@@ -13,14 +13,30 @@ import {
   linearForward,
   matmul,
   recordGemm,
+  type GemmKernel,
   type GemmTiling,
 } from './matmul.js';
 import { textureGemmSupported } from './texture-gemm.js';
+import { TILED_GEMM_NAMES, TILED_GEMM_VARIANTS, tiledGemmApplies, type TiledGemmName } from './tiled-gemm.js';
+import type { Runtime } from '../../runtime/runtime.js';
 import { linearRef, matmulRef } from './matmul.reference.js';
 
 // Error metric throughout: maxRelError = max |gpu - ref| / max |ref| (see test/helpers/gradcheck.ts).
 // f32 sums of K products with inputs ~N(0,1) drift about sqrt(K) * 6e-8 relative; 1e-5 leaves a wide margin.
 const FWD_TOL = 1e-5;
+
+/**
+ * Whether a tiled GEMM variant is tested on this adapter. Every one is, where the device's limits admit it, except
+ * on SwiftShader (the browser project's adapter here, and npm run test:swiftshader), whose compiler takes minutes
+ * over the larger tiled kernels: there only the smallest runs, and the others are reported as skipped. lavapipe
+ * (the main suite, and HOTDOG_KERNELS=gpu in CI) runs them all.
+ */
+function tiledTestedHere(rt: Runtime, name: TiledGemmName, skip: () => void): boolean {
+  if (!tiledGemmApplies(rt, name)) return false;
+  const i = rt.deviceCtx.adapterInfo;
+  if (name !== 'tiled32x32' && /swiftshader/i.test(`${i.vendor} ${i.architecture} ${i.device} ${i.description}`)) skip();
+  return true;
+}
 
 async function readF64(t: Tensor): Promise<Float64Array> {
   return f64((await t.read()) as Float32Array);
@@ -110,6 +126,57 @@ describe('matmul', () => {
     });
   }
 
+  // The GPU GEMM's variants (tiled-gemm.ts), each forced on shapes of several tiles with partial edge tiles and a
+  // K remainder (scalar loads), on whole tiles with every axis a multiple of 4 (vec4 loads), and on a tiny shape.
+  for (const name of TILED_GEMM_NAMES) {
+    const { bm, bn, bk } = TILED_GEMM_VARIANTS[name];
+    const tiledShapes: [number, number, number][] = [
+      [bm + 3, 2 * bn + 5, 3 * bk + 7],
+      [2 * bm, bn, 4 * bk],
+      [5, 7, 3],
+    ];
+    it(`${name}: forward vs float64 on every transposition`, async (ctx) => {
+      const rt = await testRuntime();
+      if (!tiledTestedHere(rt, name, () => ctx.skip())) return;
+      for (const [M, N, K] of tiledShapes) {
+        for (const transA of [false, true]) {
+          for (const transB of [false, true]) {
+            const a = randn(M * K, M * 1000 + K);
+            const b = randn(K * N, N * 1000 + K + 7);
+            const A = Tensor.fromArray(rt, a, transA ? [K, M] : [M, K]);
+            const B = Tensor.fromArray(rt, b, transB ? [N, K] : [K, N]);
+            const C = matmul(A, B, { transA, transB, variant: name });
+            const err = maxRelError(await C.read(), matmulRef(f64(a), f64(b), M, N, K, transA, transB));
+            expect(err, `${M}x${K} @ ${K}x${N} transA=${transA} transB=${transB}`).toBeLessThan(FWD_TOL);
+            for (const t of [A, B, C]) t.release();
+          }
+        }
+      }
+    });
+  }
+
+  for (const name of TILED_GEMM_NAMES) it(`${name}: batched, with a shared operand`, async (ctx) => {
+    const rt = await testRuntime();
+    if (!tiledTestedHere(rt, name, () => ctx.skip())) return;
+    const [batch, M, N, K] = [3, 36, 20, 24];
+    const a = randn(batch * M * K, 1);
+    const b = randn(K * N, 2);
+    const A = Tensor.fromArray(rt, a, [batch, M, K]);
+    const B = Tensor.fromArray(rt, b, [K, N]);
+    const b3 = randn(batch * N * K, 3);
+    const B3 = Tensor.fromArray(rt, b3, [batch, N, K]);
+    const C = matmul(A, B, { variant: name });
+    const C3 = matmul(A, B3, { transB: true, variant: name });
+    const [got, got3] = [await C.read(), await C3.read()];
+    for (let i = 0; i < batch; i++) {
+      const ai = f64(a.subarray(i * M * K, (i + 1) * M * K));
+      expect(maxRelError(got.subarray(i * M * N, (i + 1) * M * N), matmulRef(ai, f64(b), M, N, K))).toBeLessThan(FWD_TOL);
+      const ref3 = matmulRef(ai, f64(b3.subarray(i * N * K, (i + 1) * N * K)), M, N, K, false, true);
+      expect(maxRelError(got3.subarray(i * M * N, (i + 1) * M * N), ref3)).toBeLessThan(FWD_TOL);
+    }
+    for (const t of [A, B, C, B3, C3]) t.release();
+  });
+
   it('rejects mismatched shapes with errors naming them, before any GPU work', async () => {
     const rt = await testRuntime();
     const z = (shape: number[]) => Tensor.zeros(rt, shape);
@@ -129,8 +196,8 @@ interface LinearCase {
   bias: boolean;
 }
 
-function linearLossGrads(x: Tensor<'f32'>, w: Tensor<'f32'>, gy: Tensor<'f32'>, bias: boolean): Tensor<'f32'>[] {
-  const out = [linearBackwardInput(gy, w), linearBackwardWeight(gy, x)];
+function linearLossGrads(x: Tensor<'f32'>, w: Tensor<'f32'>, gy: Tensor<'f32'>, bias: boolean, kernel: GemmKernel | 'auto' = 'auto'): Tensor<'f32'>[] {
+  const out = [linearBackwardInput(gy, w, { kernel }), linearBackwardWeight(gy, x, { kernel })];
   if (bias) out.push(linearBackwardBias(gy));
   return out;
 }
@@ -142,9 +209,19 @@ describe('linear', () => {
     { n: 4, inF: 8, outF: 2, bias: false },
     { n: 33, inF: 20, outF: 9, bias: true },
   ];
-  for (const c of cases) {
-    it(`forward and gradient check, N=${c.n} in=${c.inF} out=${c.outF} bias=${c.bias}`, async () => {
+  // The default kernel, then each tiled GEMM variant forced, on a shape with every axis a multiple of 4 (vec4 loads,
+  // the forward's transposed B included) and one without.
+  const runs: [GemmKernel | 'auto', LinearCase][] = [
+    ...cases.map((c): [GemmKernel | 'auto', LinearCase] => ['auto', c]),
+    ...TILED_GEMM_NAMES.flatMap((k): [GemmKernel, LinearCase][] => [
+      [k, { n: 36, inF: 20, outF: 12, bias: true }],
+      [k, { n: 37, inF: 23, outF: 9, bias: false }],
+    ]),
+  ];
+  for (const [kernel, c] of runs) {
+    it(`${kernel === 'auto' ? '' : `${kernel}: `}forward and gradient check, N=${c.n} in=${c.inF} out=${c.outF} bias=${c.bias}`, async (ctx) => {
       const rt = await testRuntime();
+      if (kernel !== 'auto' && !tiledTestedHere(rt, kernel as TiledGemmName, () => ctx.skip())) return;
       const { n, inF, outF } = c;
       const x = randn(n * inF, 11);
       const w = randn(outF * inF, 12);
@@ -154,17 +231,17 @@ describe('linear', () => {
       const W = Tensor.fromArray(rt, w, [outF, inF]);
       const B = b ? Tensor.fromArray(rt, b, [outF]) : null;
       const R = Tensor.fromArray(rt, r, [n, outF]);
-      const Y = linearForward(X, W, B);
+      const Y = linearForward(X, W, B, { kernel });
       expect(maxRelError(await Y.read(), linearRef(f64(x), f64(w), b && f64(b), n, inF, outF))).toBeLessThan(FWD_TOL);
 
       // loss = sum(y * R): its gradient w.r.t. y is R. Central differences of the float64 reference (exact up to
       // rounding for a linear function) vs the GPU backward; bound 1e-4 on maxRelError.
       const inputs = [f64(x), f64(w), ...(b ? [f64(b)] : [])];
       const loss = (v: Float64Array[]): number => dot(linearRef(v[0]!, v[1]!, v[2] ?? null, n, inF, outF), r);
-      const grads = linearLossGrads(X, W, R, c.bias);
+      const grads = linearLossGrads(X, W, R, c.bias, kernel);
       for (let i = 0; i < grads.length; i++) {
         const err = maxRelError(await readF64(grads[i]!), numericGrad(loss, inputs, i));
-        console.log(`linear gradcheck ${['x', 'w', 'b'][i]} [${n}, ${inF}] -> ${outF}: ${err.toExponential(2)}`);
+        console.log(`linear gradcheck ${kernel} ${['x', 'w', 'b'][i]} [${n}, ${inF}] -> ${outF}: ${err.toExponential(2)}`);
         expect(err, `gradient ${['x', 'w', 'b'][i]}`).toBeLessThan(1e-4);
       }
       for (const t of [X, W, B, R, Y, ...grads]) t?.release();
@@ -186,8 +263,9 @@ describe('linear', () => {
     for (const t of [x, w, x3, x5, b5, gy, w45, w3d, gy4, x35, gy1]) t.release();
   });
 
-  it('splits the batch over a tiny binding limit: forward and data gradient bitwise equal, weight and bias gradients within 1e-6', async () => {
+  for (const kernel of ['auto', ...TILED_GEMM_NAMES] as const) it(`${kernel}: splits the batch over a tiny binding limit: forward and data gradient bitwise equal, weight and bias gradients within 1e-6`, async (ctx) => {
     const rt = await testRuntime();
+    if (kernel !== 'auto' && !tiledTestedHere(rt, kernel, () => ctx.skip())) return;
     const [n, inF, outF] = [300, 24, 20];
     const X = Tensor.fromArray(rt, randn(n * inF, 21), [n, inF]);
     const W = Tensor.fromArray(rt, randn(outF * inF, 22), [outF, inF]);
@@ -195,7 +273,7 @@ describe('linear', () => {
     const G = Tensor.fromArray(rt, randn(n * outF, 24), [n, outF]);
     const run = async (): Promise<{ values: Float32Array[]; dispatches: number }> => {
       const d0 = rt.stats.dispatches;
-      const outs = [linearForward(X, W, B), ...linearLossGrads(X, W, G, true)];
+      const outs = [linearForward(X, W, B, { kernel }), ...linearLossGrads(X, W, G, true, kernel)];
       const dispatches = rt.stats.dispatches - d0;
       const values = await Promise.all(outs.map((t) => t.read() as Promise<Float32Array>));
       for (const t of outs) t.release();

@@ -5,6 +5,15 @@ import type { BufferSource, Runtime } from '../../runtime/runtime.js';
 import { Tensor } from '../../runtime/tensor.js';
 import { channelSumWgsl, gemmKernel } from './matmul.wgsl.js';
 import { recordTextureGemm, stridedTexture, textureGemmPadding, textureGemmSupported } from './texture-gemm.js';
+import {
+  defaultTiledGemm,
+  isTiledGemm,
+  recordTiledGemm,
+  TILED_GEMM_NAMES,
+  tiledGemmApplies,
+  type GemmOperands,
+  type TiledGemmName,
+} from './tiled-gemm.js';
 
 export interface GemmTiling {
   /** Rows of C per workgroup. */
@@ -28,32 +37,27 @@ export function gemmTiling(rt: Runtime, n: number, transB = false): GemmTiling {
   return { tm: 8, tnv: 1, wg };
 }
 
-export interface GemmArgs {
-  a: BufferSource;
-  b: BufferSource;
-  c: BufferSource;
-  bias?: BufferSource | null;
-  M: number;
-  N: number;
-  K: number;
-  /** A is stored [K, M] (else [M, K]). */
-  transA?: boolean;
-  /** B is stored [N, K] (else [K, N]). */
-  transB?: boolean;
-  batch?: number;
-  /** Element strides between batch items; 0 shares the operand across the batch. */
-  aBatch?: number;
-  bBatch?: number;
-  cBatch?: number;
-  /** C += result instead of C = result. */
-  accumulate?: boolean;
+/**
+ * The storage-buffer GEMM kernels: 'storage', register tiles without workgroup memory (matmul.wgsl.ts; the CPU
+ * drivers' choice), or a workgroup-memory tiled variant (tiled-gemm.ts; GPUs).
+ */
+export type GemmKernel = 'storage' | TiledGemmName;
+
+export interface GemmArgs extends GemmOperands {
+  /** A forced register tiling of the 'storage' kernel. */
   tiling?: GemmTiling;
+  /** Default 'storage'; ops pass chooseGemmKernel's choice. */
+  kernel?: GemmKernel;
 }
 
 /** Records one GEMM dispatch on raw bindings (the building block of matmul, linear and the conv lowering). */
 export function recordGemm(rt: Runtime, g: GemmArgs): void {
   const { M, N, K } = g;
   if (M === 0 || N === 0) return;
+  if (g.kernel && g.kernel !== 'storage') {
+    recordTiledGemm(rt, g.kernel, g);
+    return;
+  }
   const transA = g.transA ?? false;
   const transB = g.transB ?? false;
   const batch = g.batch ?? 1;
@@ -90,13 +94,56 @@ export interface MatmulOptions {
   /** b is given as [..., N, K] and used transposed. */
   transB?: boolean;
   /**
-   * 'storage': the storage-buffer GEMM (any adapter); 'texture': operands copied into textures for the texture GEMM
+   * 'storage': the register-tile storage-buffer GEMM (any adapter); a tiled variant (tiled-gemm.ts: workgroup-memory
+   * tiles, any adapter whose limits admit it); 'texture': operands copied into textures for the texture GEMM
    * (adapters with subgroups of size 4 or 8). Default: the tuner's measured choice for the shape (autotune.ts).
    */
   variant?: MatmulVariant | 'auto';
 }
 
-export type MatmulVariant = 'storage' | 'texture';
+export type MatmulVariant = GemmKernel | 'texture';
+
+/** The GEMM shape the kernel choice depends on. */
+export interface GemmShape {
+  M: number;
+  N: number;
+  K: number;
+  transA: boolean;
+  transB: boolean;
+  batch: number;
+}
+
+/**
+ * The storage-buffer GEMM kernel for a shape. CPU drivers: always 'storage' (measured fastest there; the tiled
+ * variants' barriers and workgroup memory are slow on lavapipe, ../shared/docs/perf-levers.md). GPUs (and the 'gpu'
+ * kernel mode): the tuner measures 'storage' and every tiled variant the device admits, defaulting to the largest
+ * tile the shape fills. `requested` forces one (tests).
+ */
+export function chooseGemmKernel(rt: Runtime, s: GemmShape, requested: GemmKernel | 'auto' = 'auto'): GemmKernel {
+  if (requested !== 'auto') {
+    if (isTiledGemm(requested) && !tiledGemmApplies(rt, requested)) throw new Error(`matmul: the ${requested} GEMM does not fit this device's workgroup limits`);
+    return requested;
+  }
+  if (rt.ctx.isCpuDriver) return 'storage';
+  const fallback = defaultTiledGemm(rt, s.M, s.N) ?? 'storage';
+  const candidates: GemmKernel[] = ['storage', ...TILED_GEMM_NAMES.filter((n) => tiledGemmApplies(rt, n))];
+  const key = `gemm ${s.batch}x${s.M}x${s.N}x${s.K} ${s.transA ? 't' : 'n'}${s.transB ? 't' : 'n'}`;
+  return rt.tuner.choose(key, candidates, fallback, () => {
+    const a = Tensor.full(rt, [s.batch, s.M * s.K], 0.5, 'tune.a');
+    const b = Tensor.full(rt, [s.batch, s.K * s.N], 0.5, 'tune.b');
+    const c = Tensor.empty(rt, [s.batch, s.M * s.N], 'f32', 'tune.c');
+    return {
+      run(v) {
+        const { M, N, K, transA, transB, batch } = s;
+        recordGemm(rt, { a, b, c, M, N, K, transA, transB, batch, aBatch: M * K, bBatch: K * N, cBatch: M * N, kernel: v as GemmKernel });
+        return c.view(c.shape);
+      },
+      release() {
+        for (const t of [a, b, c]) t.release();
+      },
+    };
+  }) as GemmKernel;
+}
 
 interface MatmulShape {
   M: number;
@@ -114,8 +161,9 @@ const TEXTURE_MATMUL_MIN_MACS = 1 << 24;
 
 function matmulVariant(rt: Runtime, s: MatmulShape, requested: MatmulVariant | 'auto' = 'auto'): MatmulVariant {
   if (requested === 'texture' && !textureGemmSupported(rt)) throw new Error('matmul: the texture variant needs an adapter with subgroups of size 4 or 8');
-  if (requested !== 'auto') return requested;
-  if (!textureGemmSupported(rt) || s.batch * s.M * s.N * s.K < TEXTURE_MATMUL_MIN_MACS) return 'storage';
+  if (requested === 'texture') return requested;
+  if (requested !== 'auto' || !textureGemmSupported(rt)) return chooseGemmKernel(rt, s, requested);
+  if (s.batch * s.M * s.N * s.K < TEXTURE_MATMUL_MIN_MACS) return 'storage';
   const key = `matmul ${s.batch}x${s.M}x${s.N}x${s.K} ${s.transA ? 't' : 'n'}${s.transB ? 't' : 'n'}`;
   return rt.tuner.choose(key, ['storage', 'texture'], 'storage', () => {
     const a = Tensor.full(rt, [s.batch, s.M * s.K], 0.5, 'tune.a');
@@ -180,7 +228,8 @@ export function matmul(a: Tensor<'f32'>, b: Tensor<'f32'>, opts: MatmulOptions =
   const batched = a.shape.length === 3 || b.shape.length === 3;
   const c = Tensor.empty(rt, batched ? [batch, M, N] : [M, N], 'f32', 'matmul');
   const shape = { M, N, K, transA, transB, batch, aBatched: a.shape.length === 3, bBatched: b.shape.length === 3 };
-  if (matmulVariant(rt, shape, opts.variant) === 'texture') {
+  const variant = matmulVariant(rt, shape, opts.variant);
+  if (variant === 'texture') {
     recordTextureMatmul(rt, a, b, c, shape);
     return c;
   }
@@ -197,6 +246,7 @@ export function matmul(a: Tensor<'f32'>, b: Tensor<'f32'>, opts: MatmulOptions =
     aBatch: a.shape.length === 3 ? M * K : 0,
     bBatch: b.shape.length === 3 ? K * N : 0,
     cBatch: M * N,
+    kernel: variant,
   });
   return c;
 }
@@ -215,7 +265,19 @@ function linearShapes(x: Tensor, w: Tensor): { n: number; inF: number; outF: num
  * c[n, N] = a[n, K] @ op(w) (+ bias) with w shared by every row: a and c are bound in slices of rows when they
  * exceed the binding limit. op(w) is w^T for w stored [N, K] (transB), else w as [K, N].
  */
-function recordRowSlicedGemm(rt: Runtime, a: Tensor, w: Tensor, c: Tensor, n: number, K: number, N: number, transB: boolean, bias: Tensor | null = null): void {
+function recordRowSlicedGemm(
+  rt: Runtime,
+  a: Tensor,
+  w: Tensor,
+  c: Tensor,
+  n: number,
+  K: number,
+  N: number,
+  transB: boolean,
+  bias: Tensor | null,
+  requested: GemmKernel | 'auto' = 'auto',
+): void {
+  const kernel = chooseGemmKernel(rt, { M: n, N, K, transA: false, transB, batch: 1 }, requested);
   for (const ch of batchChunks(rt, n, [K, N])) {
     recordGemm(rt, {
       a: a.gpuBindingRange(ch.start * K, ch.count * K),
@@ -226,33 +288,39 @@ function recordRowSlicedGemm(rt: Runtime, a: Tensor, w: Tensor, c: Tensor, n: nu
       N,
       K,
       transB,
+      kernel,
     });
   }
 }
 
+export interface LinearOptions {
+  /** The GEMM kernel (default: chooseGemmKernel's choice for the shape). */
+  kernel?: GemmKernel | 'auto';
+}
+
 /** y[N, out] = x[N, in] @ w[out, in]^T + b[out] (as torch.nn.functional.linear). */
-export function linearForward(x: Tensor, w: Tensor, b: Tensor | null): Tensor<'f32'> {
+export function linearForward(x: Tensor, w: Tensor, b: Tensor | null, opts: LinearOptions = {}): Tensor<'f32'> {
   const rt = x.rt;
   const { n, inF, outF } = linearShapes(x, w);
   if (b && (b.shape.length !== 1 || b.shape[0] !== outF)) throw new Error(`linear: bias must be [${outF}], got [${b.shape.join(', ')}]`);
   const y = Tensor.empty(rt, [n, outF], 'f32', 'linear');
-  recordRowSlicedGemm(rt, x, w, y, n, inF, outF, true, b);
+  recordRowSlicedGemm(rt, x, w, y, n, inF, outF, true, b, opts.kernel);
   return y;
 }
 
 /** dL/dx[N, in] = gy[N, out] @ w[out, in]. */
-export function linearBackwardInput(gy: Tensor, w: Tensor): Tensor<'f32'> {
+export function linearBackwardInput(gy: Tensor, w: Tensor, opts: LinearOptions = {}): Tensor<'f32'> {
   const rt = gy.rt;
   const [n, outF] = gy.shape as [number, number];
   const [outW, inF] = w.shape as [number, number];
   if (gy.shape.length !== 2 || w.shape.length !== 2 || outW !== outF) throw new Error(`linearBackwardInput: gy [${gy.shape.join(', ')}] does not match w [${w.shape.join(', ')}]`);
   const gx = Tensor.empty(rt, [n, inF], 'f32', 'linear.gx');
-  recordRowSlicedGemm(rt, gy, w, gx, n, outF, inF, false);
+  recordRowSlicedGemm(rt, gy, w, gx, n, outF, inF, false, null, opts.kernel);
   return gx;
 }
 
 /** dL/dw[out, in] = gy[N, out]^T @ x[N, in]; batch slices are summed in order (deterministic). */
-export function linearBackwardWeight(gy: Tensor, x: Tensor): Tensor<'f32'> {
+export function linearBackwardWeight(gy: Tensor, x: Tensor, opts: LinearOptions = {}): Tensor<'f32'> {
   const rt = gy.rt;
   const [n, outF] = gy.shape as [number, number];
   const [nx, inF] = x.shape as [number, number];
@@ -260,6 +328,7 @@ export function linearBackwardWeight(gy: Tensor, x: Tensor): Tensor<'f32'> {
     throw new Error(`linearBackwardWeight: gy [${gy.shape.join(', ')}] and x [${x.shape.join(', ')}] do not match`);
   }
   const gw = Tensor.empty(rt, [outF, inF], 'f32', 'linear.gw');
+  const kernel = chooseGemmKernel(rt, { M: outF, N: inF, K: n, transA: true, transB: false, batch: 1 }, opts.kernel);
   const chunks = batchChunks(rt, n, [inF, outF]);
   chunks.forEach((ch, i) => {
     recordGemm(rt, {
@@ -271,6 +340,7 @@ export function linearBackwardWeight(gy: Tensor, x: Tensor): Tensor<'f32'> {
       K: ch.count,
       transA: true,
       accumulate: i > 0,
+      kernel,
     });
   });
   return gw;
