@@ -93,6 +93,7 @@ export class Runtime {
   private readonly pendingCompiles: Promise<void>[] = [];
   private readonly errors: string[] = [];
   private lost: string | null = null;
+  private destroyed = false;
 
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
@@ -139,7 +140,8 @@ export class Runtime {
       this.errors.push((ev as GPUUncapturedErrorEvent).error.message);
     });
     void this.device.lost.then((info) => {
-      if (info.reason !== 'destroyed') this.lost = `GPU device lost (${info.reason}): ${info.message}`;
+      // destroy() ends the device on purpose; anyone else destroying it (or the driver losing it) is a failure.
+      if (info.reason !== 'destroyed' || !this.destroyed) this.lost = `GPU device lost (${info.reason}): ${info.message}`;
     });
   }
 
@@ -419,6 +421,31 @@ export class Runtime {
     }
   }
 
+  /**
+   * Copies several buffer ranges back to the host in one submit and one wait, packed in order (each range's size a
+   * multiple of 4): a bucket of gradients.
+   */
+  async readParts(parts: readonly { buffer: GPUBuffer; offset: number; size: number }[]): Promise<ArrayBuffer> {
+    const total = parts.reduce((n, p) => n + p.size, 0);
+    if (total === 0) return this.read(this.fence, 0, 0);
+    const staging = this.acquireStaging(total);
+    let at = 0;
+    for (const p of parts) {
+      if (p.size % 4) throw new Error(`readParts: a range of ${p.size} bytes (not a multiple of 4)`);
+      this.copy(p.buffer, p.offset, staging, at, p.size);
+      at += p.size;
+    }
+    this.flush();
+    try {
+      await this.mapAndCheck(staging);
+      const out = staging.getMappedRange(0, total).slice(0);
+      staging.unmap();
+      return out;
+    } finally {
+      this.releaseStaging(staging);
+    }
+  }
+
   private async mapAndCheck(buffer: GPUBuffer): Promise<void> {
     const kernels = [...this.kernelsInBatch];
     this.kernelsInBatch.clear();
@@ -470,6 +497,7 @@ export class Runtime {
   }
 
   destroy(): void {
+    this.destroyed = true;
     this.encoder = null;
     this.pass = null;
     this.pool.destroy();
