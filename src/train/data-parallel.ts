@@ -153,6 +153,8 @@ class GradientBuckets {
     private readonly rt: Runtime,
     private readonly index: ReadonlyMap<Tensor, number>,
     private readonly bucketBytes: number,
+    /** Host buffers of this replica's buckets, kept from step to step. */
+    private readonly hostBuffers: ArrayBuffer[],
   ) {}
 
   add(p: Tensor): void {
@@ -173,7 +175,10 @@ class GradientBuckets {
 
   private submit(): void {
     if (!this.params.length) return;
-    this.buckets.push({ params: this.params, data: this.rt.readParts(this.parts) });
+    const b = this.buckets.length;
+    let host = this.hostBuffers[b];
+    if (!host || host.byteLength < this.bytes) host = this.hostBuffers[b] = new ArrayBuffer(this.bytes);
+    this.buckets.push({ params: this.params, data: this.rt.readParts(this.parts, host) });
     this.params = [];
     this.parts = [];
     this.bytes = 0;
@@ -194,6 +199,9 @@ export function replicaSync(replicas: readonly Replica[]): ReplicaSync {
   const names = new Set(replicas.map((r) => describeAdapter(r.model.rt.ctx)));
   return names.size <= 1 ? 'step-all' : 'broadcast';
 }
+
+/** Each replica's bucket host buffers, reused from step to step. */
+const hostBuffers = new WeakMap<Module, ArrayBuffer[]>();
 
 /** Awaits every promise, then throws the first failure (none is left unobserved). */
 async function settleAll<T>(promises: readonly Promise<T>[]): Promise<T[]> {
@@ -239,7 +247,9 @@ export async function dataParallelStep(replicas: readonly Replica[], batch: Host
           const { model, optimizer } = replicas[r]!;
           optimizer.zeroGrad();
           const index = new Map(params[r]!.map((p, i) => [p, i]));
-          const buckets = new GradientBuckets(model.rt, index, bucketBytes);
+          let host = hostBuffers.get(model);
+          if (!host) hostBuffers.set(model, (host = []));
+          const buckets = new GradientBuckets(model.rt, index, bucketBytes, host);
           const metrics = forwardBackward(model, splitBatch(shard, accumulate), (p) => buckets.add(p));
           buckets.finish(params[r]!);
           for (const b of buckets.buckets) {
@@ -304,7 +314,8 @@ async function sumGradients(
     let at = 0;
     for (const i of bucket.params) {
       const n = params[0]![i]!.size;
-      const sum = new Float32Array(datas[0]!, at * 4, n).slice();
+      // Summed in place in the first replica's host buffer (no allocation: see Runtime.readParts).
+      const sum = new Float32Array(datas[0]!, at * 4, n);
       for (let r = 1; r < datas.length; r++) {
         const g = new Float32Array(datas[r]!, at * 4, n);
         for (let j = 0; j < n; j++) sum[j] += g[j]!;
