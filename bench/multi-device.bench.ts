@@ -151,19 +151,22 @@ async function devicesCase(size: number, batchSize: number, rounds: number): Pro
       const other = new Float32Array(perReplica[1]![b]!);
       for (let j = 0; j < sum.length; j++) sum[j] += other[j]!;
     });
-    // The sum written back to every replica (bucket by bucket, parameter by parameter, as the step does).
-    for (const rep of pair) {
-      let b = 0;
-      let at = 0;
-      for (const p of rep.model.parameters()) {
-        if (at * 4 >= perReplica[0]![b]!.byteLength) {
-          b++;
-          at = 0;
+    // The sum written back to every replica, one upload per bucket (as the step does).
+    await Promise.all(
+      pair.map(async (rep) => {
+        const params = rep.model.parameters();
+        let k = 0;
+        for (const buf of perReplica[0]!) {
+          const parts: { buffer: GPUBuffer; offset: number; size: number }[] = [];
+          for (let n = 0; n < buf.byteLength; k++) {
+            const p = params[k]!;
+            parts.push({ buffer: p.grad!.buffer, offset: 0, size: p.grad!.byteLength });
+            n += p.grad!.byteLength;
+          }
+          await rep.model.rt.writeParts(parts, buf);
         }
-        rep.model.rt.write(p.grad!.buffer, 0, new Float32Array(perReplica[0]![b]!, at * 4, p.size));
-        at += p.size;
-      }
-    }
+      }),
+    );
     await Promise.all(pair.map((rep) => rep.model.rt.sync()));
     if (r > 0) exchange.push((performance.now() - t0) / 1000); // round 0 allocates the host buffers
   }

@@ -110,6 +110,7 @@ export class Runtime {
   private readonly fenceSource: GPUBuffer;
   private readonly fence: GPUBuffer;
   private readonly staging = new Map<number, GPUBuffer[]>();
+  private readonly uploads = new Map<number, GPUBuffer[]>();
   private submits = 0;
   private dispatches = 0;
 
@@ -453,6 +454,41 @@ export class Runtime {
     }
   }
 
+  /**
+   * Writes host data (packed in order) into several buffer ranges through a reused upload buffer, mapped for
+   * writing: queue.writeBuffer takes fresh upload memory on every call, which for tens of MB costs more in page
+   * faults than the copy (about 0.4 s for 2 x 45 MB on lavapipe here). Submits the copies.
+   */
+  async writeParts(parts: readonly { buffer: GPUBuffer; offset: number; size: number }[], data: ArrayBuffer): Promise<void> {
+    const total = parts.reduce((n, p) => n + p.size, 0);
+    if (total === 0) return;
+    if (data.byteLength < total) throw new Error(`writeParts: ${data.byteLength} bytes of data for ${total} bytes of ranges`);
+    const size = Math.max(256, 2 ** Math.ceil(Math.log2(total)));
+    let upload = this.uploads.get(size)?.pop();
+    if (upload) {
+      try {
+        await upload.mapAsync(2 /* GPUMapMode.WRITE */);
+      } catch (e) {
+        upload.destroy();
+        this.throwIfLost();
+        throw new GpuError(`mapping an upload buffer failed (${(e as Error).message})`);
+      }
+    } else upload = this.device.createBuffer({ size, usage: BufferUsage.MAP_WRITE | BufferUsage.COPY_SRC, mappedAtCreation: true, label: 'upload' });
+    new Uint8Array(upload.getMappedRange(0, total)).set(new Uint8Array(data, 0, total));
+    upload.unmap();
+    let at = 0;
+    for (const p of parts) {
+      if (p.size % 4) throw new Error(`writeParts: a range of ${p.size} bytes (not a multiple of 4)`);
+      this.copy(upload, at, p.buffer, p.offset, p.size);
+      at += p.size;
+    }
+    // Submitted before the buffer goes back to the pool: mapping it again then waits for these copies.
+    this.flush();
+    let list = this.uploads.get(size);
+    if (!list) this.uploads.set(size, (list = []));
+    list.push(upload);
+  }
+
   private async mapAndCheck(buffer: GPUBuffer): Promise<void> {
     const kernels = [...this.kernelsInBatch];
     this.kernelsInBatch.clear();
@@ -511,6 +547,8 @@ export class Runtime {
     this.textures.destroy();
     for (const list of this.staging.values()) for (const b of list) b.destroy();
     this.staging.clear();
+    for (const list of this.uploads.values()) for (const b of list) b.destroy();
+    this.uploads.clear();
     for (const b of this.uniformChunks) b.destroy();
     this.ctx.dispose();
   }

@@ -265,9 +265,9 @@ export async function dataParallelStep(replicas: readonly Replica[], batch: Host
     await Promise.allSettled(work.flatMap((w) => w.buckets.map((b) => b.data)));
     throw e;
   }
-  let sums: Float32Array[];
+  let sums: SummedBucket[];
   try {
-    sums = await sumGradients(work.map((w) => w.buckets), params, count);
+    sums = await sumGradients(work.map((w) => w.buckets), params);
   } catch (e) {
     // Let every replica's readbacks settle (a failed device's and the others') before reporting.
     await Promise.allSettled(work.flatMap((w) => w.buckets.map((b) => b.data)));
@@ -277,35 +277,48 @@ export async function dataParallelStep(replicas: readonly Replica[], batch: Host
 
   const sync = replicaSync(replicas);
   const stepping = sync === 'step-all' ? replicas.map((_, r) => r) : [0];
-  for (const r of stepping) {
-    guard(r, () => {
-      const { model, optimizer } = replicas[r]!;
-      params[r]!.forEach((p, i) => {
-        if (!p.grad) p.grad = Tensor.empty(model.rt, p.shape, 'f32', 'grad');
-        model.rt.write(p.grad.buffer, 0, sums[i]!);
-      });
-      optimizer.step();
-    });
-  }
+  // The sums go to every stepping replica's .grad, bucket by bucket (each bucket one upload), then the step.
+  await settleAll(
+    stepping.map(async (r) => {
+      const { model } = replicas[r]!;
+      const own = params[r]!;
+      try {
+        for (const bucket of sums) {
+          const parts = bucket.params.map((i) => {
+            const p = own[i]!;
+            if (!p.grad) p.grad = Tensor.empty(model.rt, p.shape, 'f32', 'grad');
+            return { buffer: p.grad.buffer, offset: 0, size: p.grad.byteLength };
+          });
+          await model.rt.writeParts(parts, bucket.data);
+        }
+      } catch (e) {
+        fail(r)(e);
+      }
+    }),
+  );
+  for (const r of stepping) guard(r, () => replicas[r]!.optimizer.step());
   const metrics = settleAll(work.map((w, r) => readShardMetrics(replicas[r]!.model.rt, w.metrics).catch(fail(r))));
   if (sync === 'broadcast') await broadcastParameters(replicas, fail);
   const perReplica = await metrics;
   return [perReplica.reduce((s, m) => s + m[0], 0), perReplica.reduce((s, m) => s + m[1], 0)];
 }
 
+/** A bucket's parameters (indices) and their gradients summed over the replicas, packed in order. */
+interface SummedBucket {
+  params: number[];
+  data: ArrayBuffer;
+}
+
 /**
  * Sums each parameter's gradient over the replicas in replica order, in float32 (as the device's accumulate
- * kernel does when micro-batches add up). Buckets are taken in the order they were filled; every replica fills
- * the same buckets (the same graph), which is checked.
+ * kernel does when micro-batches add up), in place in the first replica's host buffers. Buckets are taken in the
+ * order they were filled; every replica fills the same buckets (the same graph), which is checked. A parameter
+ * that no replica gave a gradient gets a bucket of zeros.
  */
-async function sumGradients(
-  perReplica: readonly { params: number[]; data: Promise<ArrayBuffer> }[][],
-  params: readonly Tensor[][],
-  count: number,
-): Promise<Float32Array[]> {
-  const sums: Float32Array[] = new Array<Float32Array>(count);
-  const first = perReplica[0]!;
-  for (const [b, bucket] of first.entries()) {
+async function sumGradients(perReplica: readonly { params: number[]; data: Promise<ArrayBuffer> }[][], params: readonly Tensor[][]): Promise<SummedBucket[]> {
+  const out: SummedBucket[] = [];
+  const seen = new Set<number>();
+  for (const [b, bucket] of perReplica[0]!.entries()) {
     const datas = await settleAll(perReplica.map((buckets) => buckets[b]!.data));
     perReplica.forEach((buckets, r) => {
       const other = buckets[b]?.params.join(',');
@@ -314,18 +327,19 @@ async function sumGradients(
     let at = 0;
     for (const i of bucket.params) {
       const n = params[0]![i]!.size;
-      // Summed in place in the first replica's host buffer (no allocation: see Runtime.readParts).
       const sum = new Float32Array(datas[0]!, at * 4, n);
       for (let r = 1; r < datas.length; r++) {
         const g = new Float32Array(datas[r]!, at * 4, n);
         for (let j = 0; j < n; j++) sum[j] += g[j]!;
       }
-      sums[i] = sum;
+      seen.add(i);
       at += n;
     }
+    out.push({ params: bucket.params, data: datas[0]! });
   }
-  for (let i = 0; i < count; i++) if (!sums[i]) sums[i] = new Float32Array(params[0]![i]!.size);
-  return sums;
+  const missing = params[0]!.map((_, i) => i).filter((i) => !seen.has(i));
+  if (missing.length) out.push({ params: missing, data: new ArrayBuffer(missing.reduce((n, i) => n + params[0]![i]!.byteLength, 0)) });
+  return out;
 }
 
 /** Copies the first replica's parameters to the others (replicas on different adapters). */
