@@ -38,6 +38,11 @@ export function releaseIntermediate(t: Tensor): void {
 export interface BackwardOptions {
   /** Gradient of the root (default: 1 for a one-element root). */
   gradient?: Tensor<'f32'>;
+  /**
+   * Called once for each leaf whose gradient is final in this pass: the last tape entry that uses it has run (data
+   * parallelism copies a layer's gradients out then, while the rest of the backward pass is still on the GPU).
+   */
+  onGradFinal?: (leaf: Tensor) => void;
 }
 
 /**
@@ -78,6 +83,7 @@ export function backward(root: Tensor, options: BackwardOptions = {}): void {
     for (const input of fn.inputs) {
       input.tapeUses--;
       if (!input.gradFn && input.tapeUses === 0 && input.releaseWithGraph) input.release();
+      if (options.onGradFinal && !input.gradFn && input.tapeUses === 0 && input.requiresGrad && input.grad) options.onGradFinal(input);
     }
     t.gradFn = null;
     if (t !== root && !t.retain) t.release();

@@ -6,7 +6,7 @@ import { isMode, MODES, modeDefaults, type Mode, type Recipe } from '../train/mo
 export const FINETUNE_HELP = `Fine-tune ResNet-18 to tell hot dogs from everything else (d2l's fine-tuning chapter).
 
 usage: npm run finetune -- [options]
-       npm run finetune -- --resume DIR [--epochs N] [--lr X] [--head-lr-mult X]
+       npm run finetune -- --resume DIR [--epochs N] [--lr X] [--head-lr-mult X] [--devices N]
 
 data
   --data DIR            folder with train/ and test/ class folders (default: download d2l's hotdog.zip)
@@ -33,6 +33,14 @@ training (defaults: the chapter's recipe)
   --momentum X          (0)
   --seed N              shuffling, augmentation and initialisation (0)
   --max-batches N       stop each training epoch after N batches (quick runs)
+  --accumulate K        run each batch as K micro-batches one after the other (split as evenly as possible),
+                          each with its own BatchNorm statistics, gradients summed, one step: the batch's
+                          arithmetic with about 1/K of the memory (1)
+devices (docs/multi-device.md)
+  --devices N|all       train on N WebGPU devices (a replica each; every batch split across them, gradients
+                          summed, the same step on each) or on one device per adapter found (1). Devices go on
+                          the adapters named in HOTDOG_WEBGPU_ADAPTERS (comma-separated) in turn, else all on
+                          the default adapter. A resumed run keeps its number of devices
 output
   --out DIR             run folder (default runs/<date-time>/): run.json, curves.svg, checkpoint.safetensors
                         (after every epoch) and model.safetensors (the final weights with the class names)
@@ -61,6 +69,10 @@ export interface FinetuneOptions extends Recipe {
   json: boolean;
   cacheDir: string | null;
   workers: number;
+  /** Number of devices, or 'all' (one per adapter found). */
+  devices: number | 'all';
+  /** Micro-batches per batch (per device). */
+  accumulate: number;
 }
 
 /** What a --resume command line asks for: the run folder and the few options that may change. */
@@ -68,6 +80,8 @@ export interface ResumeRequest {
   resume: string;
   json: boolean;
   workers: number;
+  /** --devices given again: must match the run's (null: the run's). */
+  devices: number | 'all' | null;
   changes: Partial<Pick<FinetuneOptions, 'epochs' | 'lr' | 'headLrMult' | 'maxBatches'>>;
 }
 
@@ -116,6 +130,8 @@ export function parseFinetuneArgs(argv: readonly string[]): FinetuneCommand {
         json: { type: 'boolean' },
         'cache-dir': { type: 'string' },
         workers: { type: 'string' },
+        devices: { type: 'string' },
+        accumulate: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -132,12 +148,14 @@ export function parseFinetuneArgs(argv: readonly string[]): FinetuneCommand {
   const maxBatches = num('max-batches', values['max-batches'], positiveInt, 'a positive integer');
   const workers = num('workers', values.workers, (n) => Number.isInteger(n) && n >= 0, 'a whole number >= 0') ?? 0;
   const json = values.json ?? false;
+  let devices: number | 'all' | null = null;
+  if (values.devices !== undefined) devices = values.devices === 'all' ? 'all' : num('devices', values.devices, positiveInt, "a positive integer or 'all'")!;
 
   if (values.resume !== undefined) {
-    const fixed = ['data', 'train', 'test', 'image-size', 'mode', 'weights', 'batch-size', 'weight-decay', 'momentum', 'seed', 'out', 'cache-dir'] as const;
+    const fixed = ['data', 'train', 'test', 'image-size', 'mode', 'weights', 'batch-size', 'weight-decay', 'momentum', 'seed', 'out', 'cache-dir', 'accumulate'] as const;
     const given = fixed.filter((k) => values[k] !== undefined);
     if (given.length) {
-      throw new UsageError(`--resume continues a run with the options it was started with; ${given.map((k) => `--${k}`).join(', ')} cannot change (only --epochs, --lr, --head-lr-mult, --max-batches, --workers, --json)`);
+      throw new UsageError(`--resume continues a run with the options it was started with; ${given.map((k) => `--${k}`).join(', ')} cannot change (only --epochs, --lr, --head-lr-mult, --max-batches, --workers, --json; --devices only to its own number)`);
     }
     if (!values.resume) throw new UsageError('--resume: give the run folder');
     const changes: ResumeRequest['changes'] = {};
@@ -145,7 +163,7 @@ export function parseFinetuneArgs(argv: readonly string[]): FinetuneCommand {
     if (lr !== undefined) changes.lr = lr;
     if (headLrMult !== undefined) changes.headLrMult = headLrMult;
     if (maxBatches !== undefined) changes.maxBatches = maxBatches;
-    return { kind: 'resume', request: { resume: values.resume, json, workers, changes } };
+    return { kind: 'resume', request: { resume: values.resume, json, workers, devices, changes } };
   }
 
   const weights = values.weights ?? 'imagenet';
@@ -187,6 +205,8 @@ export function parseFinetuneArgs(argv: readonly string[]): FinetuneCommand {
       json,
       cacheDir: values['cache-dir'] ?? null,
       workers,
+      devices: devices ?? 1,
+      accumulate: num('accumulate', values.accumulate, positiveInt, 'a positive integer') ?? 1,
     },
   };
 }

@@ -11,15 +11,16 @@ import type { Runtime } from '../runtime/runtime.js';
 import { resnet18, type ResNet } from '../nn/resnet.js';
 import { SGD } from '../nn/sgd.js';
 import { writeFileAtomic } from '../node/atomic-file.js';
-import { createNodeRuntime, destroyNodeRuntime } from '../node/engine-node.js';
+import { createNodeRuntimes, destroyNodeRuntime } from '../node/engine-node.js';
 import { nodeTuningStore } from '../node/tuning-store.js';
 import { engineVersion, runtimeVersions } from '../node/versions.js';
 import { readSafetensorsFile, readStateDictFile, writeSafetensorsFile } from '../node/weights-file.js';
 import { checkpointContents, checkFinite, parseCheckpoint, type Checkpoint } from '../train/checkpoint.js';
 import { renderCurvesSvg, runLabel } from '../train/curves-chart.js';
+import { replicateState, type Replica } from '../train/data-parallel.js';
 import { fit, type HostBatch } from '../train/fit.js';
 import { createModel, groupLearningRates, recipeOptimizer, type Mode } from '../train/modes.js';
-import { checkRunRecord, isTracePoint, RUN_FORMAT, type EpochRecord, type MemorySample, type RunOptions, type RunRecord } from '../train/run-record.js';
+import { checkRunRecord, isTracePoint, RUN_FORMAT, type DeviceRecord, type EpochRecord, type MemorySample, type RunOptions, type RunRecord } from '../train/run-record.js';
 import { UsageError, type FinetuneOptions, type ResumeRequest } from './finetune-options.js';
 import { createProgress, type Output, type Progress } from './progress.js';
 
@@ -31,6 +32,8 @@ export interface RunEnvironment {
   argv: readonly string[];
   /** A runtime to use (tests share one); by default one is created and destroyed. */
   runtime?: Runtime;
+  /** Runtimes to use for --devices (tests); the first --devices of them are used. */
+  runtimes?: readonly Runtime[];
 }
 
 export interface RunResult {
@@ -129,18 +132,22 @@ async function pretrainedWeights(o: FinetuneOptions): Promise<{ dict: Awaited<Re
   return { dict: await readStateDictFile(file), source: file, file };
 }
 
-/** The GPU pool and the RSS; under `node --expose-gc` after a full collection, so garbage does not count as growth. */
-function memorySample(rt: Runtime): MemorySample {
-  const { pool, textures } = rt.stats;
+/**
+ * The GPU pools (of every device) and the RSS; under `node --expose-gc` after a full collection, so garbage does
+ * not count as growth.
+ */
+function memorySample(rts: readonly Runtime[]): MemorySample {
+  const pools = rts.map((rt) => rt.stats.pool);
+  const textures = rts.map((rt) => rt.stats.textures);
   const gc = (globalThis as { gc?: () => void }).gc;
   gc?.();
   const m = process.memoryUsage();
   return {
-    gpuPoolBytesHeld: pool.bytesHeld,
-    gpuPoolBytesInUse: pool.bytesInUse,
-    gpuBuffers: pool.liveBuffers,
-    gpuTexturePoolBytesHeld: textures.bytesHeld,
-    gpuTextures: textures.texturesHeld,
+    gpuPoolBytesHeld: pools.reduce((n, p) => n + p.bytesHeld, 0),
+    gpuPoolBytesInUse: pools.reduce((n, p) => n + p.bytesInUse, 0),
+    gpuBuffers: pools.reduce((n, p) => n + p.liveBuffers, 0),
+    gpuTexturePoolBytesHeld: textures.reduce((n, t) => n + t.bytesHeld, 0),
+    gpuTextures: textures.reduce((n, t) => n + t.texturesHeld, 0),
     rssBytes: m.rss,
     jsHeapBytes: m.heapUsed + m.external,
     afterGc: gc !== undefined,
@@ -161,7 +168,7 @@ const LIMITS = [
   'minUniformBufferOffsetAlignment',
 ] as const;
 
-function deviceRecord(rt: Runtime): RunRecord['device'] {
+function deviceRecord(rt: Runtime): DeviceRecord {
   const i = rt.ctx.adapterInfo;
   const limits: Record<string, number> = {};
   for (const k of LIMITS) limits[k] = rt.ctx.limits[k];
@@ -182,6 +189,8 @@ interface Session {
   test: ImageFolder;
   model: ResNet;
   optimizer: SGD;
+  /** The other devices' replicas (data parallelism); empty on one device. */
+  replicas: Replica[];
   record: RunRecord;
   startEpoch: number;
   dataFingerprint: string;
@@ -204,6 +213,8 @@ function runOptions(o: FinetuneOptions, dir: string, train: ImageFolder, test: I
     maxBatches: o.maxBatches,
     workers: o.workers,
     out: dir,
+    devices: 1, // the number of devices opened (--devices all), set once they are
+    accumulate: o.accumulate,
   };
 }
 
@@ -216,15 +227,33 @@ function newOptimizer(model: ResNet, o: RunOptions): SGD {
   return recipeOptimizer(model, o);
 }
 
-async function freshSession(o: FinetuneOptions, env: RunEnvironment, rtFor: () => Promise<Runtime>, created: string[]): Promise<Session> {
+/**
+ * The replicas on the other devices: the same model and optimizer, built as the first was (the mode decides which
+ * parameters train), then given the first one's state: parameters, buffers, momentum.
+ */
+async function makeReplicas(model: ResNet, optimizer: SGD, others: readonly Runtime[], o: RunOptions, classes: number, choices: Record<string, string>): Promise<Replica[]> {
+  const replicas: Replica[] = [];
+  for (const rt of others) {
+    rt.tuner.pin(choices);
+    const m = resnet18(rt, { numClasses: classes, seed: o.seed });
+    replicas.push({ model: m, optimizer: newOptimizer(m, o) });
+  }
+  await replicateState([{ model, optimizer }, ...replicas]);
+  return replicas;
+}
+
+async function freshSession(o: FinetuneOptions, env: RunEnvironment, rtsFor: (devices: number | 'all') => Promise<Runtime[]>, created: string[]): Promise<Session> {
   const dir = o.out ? resolve(o.out) : defaultRunDir();
   if (prepareRunDir(dir, '--out', true)) created.push(dir);
   const { train, test } = await dataFolders(o);
   const weights = await pretrainedWeights(o);
-  const rt = await rtFor();
+  const rts = await rtsFor(o.devices);
+  const rt = rts[0]!;
   const { model, source } = createModel(rt, o.mode, train.classes, o.seed, weights);
   const options = runOptions(o, dir, train, test);
+  options.devices = rts.length;
   const optimizer = newOptimizer(model, options);
+  const replicas = await makeReplicas(model, optimizer, rts.slice(1), options, train.classes.length, {});
   const params = model.parameters();
   const record: RunRecord = {
     format: RUN_FORMAT,
@@ -250,13 +279,14 @@ async function freshSession(o: FinetuneOptions, env: RunEnvironment, rtFor: () =
       trainableParameters: params.filter((p) => p.requiresGrad).reduce((n, p) => n + p.size, 0),
     },
     device: deviceRecord(rt),
+    devices: rts.map(deviceRecord),
     versions: runtimeVersions(),
     epochs: [],
     trace: [],
     resumes: [],
     files: { ...RUN_FILES },
   };
-  return { dir, options, mode: o.mode, train, test, model, optimizer, record, startEpoch: 0, dataFingerprint: fingerprint(train) };
+  return { dir, options, mode: o.mode, train, test, model, optimizer, replicas, record, startEpoch: 0, dataFingerprint: fingerprint(train) };
 }
 
 function readRunJson(dir: string): RunRecord | null {
@@ -272,7 +302,7 @@ async function readCheckpoint(path: string): Promise<Checkpoint> {
   return parseCheckpoint(tensors, metadata, path);
 }
 
-async function resumedSession(req: ResumeRequest, env: RunEnvironment, rtFor: () => Promise<Runtime>): Promise<Session> {
+async function resumedSession(req: ResumeRequest, env: RunEnvironment, rtsFor: (devices: number | 'all') => Promise<Runtime[]>): Promise<Session> {
   const dir = resolve(req.resume);
   const path = join(dir, RUN_FILES.checkpoint);
   if (!existsSync(path)) {
@@ -282,6 +312,14 @@ async function resumedSession(req: ResumeRequest, env: RunEnvironment, rtFor: ()
   const ckpt = await readCheckpoint(path);
   const record = ckpt.state.record;
   const options: RunOptions = { ...record.options, ...req.changes, workers: req.workers, out: dir };
+  const devices = record.options.devices ?? 1;
+  const differs = (n: number): UsageError =>
+    new UsageError(
+      `--resume ${dir}: the run trained on ${devices} device${devices > 1 ? 's' : ''}; --devices ${req.devices} gives ${n}. ` +
+        `A resumed run keeps its number of devices (each device's shard has its own BatchNorm statistics, so the ` +
+        `arithmetic would change): leave --devices out or pass --devices ${devices}`,
+    );
+  if (typeof req.devices === 'number' && req.devices !== devices) throw differs(req.devices);
   if (ckpt.state.epoch >= options.epochs) {
     throw new UsageError(`--resume ${dir}: the run already finished its ${ckpt.state.epoch} epochs; pass --epochs N (more than ${ckpt.state.epoch}) to train it further`);
   }
@@ -293,7 +331,9 @@ async function resumedSession(req: ResumeRequest, env: RunEnvironment, rtFor: ()
   if (dataFingerprint !== ckpt.state.dataFingerprint) {
     throw new UsageError(`--resume ${dir}: the training folder ${train.root} changed since the checkpoint (now ${dataFingerprint}, then ${ckpt.state.dataFingerprint})`);
   }
-  const rt = await rtFor();
+  const rts = await rtsFor(req.devices === 'all' ? 'all' : devices);
+  if (rts.length !== devices) throw differs(rts.length);
+  const rt = rts[0]!;
   // Compute with the kernel variants the run chose when it started (variants round differently).
   rt.tuner.pin(record.kernelChoices ?? {});
   const mode = options.mode;
@@ -304,6 +344,7 @@ async function resumedSession(req: ResumeRequest, env: RunEnvironment, rtFor: ()
   // The learning rates come from the (possibly changed) options; every other hyper-parameter from the checkpoint.
   const lrs = groupLearningRates(mode, options.lr, options.headLrMult);
   optimizer.paramGroups.forEach((g, i) => (g.lr = lrs[i]!));
+  const replicas = await makeReplicas(model, optimizer, rts.slice(1), options, train.classes.length, record.kernelChoices ?? {});
   const changed: Record<string, number> = {};
   for (const [k, v] of Object.entries(req.changes)) if (typeof v === 'number' && v !== (record.options as unknown as Record<string, unknown>)[k]) changed[k] = v;
   record.options = options;
@@ -317,8 +358,9 @@ async function resumedSession(req: ResumeRequest, env: RunEnvironment, rtFor: ()
   record.resumes.push({ afterEpoch: ckpt.state.epoch, at: new Date().toISOString(), changed });
   record.command = [...env.argv];
   record.device = deviceRecord(rt);
+  record.devices = rts.map(deviceRecord);
   record.versions = runtimeVersions();
-  const session: Session = { dir, options, mode, train, test, model, optimizer, record, startEpoch: ckpt.state.epoch, dataFingerprint };
+  const session: Session = { dir, options, mode, train, test, model, optimizer, replicas, record, startEpoch: ckpt.state.epoch, dataFingerprint };
   return session;
 }
 
@@ -337,7 +379,8 @@ async function* limited(batches: AsyncIterable<Batch>, max: number | null): Asyn
   }
 }
 
-async function train(s: Session, progress: Progress, rt: Runtime): Promise<void> {
+async function train(s: Session, progress: Progress, rts: readonly Runtime[]): Promise<void> {
+  const rt = rts[0]!;
   const o = s.options;
   const trainLoader = new DataLoader(s.train, { batchSize: o.batchSize, shuffle: true, seed: o.seed, transform: trainTransform(o.imageSize), workers: o.workers });
   const testLoader = new DataLoader(s.test, { batchSize: o.batchSize, transform: evalTransform(o.imageSize), workers: o.workers });
@@ -347,6 +390,8 @@ async function train(s: Session, progress: Progress, rt: Runtime): Promise<void>
     await fit(s.model, s.optimizer, {
       epochs: o.epochs,
       startEpoch: s.startEpoch,
+      accumulate: o.accumulate ?? 1,
+      replicas: s.replicas,
       trainBatches: (epoch) => {
         progress.epochStart(epoch + 1, o.epochs, batches);
         return limited(trainLoader.epoch(epoch), o.maxBatches);
@@ -369,7 +414,7 @@ async function train(s: Session, progress: Progress, rt: Runtime): Promise<void>
         }
       },
       onEpoch: async (m) => {
-        const e: EpochRecord = { ...m, memory: memorySample(rt) };
+        const e: EpochRecord = { ...m, memory: memorySample(rts) };
         s.record.epochs.push(e);
         s.record.kernelChoices = rt.tuner.usedChoices(); // the run's own shapes, not the whole tuning cache
         const { tensors, metadata } = await checkpointContents(s.model, s.optimizer, {
@@ -413,29 +458,41 @@ export async function runFinetune(
 ): Promise<RunResult> {
   const json = command.kind === 'run' ? command.options.json : command.request.json;
   const progress = createProgress(env.output, json);
-  let ownRuntime: Runtime | null = null;
-  const rtFor = async (): Promise<Runtime> =>
-    env.runtime ??
-    (ownRuntime ??= await createNodeRuntime({ tuningStore: nodeTuningStore(command.kind === 'run' ? (command.options.cacheDir ?? undefined) : undefined) }));
+  let ownRuntimes: Runtime[] | null = null;
+  let runtimes: Runtime[] | null = null;
+  const rtsFor = async (devices: number | 'all'): Promise<Runtime[]> => {
+    if (runtimes) return runtimes;
+    const given = env.runtimes ?? (env.runtime ? [env.runtime] : null);
+    if (given) {
+      const n = devices === 'all' ? given.length : devices;
+      if (n > given.length) throw new UsageError(`--devices ${devices}: this environment offers ${given.length} device${given.length > 1 ? 's' : ''}`);
+      return (runtimes = given.slice(0, n));
+    }
+    const tuningStore = nodeTuningStore(command.kind === 'run' ? (command.options.cacheDir ?? undefined) : undefined);
+    return (runtimes = ownRuntimes = await createNodeRuntimes(devices, { tuningStore }));
+  };
   let s: Session | null = null;
   const created: string[] = [];
   try {
-    s = command.kind === 'run' ? await freshSession(command.options, env, rtFor, created) : await resumedSession(command.request, env, rtFor);
-    const rt = await rtFor();
+    s = command.kind === 'run' ? await freshSession(command.options, env, rtsFor, created) : await resumedSession(command.request, env, rtsFor);
+    const rts = runtimes!;
     const o = s.options;
-    progress.info(`device: ${s.record.device.name}`);
+    const devices = s.record.devices ?? [s.record.device];
+    if (devices.length === 1) progress.info(`device: ${s.record.device.name}`);
+    else devices.forEach((d, i) => progress.info(`device ${i + 1} of ${devices.length}: ${d.name}`));
     progress.info(`weights: ${s.record.model.weights}`);
     progress.info(
       `data: ${s.train.samples.length} training images in ${s.train.root}, ${s.test.samples.length} test images in ${s.test.root}; classes ${s.train.classes.join(', ')}`,
     );
     progress.info(
       `recipe: ${o.mode}, ${o.epochs} epochs, batch ${o.batchSize}, ${o.imageSize}px, lr ${o.lr}${o.mode === 'scratch' ? '' : ` (head x${o.headLrMult})`}, ` +
-        `weight decay ${o.weightDecay}, momentum ${o.momentum}, seed ${o.seed}${o.maxBatches ? `, at most ${o.maxBatches} batches an epoch` : ''}`,
+        `weight decay ${o.weightDecay}, momentum ${o.momentum}, seed ${o.seed}${o.maxBatches ? `, at most ${o.maxBatches} batches an epoch` : ''}` +
+        `${(o.accumulate ?? 1) > 1 ? `, ${o.accumulate} micro-batches a batch` : ''}${rts.length > 1 ? `, split across ${rts.length} devices` : ''}`,
     );
     if (s.startEpoch > 0) progress.info(`resuming after epoch ${s.startEpoch} from ${join(s.dir, RUN_FILES.checkpoint)}`);
     progress.info(`run folder: ${s.dir}`);
     await writeRecord(s);
-    await train(s, progress, rt);
+    await train(s, progress, rts);
     await writeModel(s);
     s.record.status = 'finished';
     s.record.finished = new Date().toISOString();
@@ -456,9 +513,11 @@ export async function runFinetune(
     throw e;
   } finally {
     if (s) {
-      s.optimizer.release();
-      s.model.release();
+      for (const r of [{ model: s.model, optimizer: s.optimizer }, ...s.replicas]) {
+        r.optimizer.release();
+        r.model.release();
+      }
     }
-    if (ownRuntime) destroyNodeRuntime(ownRuntime);
+    for (const rt of (ownRuntimes as Runtime[] | null) ?? []) destroyNodeRuntime(rt);
   }
 }

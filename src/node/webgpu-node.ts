@@ -21,16 +21,28 @@ export interface NodeGpuOptions {
 export const DEFAULT_LP_NUM_THREADS = '8';
 
 let gpuPromise: Promise<GPU> | null = null;
+/** Instances for a named adapter (several devices on several adapters: Dawn picks one adapter per instance). */
+const namedGpus = new Map<string, Promise<GPU>>();
 
-/** The process-wide Dawn instance (one per process; created on first call). */
+/**
+ * The process-wide Dawn instance (one per process; created on first call). `adapter` named in the options gets an
+ * instance of its own (one per name), which is how one process opens devices on two adapters.
+ */
 export function nodeGpu(options: NodeGpuOptions = {}): Promise<GPU> {
+  if (options.adapter !== undefined) {
+    const key = `${options.backend ?? ''}\n${options.adapter}\n${(options.dawnOptions ?? []).join('\n')}`;
+    let gpu = namedGpus.get(key);
+    if (!gpu) namedGpus.set(key, (gpu = createNodeGpu(options)));
+    return gpu;
+  }
   gpuPromise ??= createNodeGpu(options);
   return gpuPromise;
 }
 
-/** Drops the process-wide instance so the process can exit (Dawn keeps it alive while referenced). */
+/** Drops the process-wide instances so the process can exit (Dawn keeps them alive while referenced). */
 export function releaseNodeGpu(): void {
   gpuPromise = null;
+  namedGpus.clear();
 }
 
 async function createNodeGpu(options: NodeGpuOptions): Promise<GPU> {

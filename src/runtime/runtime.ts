@@ -134,6 +134,7 @@ export class Runtime {
   private readonly fenceSource: GPUBuffer;
   private readonly fence: GPUBuffer;
   private readonly staging = new Map<number, GPUBuffer[]>();
+  private readonly uploads = new Map<number, GPUBuffer[]>();
   private submits = 0;
   private dispatches = 0;
 
@@ -170,7 +171,8 @@ export class Runtime {
       this.errors.push((ev as GPUUncapturedErrorEvent).error.message);
     });
     void this.device.lost.then((info) => {
-      if (info.reason !== 'destroyed') this.lost = `GPU device lost (${info.reason}): ${info.message}`;
+      // destroy() ends the device on purpose; anyone else destroying it (or the driver losing it) is a failure.
+      if (info.reason !== 'destroyed' || !this.destroyed) this.lost = `GPU device lost (${info.reason}): ${info.message}`;
     });
   }
 
@@ -466,6 +468,73 @@ export class Runtime {
     }
   }
 
+  /**
+   * Copies several buffer ranges back to the host in one submit and one wait, packed in order (each range's size a
+   * multiple of 4): a bucket of gradients. `into`: a host buffer to copy into (reused step after step: a fresh
+   * allocation of tens of MB costs more in page faults than the copy).
+   */
+  async readParts(parts: readonly { buffer: GPUBuffer; offset: number; size: number }[], into?: ArrayBuffer): Promise<ArrayBuffer> {
+    const total = parts.reduce((n, p) => n + p.size, 0);
+    if (total === 0) return this.read(this.fence, 0, 0);
+    if (into && into.byteLength < total) throw new Error(`readParts: ${total} bytes do not fit the ${into.byteLength}-byte target`);
+    const staging = this.acquireStaging(total);
+    let at = 0;
+    for (const p of parts) {
+      if (p.size % 4) throw new Error(`readParts: a range of ${p.size} bytes (not a multiple of 4)`);
+      this.copy(p.buffer, p.offset, staging, at, p.size);
+      at += p.size;
+    }
+    this.flush();
+    try {
+      await this.mapAndCheck(staging);
+      const mapped = staging.getMappedRange(0, total);
+      let out: ArrayBuffer;
+      if (into) {
+        new Uint8Array(into, 0, total).set(new Uint8Array(mapped));
+        out = into;
+      } else out = mapped.slice(0);
+      staging.unmap();
+      return out;
+    } finally {
+      this.releaseStaging(staging);
+    }
+  }
+
+  /**
+   * Writes host data (packed in order) into several buffer ranges through a reused upload buffer, mapped for
+   * writing: queue.writeBuffer takes fresh upload memory on every call, which for tens of MB costs more in page
+   * faults than the copy (about 0.4 s for 2 x 45 MB on lavapipe here). Submits the copies.
+   */
+  async writeParts(parts: readonly { buffer: GPUBuffer; offset: number; size: number }[], data: ArrayBuffer): Promise<void> {
+    const total = parts.reduce((n, p) => n + p.size, 0);
+    if (total === 0) return;
+    if (data.byteLength < total) throw new Error(`writeParts: ${data.byteLength} bytes of data for ${total} bytes of ranges`);
+    const size = Math.max(256, 2 ** Math.ceil(Math.log2(total)));
+    let upload = this.uploads.get(size)?.pop();
+    if (upload) {
+      try {
+        await upload.mapAsync(2 /* GPUMapMode.WRITE */);
+      } catch (e) {
+        upload.destroy();
+        this.throwIfLost();
+        throw new GpuError(`mapping an upload buffer failed (${(e as Error).message})`);
+      }
+    } else upload = this.device.createBuffer({ size, usage: BufferUsage.MAP_WRITE | BufferUsage.COPY_SRC, mappedAtCreation: true, label: 'upload' });
+    new Uint8Array(upload.getMappedRange(0, total)).set(new Uint8Array(data, 0, total));
+    upload.unmap();
+    let at = 0;
+    for (const p of parts) {
+      if (p.size % 4) throw new Error(`writeParts: a range of ${p.size} bytes (not a multiple of 4)`);
+      this.copy(upload, at, p.buffer, p.offset, p.size);
+      at += p.size;
+    }
+    // Submitted before the buffer goes back to the pool: mapping it again then waits for these copies.
+    this.flush();
+    let list = this.uploads.get(size);
+    if (!list) this.uploads.set(size, (list = []));
+    list.push(upload);
+  }
+
   private async mapAndCheck(buffer: GPUBuffer): Promise<void> {
     const kernels = [...this.kernelsInBatch];
     this.kernelsInBatch.clear();
@@ -545,6 +614,8 @@ export class Runtime {
     this.textures.destroy();
     for (const list of this.staging.values()) for (const b of list) b.destroy();
     this.staging.clear();
+    for (const list of this.uploads.values()) for (const b of list) b.destroy();
+    this.uploads.clear();
     for (const b of this.uniformChunks) b.destroy();
     this.ctx.dispose();
   }

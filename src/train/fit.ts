@@ -9,6 +9,7 @@ import type { Runtime } from '../runtime/runtime.js';
 import { Tensor } from '../runtime/tensor.js';
 import type { Module } from '../nn/module.js';
 import type { SGD } from '../nn/sgd.js';
+import { accumulatedStep, dataParallelStep, replicaDifference, replicaSync, splitBatch, type Replica } from './data-parallel.js';
 
 export interface HostBatch {
   readonly images: Float32Array;
@@ -43,9 +44,10 @@ async function readMetrics(rt: Runtime, loss: Tensor, correct: Tensor): Promise<
 
 /**
  * One training step. Returns a promise of [loss sum, correct] that resolves when the GPU is done, so the caller
- * can prepare the next batch meanwhile.
+ * can prepare the next batch meanwhile. `accumulate` K > 1 runs the batch as K micro-batches (data-parallel.ts).
  */
-export function trainStep(model: Module, optimizer: SGD, batch: HostBatch): Promise<[number, number]> {
+export function trainStep(model: Module, optimizer: SGD, batch: HostBatch, accumulate = 1): Promise<[number, number]> {
+  if (accumulate > 1) return accumulatedStep(model, optimizer, batch, accumulate);
   const rt = model.rt;
   const x = Tensor.fromArray(rt, batch.images, batch.shape, 'images');
   const y = Tensor.fromArray(rt, batch.labels, [batch.labels.length], 'labels');
@@ -132,6 +134,21 @@ export interface FitOptions {
   /** Lines about kernel variants measured after the first step (src/runtime/autotune.ts). */
   onTune?: (line: string) => void;
   now?: () => number;
+  /**
+   * Each batch as this many micro-batches, one after the other (split as evenly as possible, the first ones larger),
+   * each with its own BatchNorm statistics; gradients summed, one optimizer step (default 1). Peak memory falls
+   * with it. With `replicas`, each replica's shard is split so.
+   */
+  accumulate?: number;
+  /**
+   * More replicas of the model and optimizer, each on a device of its own (data-parallel.ts): each batch is split
+   * across [model, ...replicas], gradients are summed across them, and every replica takes the same step. Testing
+   * and BatchNorm's running statistics use `model` (the first replica), as PyTorch's DataParallel does. After each
+   * epoch the replicas' parameters are checked to be bit-identical.
+   */
+  replicas?: readonly Replica[];
+  /** Bytes per gradient bucket read back during backward (data-parallel.ts; default 8 MiB). */
+  bucketBytes?: number;
 }
 
 /**
@@ -157,7 +174,25 @@ export async function tuneKernels(model: Module, optimizer: SGD, batch: HostBatc
   await rt.trimPools();
 }
 
+/** Tunes the kernel shapes every replica will meet on the first replica and gives the others its choices. */
+async function tuneReplicas(all: readonly Replica[], batch: HostBatch, accumulate: number, log?: (line: string) => void): Promise<void> {
+  const shapes = new Map<string, HostBatch>();
+  for (const shard of splitBatch(batch, all.length)) for (const micro of splitBatch(shard, accumulate)) shapes.set(micro.shape.join('x'), micro);
+  if (replicaSync(all) === 'step-all') {
+    for (const micro of shapes.values()) await tuneKernels(all[0]!.model, all[0]!.optimizer, micro, log);
+    const choices = all[0]!.model.rt.tuner.snapshot();
+    for (const r of all.slice(1)) r.model.rt.tuner.pin(choices);
+  } else {
+    // Different adapters offer different variants: each tunes its own (the first replica's parameters are copied).
+    for (const r of all) for (const micro of shapes.values()) await tuneKernels(r.model, r.optimizer, micro, log);
+  }
+}
+
 export async function fit(model: Module, optimizer: SGD, options: FitOptions): Promise<EpochMetrics[]> {
+  const accumulate = options.accumulate ?? 1;
+  if (!(Number.isInteger(accumulate) && accumulate >= 1)) throw new Error(`fit: accumulate ${accumulate} is not a positive whole number`);
+  const replicas: Replica[] = [{ model, optimizer }, ...(options.replicas ?? [])];
+  for (const r of replicas.slice(1)) r.model.train();
   const now = options.now ?? (() => performance.now());
   const history: EpochMetrics[] = [];
   let tuned = false;
@@ -191,11 +226,18 @@ export async function fit(model: Module, optimizer: SGD, options: FitOptions): P
         if (!tuned) {
           // (Not part of the epoch's time: it happens once per run.)
           const t0 = now();
-          await tuneKernels(model, optimizer, batch, options.onTune);
+          if (replicas.length > 1 || accumulate > 1) await tuneReplicas(replicas, batch, accumulate, options.onTune);
+          else await tuneKernels(model, optimizer, batch, options.onTune);
           tuningMs = now() - t0;
           tuned = true;
         }
-        const done = trainStep(model, optimizer, batch);
+        if (replicas.length > 1) {
+          // The step waits for the gradients of every replica before it updates: nothing to overlap with the next.
+          await settle();
+          pending = { done: dataParallelStep(replicas, batch, { accumulate, bucketBytes: options.bucketBytes }), size: batch.labels.length };
+          continue;
+        }
+        const done = trainStep(model, optimizer, batch, accumulate);
         await settle();
         pending = { done, size: batch.labels.length };
       }
@@ -205,6 +247,10 @@ export async function fit(model: Module, optimizer: SGD, options: FitOptions): P
       if (pending) await (pending as { done: Promise<unknown> }).done.catch(() => undefined);
     }
     if (examples === 0) throw new Error(`epoch ${epoch + 1} had no training batches`);
+    if (replicas.length > 1) {
+      const differs = await replicaDifference(replicas);
+      if (differs) throw new Error(`after epoch ${epoch + 1} the replicas are no longer identical: ${differs}`);
+    }
     const trainSeconds = (now() - start - tuningMs) / 1000;
     options.onTestStart?.(epoch + 1);
     const testStart = now();

@@ -44,6 +44,18 @@ export interface RunOptions extends Recipe {
   weights: string;
   workers: number;
   out: string;
+  /** Devices the run trains on (absent in records older than data parallelism: 1). */
+  devices?: number;
+  /** Micro-batches per batch and device (absent: 1). */
+  accumulate?: number;
+}
+
+/** A device as a run record describes it: its kind, adapter (as WebGPU describes it) and limits. */
+export interface DeviceRecord {
+  kind: string;
+  name: string;
+  adapter: Record<string, string> | null;
+  limits: Record<string, number> | null;
 }
 
 export interface RunRecord {
@@ -59,7 +71,9 @@ export interface RunRecord {
   seed: number;
   data: { train: string; test: string; classes: string[]; trainImages: number; testImages: number; batchesPerEpoch: number };
   model: { mode: string; weights: string; parameters: number; trainableParameters: number };
-  device: { kind: string; name: string; adapter: Record<string, string> | null; limits: Record<string, number> | null };
+  device: DeviceRecord;
+  /** Every device the run trains on, the first (the one `device` names) included; absent in older records. */
+  devices?: DeviceRecord[];
   versions: Record<string, string>;
   epochs: EpochRecord[];
   trace: TracePoint[];

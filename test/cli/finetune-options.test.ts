@@ -13,6 +13,7 @@ describe('parseFinetuneArgs', () => {
     expect(options([])).toEqual({
       mode: 'finetune', data: null, train: null, test: null, imageSize: 224, weights: 'imagenet', epochs: 5, batchSize: 128,
       lr: 5e-5, headLrMult: 10, weightDecay: 1e-3, momentum: 0, seed: 0, maxBatches: null, out: null, json: false, cacheDir: null, workers: 0,
+      devices: 1, accumulate: 1,
     });
   });
 
@@ -35,6 +36,10 @@ describe('parseFinetuneArgs', () => {
       [['--save', 'x'], /--save is gone/],
       [['--resume', 'runs/a', '--seed', '3'], /--resume continues a run with the options it was started with; --seed cannot change/],
       [['extra'], /Unexpected argument 'extra'/],
+      [['--devices', '0'], /--devices: '0' is not a positive integer or 'all'/],
+      [['--devices', 'two'], /--devices: 'two' is not a positive integer or 'all'/],
+      [['--accumulate', '1.5'], /--accumulate: '1\.5' is not a positive integer/],
+      [['--resume', 'runs/a', '--accumulate', '2'], /--accumulate cannot change/],
     ];
     for (const [argv, message] of bad) {
       expect(() => parseFinetuneArgs(argv), argv.join(' ')).toThrow(UsageError);
@@ -42,10 +47,16 @@ describe('parseFinetuneArgs', () => {
     }
   });
 
+  it('takes --devices N or all and --accumulate K; --resume may name its own device count', () => {
+    expect(options(['--devices', '2', '--accumulate', '4'])).toMatchObject({ devices: 2, accumulate: 4 });
+    expect(options(['--devices', 'all'])).toMatchObject({ devices: 'all', accumulate: 1 });
+    expect(parseFinetuneArgs(['--resume', 'runs/a', '--devices', '2'])).toMatchObject({ kind: 'resume', request: { devices: 2 } });
+  });
+
   it('lets --resume change only the epochs, learning rates, batch limit, workers and output style', () => {
     expect(parseFinetuneArgs(['--resume', 'runs/a', '--epochs', '8', '--lr', '1e-3', '--json', '--workers', '2'])).toEqual({
       kind: 'resume',
-      request: { resume: 'runs/a', json: true, workers: 2, changes: { epochs: 8, lr: 1e-3 } },
+      request: { resume: 'runs/a', json: true, workers: 2, devices: null, changes: { epochs: 8, lr: 1e-3 } },
     });
     expect(parseFinetuneArgs(['-h'])).toEqual({ kind: 'help' });
   });
