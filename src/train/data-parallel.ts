@@ -26,7 +26,7 @@ import type { Runtime } from '../runtime/runtime.js';
 import { Tensor } from '../runtime/tensor.js';
 import type { Module } from '../nn/module.js';
 import type { SGD } from '../nn/sgd.js';
-import type { HostBatch } from './fit.js';
+import type { HostBatch } from './batch.js';
 
 /** A model and its optimizer on one device. */
 export interface Replica {

@@ -9,13 +9,10 @@ import type { Runtime } from '../runtime/runtime.js';
 import { Tensor } from '../runtime/tensor.js';
 import type { Module } from '../nn/module.js';
 import type { SGD } from '../nn/sgd.js';
+import type { HostBatch } from './batch.js';
 import { accumulatedStep, dataParallelStep, replicaDifference, replicaSync, splitBatch, type Replica } from './data-parallel.js';
 
-export interface HostBatch {
-  readonly images: Float32Array;
-  readonly labels: Int32Array;
-  readonly shape: readonly [number, number, number, number];
-}
+export type { HostBatch } from './batch.js';
 
 export interface EpochMetrics {
   epoch: number;
