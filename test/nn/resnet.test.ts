@@ -26,7 +26,7 @@ import { SGD } from '../../src/nn/sgd.js';
 import type { StateDict } from '../../src/nn/weights/state-dict.js';
 import { maxRelError, randn } from '../helpers/gradcheck.js';
 import { testRuntime } from '../helpers/gpu.js';
-import { compareGradient, compareParameter, Expected, loadFixtureCheckpoint } from './resnet-fixture.js';
+import { compareGradient, compareParameter, Expected, loadFixtureCheckpoint, worstOf } from './resnet-fixture.js';
 
 const BOUND = 1e-4;
 const WINOGRAD = ['winograd4', 'winograd2'];
@@ -53,6 +53,38 @@ beforeAll(async () => {
   exp = new Expected();
 });
 afterEach(() => rt.tuner.avoid([]));
+
+describe('the comparisons cannot pass on NaN (pooled buffers hold NaN where no kernel wrote)', () => {
+  it('a gradient or parameter holding one NaN or infinity has an infinite error, and is the worst of its model', () => {
+    const names = [...checkpoint.keys()].filter((n) => exp.has(`proj/grad/${n}`) || exp.has(`grad/${n}`));
+    const full = names.find((n) => exp.has(`grad/${n}`))!;
+    const projected = names.find((n) => !exp.has(`grad/${n}`))!;
+    expect(full && projected, 'the fixture has both kinds of entries').toBeTruthy();
+    const exact = exp.f32(`grad/${full}`).slice();
+    expect(compareGradient(exp, full, exact)).toBe(0);
+    for (const bad of [NaN, Infinity]) {
+      const poisoned = exact.slice();
+      poisoned[poisoned.length >> 1] = bad;
+      expect(compareGradient(exp, full, poisoned)).toBe(Infinity);
+      const p = new Float32Array(checkpoint.get(projected)!.shape.reduce((a, b) => a * b, 1));
+      p[7] = bad;
+      expect(compareGradient(exp, projected, p)).toBe(Infinity);
+      const before = new Float32Array(p.length);
+      expect(compareParameter(exp, 'after3/m0', projected, p, before)).toEqual({ param: Infinity, update: Infinity });
+    }
+    // The worst-of reduction the parity tests use: an error that is NaN is the worst, wherever it stands.
+    const poisoned = exact.slice();
+    poisoned[3] = NaN;
+    const errors = new Map<string, number>([
+      ['a', 1e-6],
+      [full, compareGradient(exp, full, poisoned)],
+      ['c', 3e-5],
+    ]);
+    expect(worstOf(errors)).toEqual([full, Infinity]);
+    expect(worstOf([['a', 1e-6], ['b', NaN], ['c', 3e-5]])).toEqual(['b', Infinity]);
+    expect(worstOf([['a', 1e-6], ['c', 3e-5]])).toEqual(['c', 3e-5]);
+  });
+});
 
 describe('resnet18 vs torchvision', () => {
   it('has torchvision names, order and shapes', () => {
@@ -91,10 +123,8 @@ describe('resnet18 vs torchvision', () => {
     expect(lossErr).toBeLessThan(BOUND);
     const errors = new Map<string, number>();
     for (const [name, p] of model.namedParameters()) errors.set(name, compareGradient(exp, name, (await p.grad!.read()) as Float32Array));
-    const worstOf = (names: string[]): [string, number] =>
-      names.map((n): [string, number] => [n, errors.get(n)!]).reduce((a, b) => (b[1] > a[1] ? b : a), ['', 0]);
-    const all = worstOf([...errors.keys()]);
-    const top = worstOf([...errors.keys()].filter((n) => ABOVE_EVERY_NEAR_ZERO.test(n)));
+    const all = worstOf(errors);
+    const top = worstOf([...errors].filter(([n]) => ABOVE_EVERY_NEAR_ZERO.test(n)));
     console.log(
       `${label}: gradients worst max rel error ${all[1].toExponential(2)} (${all[0]}), fc and layer4 ${top[1].toExponential(2)} ` +
         `(${top[0]}); loss rel error ${lossErr.toExponential(2)}`,
