@@ -13,13 +13,19 @@
 // 2.2e-5 in layer4 (scripts/fixtures/resnet_float32_error.py); a run with F(2x2, 3x3) forward, which rounds less
 // than F(4x4), flipped the layer2.0 one and moved layer2.0.bn2.bias's gradient by 4.5e-2. So with Winograd the 1e-4
 // bound applies to the gradients above every near-zero pre-activation (fc and layer4), and the rest are only
-// guarded against gross errors (a wrong transform or index is off by O(1)). The SGD tests check the optimiser
-// and run the direct lowerings.
+// guarded against gross errors. That guard alone would let through a local error (a tile or channel-quad index
+// wrong only in large layers): so the convolutions themselves are checked too. During the default-lowering step
+// every call that runs Winograd (or im2col, col2im) records its operands, and each is recomputed with the implicit
+// GEMM from those operands: they must agree to 1e-5 relative, conv2d.test.ts' bound. That uses the engine's own
+// ReLU masks, so no mask flip can matter; F(2x2, 3x3) and im2col steps get the same check. The SGD tests check the
+// optimiser and run the direct lowerings.
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { backward } from '../../src/autograd/tape.js';
 import { crossEntropy } from '../../src/autograd/functions.js';
 import { noGrad } from '../../src/autograd/grad-mode.js';
 import { Tensor } from '../../src/kernels/tensor.js';
+import { conv2dBackwardInput, conv2dBackwardWeight, conv2dForward, convCallsForTests, type ConvCall } from '../../src/kernels/conv2d/conv2d.js';
+import { textureGemmSupported } from '../../src/kernels/matmul/texture-gemm.js';
 import type { Runtime } from '../../src/kernels/runtime.js';
 import { replaceHead, resnet18, type ResNet } from '../../src/nn/resnet.js';
 import { SGD } from '../../src/nn/sgd.js';
@@ -34,6 +40,8 @@ const WINOGRAD = ['winograd4', 'winograd2'];
 const ABOVE_EVERY_NEAR_ZERO = /^(fc|layer4)\./;
 const GROSS = 0.1;
 let rt: Runtime;
+/** The adapter runs the texture GEMM, so the Winograd and im2col lowerings exist here. */
+const TEXTURE = textureGemmSupported(await testRuntime());
 let checkpoint: StateDict;
 let exp: Expected;
 
@@ -45,6 +53,60 @@ function fixtureModel(): ResNet {
 
 function inputs(): { x: Tensor<'f32'>; y: Tensor<'i32'> } {
   return { x: Tensor.fromArray(rt, exp.f32('input'), exp.shape('input')), y: Tensor.fromArray(rt, exp.labels()) };
+}
+
+/**
+ * Records every conv2d pass of a training step that runs a lowering other than the implicit GEMM (Winograd, im2col,
+ * col2im), with copies of its operands and result, to recompute afterwards with the implicit GEMM.
+ */
+function recordConvCalls(): { calls: ConvCall[]; stop(): void } {
+  const copyOf = (t: Tensor<'f32'>): Tensor<'f32'> => {
+    const c = Tensor.empty(rt, t.shape, 'f32', 'test.convCall');
+    rt.copy(t.buffer, 0, c.buffer, 0, t.byteLength);
+    return c;
+  };
+  const calls: ConvCall[] = [];
+  convCallsForTests.record = (call) =>
+    calls.push({ ...call, operands: [copyOf(call.operands[0]), copyOf(call.operands[1])], output: copyOf(call.output) });
+  return { calls, stop: () => void (convCallsForTests.record = null) };
+}
+
+/**
+ * Each recorded call recomputed with the implicit GEMM from the same operands: max |lowering - implicit| /
+ * max |implicit| per call. Releases the recorded copies.
+ */
+async function recheckWithImplicit(calls: ConvCall[]): Promise<{ call: ConvCall; err: number }[]> {
+  const out: { call: ConvCall; err: number }[] = [];
+  for (const call of calls) {
+    const [a, b] = call.operands;
+    const ref =
+      call.pass === 'forward'
+        ? conv2dForward(a, b, null, call.opts, undefined, 'implicit')
+        : call.pass === 'data'
+          ? conv2dBackwardInput(a, b, call.shape, call.opts, undefined, 'implicit')
+          : conv2dBackwardWeight(a, b, call.shape, call.opts, undefined, 'implicit');
+    out.push({ call, err: maxRelError(await call.output.read(), await ref.read()) });
+    for (const t of [a, b, call.output, ref]) t.release();
+  }
+  return out;
+}
+
+const describeCall = (c: ConvCall): string =>
+  `${c.lowering} ${c.pass} of [${c.operands[0].shape.join(',')}] and [${c.operands[1].shape.join(',')}]`;
+
+/** Each conv call of the step agrees with the implicit GEMM on its own operands to this (conv2d.test.ts' bound). */
+const PER_CALL = 1e-5;
+
+function expectCallsMatchImplicit(label: string, checked: { call: ConvCall; err: number }[], lowerings: string[]): void {
+  const by = new Map<string, number>();
+  for (const { call } of checked) by.set(call.lowering, (by.get(call.lowering) ?? 0) + 1);
+  const worst = checked.reduce((a, b) => (Number.isNaN(b.err) || b.err > a.err ? b : a), checked[0]!);
+  console.log(
+    `${label}: ${checked.length} conv calls (${[...by].map(([l, n]) => `${n} ${l}`).join(', ')}) recomputed with the implicit GEMM, ` +
+      `worst max rel error ${worst.err.toExponential(2)} (${describeCall(worst.call)})`,
+  );
+  for (const l of lowerings) expect(by.get(l) ?? 0, `${l} calls`).toBeGreaterThan(0);
+  for (const { call, err } of checked) expect(err, describeCall(call)).toBeLessThan(PER_CALL);
 }
 
 beforeAll(async () => {
@@ -114,10 +176,19 @@ describe('resnet18 vs torchvision', () => {
     rt.tuner.avoid(avoid);
     const model = fixtureModel().train();
     const { x, y } = inputs();
-    const logits = model.forward(x);
-    logits.retain = true;
-    const loss = crossEntropy(logits, y, 'sum');
-    backward(loss);
+    // With the default lowerings, each Winograd (and col2im) call of the step is also recomputed with the implicit
+    // GEMM from its own operands: that uses the engine's own ReLU masks, so no flip can hide or fake an error.
+    const recorder = avoid.length ? null : recordConvCalls();
+    let logits: Tensor<'f32'>;
+    let loss: Tensor<'f32'>;
+    try {
+      logits = model.forward(x);
+      logits.retain = true;
+      loss = crossEntropy(logits, y, 'sum');
+      backward(loss);
+    } finally {
+      recorder?.stop();
+    }
     expect(maxRelError(await logits.read(), exp.f32('logits_train'))).toBeLessThan(BOUND);
     const lossErr = Math.abs((await loss.item()) - exp.f32('loss')[0]!) / Math.abs(exp.f32('loss')[0]!);
     expect(lossErr).toBeLessThan(BOUND);
@@ -142,7 +213,28 @@ describe('resnet18 vs torchvision', () => {
       }
       expect(maxRelError(await b.read(), exp.f32(`running/${name}`)), name).toBeLessThan(BOUND);
     }
+    if (recorder) expectCallsMatchImplicit(label, await recheckWithImplicit(recorder.calls), TEXTURE ? ['winograd4'] : []);
     for (const t of [x, y, logits, loss]) t.release();
+    model.release();
+  });
+
+  it.skipIf(!TEXTURE).each([
+    ['winograd2', ['winograd4']],
+    ['im2col', ['winograd4', 'winograd2', 'implicit', 'col2im']],
+  ] as const)('every %s call of a training step agrees with the implicit GEMM on its own operands', async (lowering, avoid) => {
+    rt.tuner.avoid(avoid);
+    const model = fixtureModel().train();
+    const { x, y } = inputs();
+    const recorder = recordConvCalls();
+    let loss: Tensor<'f32'>;
+    try {
+      loss = crossEntropy(model.forward(x), y, 'sum');
+      backward(loss);
+    } finally {
+      recorder.stop();
+    }
+    expectCallsMatchImplicit(lowering, await recheckWithImplicit(recorder.calls), [lowering]);
+    for (const t of [x, y, loss]) t.release();
     model.release();
   });
 
