@@ -98,6 +98,8 @@ const describeCall = (c: ConvCall): string =>
 const PER_CALL = 1e-5;
 
 function expectCallsMatchImplicit(label: string, checked: { call: ConvCall; err: number }[], lowerings: string[]): void {
+  for (const l of lowerings) expect(checked.some(({ call }) => call.lowering === l), `${l} calls`).toBe(true);
+  if (checked.length === 0) return console.log(`${label}: no conv call ran another lowering than the implicit GEMM`);
   const by = new Map<string, number>();
   for (const { call } of checked) by.set(call.lowering, (by.get(call.lowering) ?? 0) + 1);
   const worst = checked.reduce((a, b) => (Number.isNaN(b.err) || b.err > a.err ? b : a), checked[0]!);
@@ -105,7 +107,6 @@ function expectCallsMatchImplicit(label: string, checked: { call: ConvCall; err:
     `${label}: ${checked.length} conv calls (${[...by].map(([l, n]) => `${n} ${l}`).join(', ')}) recomputed with the implicit GEMM, ` +
       `worst max rel error ${worst.err.toExponential(2)} (${describeCall(worst.call)})`,
   );
-  for (const l of lowerings) expect(by.get(l) ?? 0, `${l} calls`).toBeGreaterThan(0);
   for (const { call, err } of checked) expect(err, describeCall(call)).toBeLessThan(PER_CALL);
 }
 
