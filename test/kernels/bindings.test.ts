@@ -83,6 +83,7 @@ function exerciseEveryOp(rt: Runtime): Tensor[] {
   k(conv2dBackwardInput(t([2, 4, 15, 15], 26), t([4, 3, 3, 3], 27), [2, 3, 15, 15], { padding: 1 }, undefined, 'col2im'));
   k(matmul(a, t([7, 40], 28)));
   k(linearForward(t([5, 8], 29), t([3, 8], 30), t([3], 31)));
+  k(linearBackwardWeight(t([2, 2], 32), t([2, 64], 33))); // a 2-way head's weight gradient at batch 2
   // batch norm, train and eval, forward and backward.
   const gamma = t([3], 11);
   const beta = t([3], 12);
