@@ -14,7 +14,11 @@ const shared = { fileParallelism: false, testTimeout: 120_000, hookTimeout: 120_
 export const BROWSER_TESTS = ['src/kernels/**/*.test.ts', 'src/runtime/**/*.test.ts', 'test/runtime/profiling.test.ts', 'test/autograd/composite.test.ts', 'test/browser/**/*.browser.test.ts'];
 
 const chromium = findChromium();
-if (!chromium) console.warn(`\n*** browser tests SKIPPED: ${NO_CHROMIUM}\n`);
+if (!chromium) {
+  // In CI (CI=true, which .ci/run sets) the browser project is required: fail rather than run without it.
+  if (process.env.CI === 'true' || process.env.CI === '1') throw new Error(`CI=${process.env.CI}: the browser tests cannot run: ${NO_CHROMIUM}`);
+  console.warn(`\n*** browser tests SKIPPED: ${NO_CHROMIUM}\n`);
+}
 
 export default defineConfig({
   test: {

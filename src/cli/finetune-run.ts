@@ -409,6 +409,7 @@ async function train(s: Session, progress: Progress, rts: readonly Runtime[]): P
       onTune: (line) => progress.info(line),
       onBatch: (p) => {
         progress.batch(p, o.epochs, batches);
+        blockForTests(p.epoch, p.batch);
         if (isTracePoint(p.batch, batches)) {
           s.record.trace.push({ epoch: p.epoch - 1 + p.batch / batches, batch: p.batch, loss: p.lossSum / p.examples, trainAcc: p.correct / p.examples, examples: p.examples });
         }
@@ -435,6 +436,15 @@ async function train(s: Session, progress: Progress, rts: readonly Runtime[]): P
   }
   const skipped = trainLoader.report.skipped + testLoader.report.skipped;
   if (skipped) progress.info(`skipped ${skipped} unreadable images`);
+}
+
+/**
+ * For tests only: HOTDOG_TEST_BLOCK_AFTER_BATCH=E/B blocks this process's thread for good right after epoch E's batch
+ * B was reported (stdout to a pipe is written synchronously), so a test can kill the run there without racing the
+ * epoch's checkpoint (test/cli/finetune-cli.test.ts).
+ */
+function blockForTests(epoch: number, batch: number): void {
+  if (process.env.HOTDOG_TEST_BLOCK_AFTER_BATCH === `${epoch}/${batch}`) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
 }
 
 async function writeModel(s: Session): Promise<void> {

@@ -17,16 +17,21 @@ export interface CliRun {
   result: Promise<CliResult>;
 }
 
-/** Starts `tsx src/cli/<name>.ts args...` (with Node options `nodeArgs`); `onLine` sees each stdout line as it comes. */
+/**
+ * Starts `tsx src/cli/<name>.ts args...` (with Node options `nodeArgs`, and `env` added to this process's
+ * environment); `onLine` sees each stdout line as it comes.
+ */
 export function startCli(
   name: string,
   args: readonly string[],
   onLine?: (line: string, child: ChildProcess) => void,
   nodeArgs: readonly string[] = [],
+  env: Record<string, string> = {},
 ): CliRun {
   const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', join('src', 'cli', `${name}.ts`), ...args], {
     cwd: REPO_ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
   });
   let stdout = '';
   let stderr = '';

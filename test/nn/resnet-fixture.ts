@@ -57,7 +57,16 @@ export function projections(values: ArrayLike<number>, before?: ArrayLike<number
   return out;
 }
 
-function relError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
+/** Whether every element is finite (pooled buffers can hold NaN: an element no kernel wrote shows up as one). */
+function allFinite(values: ArrayLike<number>): boolean {
+  for (let i = 0; i < values.length; i++) if (!Number.isFinite(values[i]!)) return false;
+  return true;
+}
+
+/** max |a - b| / max |b|; Infinity when `actual` holds a NaN or an infinity, so no comparison can pass on one. */
+export function relError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
+  if (actual.length !== expected.length) throw new Error(`length ${actual.length} vs ${expected.length}`);
+  if (!allFinite(actual)) return Infinity;
   let maxDiff = 0;
   let maxRef = 0;
   for (let i = 0; i < expected.length; i++) {
@@ -68,12 +77,26 @@ function relError(actual: ArrayLike<number>, expected: ArrayLike<number>): numbe
 }
 
 /**
+ * The entry with the largest error; a NaN error counts as the largest (a plain `b > a` comparison is false for NaN,
+ * so a NaN would never be the worst and would pass unseen).
+ */
+export function worstOf(errors: Iterable<[string, number]>): [string, number] {
+  let worst: [string, number] = ['', 0];
+  for (const [name, err] of errors) {
+    const e = Number.isNaN(err) ? Infinity : err;
+    if (e > worst[1]) worst = [name, e];
+  }
+  return worst;
+}
+
+/**
  * Compares an engine gradient with the fixture entry `grad/${name}`: element by element where the fixture holds it
  * in full (max |a - b| / max |b|), else through the projections (max_k |Δproj_k| / max_k |proj_k|) and the max
- * magnitude. Returns the larger error.
+ * magnitude. Returns the larger error; Infinity when `actual` holds a NaN or an infinity.
  */
 export function compareGradient(exp: Expected, name: string, actual: Float32Array): number {
   const full = `grad/${name}`;
+  if (!allFinite(actual)) return Infinity;
   if (exp.has(full)) return relError(actual, exp.f32(full));
   const ref = exp.f32(`proj/${full}`);
   const refMax = exp.f32(`absmax/${full}`)[0]!;
@@ -90,6 +113,7 @@ export function compareGradient(exp: Expected, name: string, actual: Float32Arra
  */
 export function compareParameter(exp: Expected, prefix: string, name: string, actual: Float32Array, before: Float32Array): { param: number; update: number } {
   const full = `${prefix}/${name}`;
+  if (!allFinite(actual)) return { param: Infinity, update: Infinity };
   const update = (p: ArrayLike<number>): Float64Array => Float64Array.from({ length: before.length }, (_, i) => p[i]! - before[i]!);
   if (exp.has(full)) {
     const ref = exp.f32(full);

@@ -13,20 +13,26 @@
 // 2.2e-5 in layer4 (scripts/fixtures/resnet_float32_error.py); a run with F(2x2, 3x3) forward, which rounds less
 // than F(4x4), flipped the layer2.0 one and moved layer2.0.bn2.bias's gradient by 4.5e-2. So with Winograd the 1e-4
 // bound applies to the gradients above every near-zero pre-activation (fc and layer4), and the rest are only
-// guarded against gross errors (a wrong transform or index is off by O(1)). The SGD tests check the optimiser
-// and run the direct lowerings.
+// guarded against gross errors. That guard alone would let through a local error (a tile or channel-quad index
+// wrong only in large layers): so the convolutions themselves are checked too. During the default-lowering step
+// every call that runs Winograd (or im2col, col2im) records its operands, and each is recomputed with the implicit
+// GEMM from those operands: they must agree to 1e-5 relative, conv2d.test.ts' bound. That uses the engine's own
+// ReLU masks, so no mask flip can matter; F(2x2, 3x3) and im2col steps get the same check. The SGD tests check the
+// optimiser and run the direct lowerings.
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { backward } from '../../src/autograd/tape.js';
 import { crossEntropy } from '../../src/autograd/functions.js';
 import { noGrad } from '../../src/autograd/grad-mode.js';
 import { Tensor } from '../../src/runtime/tensor.js';
+import { conv2dBackwardInput, conv2dBackwardWeight, conv2dForward, convCallsForTests, type ConvCall } from '../../src/kernels/conv2d/conv2d.js';
+import { textureGemmSupported } from '../../src/kernels/matmul/texture-gemm.js';
 import type { Runtime } from '../../src/runtime/runtime.js';
 import { replaceHead, resnet18, type ResNet } from '../../src/nn/resnet.js';
 import { SGD } from '../../src/nn/sgd.js';
 import type { StateDict } from '../../src/weights/state-dict.js';
 import { maxRelError, randn } from '../helpers/gradcheck.js';
 import { testRuntime } from '../helpers/gpu.js';
-import { compareGradient, compareParameter, Expected, loadFixtureCheckpoint } from './resnet-fixture.js';
+import { compareGradient, compareParameter, Expected, loadFixtureCheckpoint, worstOf } from './resnet-fixture.js';
 
 const BOUND = 1e-4;
 const WINOGRAD = ['winograd4', 'winograd2'];
@@ -34,6 +40,8 @@ const WINOGRAD = ['winograd4', 'winograd2'];
 const ABOVE_EVERY_NEAR_ZERO = /^(fc|layer4)\./;
 const GROSS = 0.1;
 let rt: Runtime;
+/** The adapter runs the texture GEMM, so the Winograd and im2col lowerings exist here. */
+const TEXTURE = textureGemmSupported(await testRuntime());
 let checkpoint: StateDict;
 let exp: Expected;
 
@@ -47,12 +55,99 @@ function inputs(): { x: Tensor<'f32'>; y: Tensor<'i32'> } {
   return { x: Tensor.fromArray(rt, exp.f32('input'), exp.shape('input')), y: Tensor.fromArray(rt, exp.labels()) };
 }
 
+/**
+ * Records every conv2d pass of a training step that runs a lowering other than the implicit GEMM (Winograd, im2col,
+ * col2im), with copies of its operands and result, to recompute afterwards with the implicit GEMM.
+ */
+function recordConvCalls(): { calls: ConvCall[]; stop(): void } {
+  const copyOf = (t: Tensor<'f32'>): Tensor<'f32'> => {
+    const c = Tensor.empty(rt, t.shape, 'f32', 'test.convCall');
+    rt.copy(t.buffer, 0, c.buffer, 0, t.byteLength);
+    return c;
+  };
+  const calls: ConvCall[] = [];
+  convCallsForTests.record = (call) =>
+    calls.push({ ...call, operands: [copyOf(call.operands[0]), copyOf(call.operands[1])], output: copyOf(call.output) });
+  return { calls, stop: () => void (convCallsForTests.record = null) };
+}
+
+/**
+ * Each recorded call recomputed with the implicit GEMM from the same operands: max |lowering - implicit| /
+ * max |implicit| per call. Releases the recorded copies.
+ */
+async function recheckWithImplicit(calls: ConvCall[]): Promise<{ call: ConvCall; err: number }[]> {
+  const out: { call: ConvCall; err: number }[] = [];
+  for (const call of calls) {
+    const [a, b] = call.operands;
+    const ref =
+      call.pass === 'forward'
+        ? conv2dForward(a, b, null, call.opts, undefined, 'implicit')
+        : call.pass === 'data'
+          ? conv2dBackwardInput(a, b, call.shape, call.opts, undefined, 'implicit')
+          : conv2dBackwardWeight(a, b, call.shape, call.opts, undefined, 'implicit');
+    out.push({ call, err: maxRelError(await call.output.read(), await ref.read()) });
+    for (const t of [a, b, call.output, ref]) t.release();
+  }
+  return out;
+}
+
+const describeCall = (c: ConvCall): string =>
+  `${c.lowering} ${c.pass} of [${c.operands[0].shape.join(',')}] and [${c.operands[1].shape.join(',')}]`;
+
+/** Each conv call of the step agrees with the implicit GEMM on its own operands to this (conv2d.test.ts' bound). */
+const PER_CALL = 1e-5;
+
+function expectCallsMatchImplicit(label: string, checked: { call: ConvCall; err: number }[], lowerings: string[]): void {
+  for (const l of lowerings) expect(checked.some(({ call }) => call.lowering === l), `${l} calls`).toBe(true);
+  if (checked.length === 0) return console.log(`${label}: no conv call ran another lowering than the implicit GEMM`);
+  const by = new Map<string, number>();
+  for (const { call } of checked) by.set(call.lowering, (by.get(call.lowering) ?? 0) + 1);
+  const worst = checked.reduce((a, b) => (Number.isNaN(b.err) || b.err > a.err ? b : a), checked[0]!);
+  console.log(
+    `${label}: ${checked.length} conv calls (${[...by].map(([l, n]) => `${n} ${l}`).join(', ')}) recomputed with the implicit GEMM, ` +
+      `worst max rel error ${worst.err.toExponential(2)} (${describeCall(worst.call)})`,
+  );
+  for (const { call, err } of checked) expect(err, describeCall(call)).toBeLessThan(PER_CALL);
+}
+
 beforeAll(async () => {
   rt = await testRuntime();
   checkpoint = await loadFixtureCheckpoint();
   exp = new Expected();
 });
 afterEach(() => rt.tuner.avoid([]));
+
+describe('the comparisons cannot pass on NaN (pooled buffers hold NaN where no kernel wrote)', () => {
+  it('a gradient or parameter holding one NaN or infinity has an infinite error, and is the worst of its model', () => {
+    const names = [...checkpoint.keys()].filter((n) => exp.has(`proj/grad/${n}`) || exp.has(`grad/${n}`));
+    const full = names.find((n) => exp.has(`grad/${n}`))!;
+    const projected = names.find((n) => !exp.has(`grad/${n}`))!;
+    expect(full && projected, 'the fixture has both kinds of entries').toBeTruthy();
+    const exact = exp.f32(`grad/${full}`).slice();
+    expect(compareGradient(exp, full, exact)).toBe(0);
+    for (const bad of [NaN, Infinity]) {
+      const poisoned = exact.slice();
+      poisoned[poisoned.length >> 1] = bad;
+      expect(compareGradient(exp, full, poisoned)).toBe(Infinity);
+      const p = new Float32Array(checkpoint.get(projected)!.shape.reduce((a, b) => a * b, 1));
+      p[7] = bad;
+      expect(compareGradient(exp, projected, p)).toBe(Infinity);
+      const before = new Float32Array(p.length);
+      expect(compareParameter(exp, 'after3/m0', projected, p, before)).toEqual({ param: Infinity, update: Infinity });
+    }
+    // The worst-of reduction the parity tests use: an error that is NaN is the worst, wherever it stands.
+    const poisoned = exact.slice();
+    poisoned[3] = NaN;
+    const errors = new Map<string, number>([
+      ['a', 1e-6],
+      [full, compareGradient(exp, full, poisoned)],
+      ['c', 3e-5],
+    ]);
+    expect(worstOf(errors)).toEqual([full, Infinity]);
+    expect(worstOf([['a', 1e-6], ['b', NaN], ['c', 3e-5]])).toEqual(['b', Infinity]);
+    expect(worstOf([['a', 1e-6], ['c', 3e-5]])).toEqual(['c', 3e-5]);
+  });
+});
 
 describe('resnet18 vs torchvision', () => {
   it('has torchvision names, order and shapes', () => {
@@ -82,19 +177,26 @@ describe('resnet18 vs torchvision', () => {
     rt.tuner.avoid(avoid);
     const model = fixtureModel().train();
     const { x, y } = inputs();
-    const logits = model.forward(x);
-    logits.retain = true;
-    const loss = crossEntropy(logits, y, 'sum');
-    backward(loss);
+    // With the default lowerings, each Winograd (and col2im) call of the step is also recomputed with the implicit
+    // GEMM from its own operands: that uses the engine's own ReLU masks, so no flip can hide or fake an error.
+    const recorder = avoid.length ? null : recordConvCalls();
+    let logits: Tensor<'f32'>;
+    let loss: Tensor<'f32'>;
+    try {
+      logits = model.forward(x);
+      logits.retain = true;
+      loss = crossEntropy(logits, y, 'sum');
+      backward(loss);
+    } finally {
+      recorder?.stop();
+    }
     expect(maxRelError(await logits.read(), exp.f32('logits_train'))).toBeLessThan(BOUND);
     const lossErr = Math.abs((await loss.item()) - exp.f32('loss')[0]!) / Math.abs(exp.f32('loss')[0]!);
     expect(lossErr).toBeLessThan(BOUND);
     const errors = new Map<string, number>();
     for (const [name, p] of model.namedParameters()) errors.set(name, compareGradient(exp, name, (await p.grad!.read()) as Float32Array));
-    const worstOf = (names: string[]): [string, number] =>
-      names.map((n): [string, number] => [n, errors.get(n)!]).reduce((a, b) => (b[1] > a[1] ? b : a), ['', 0]);
-    const all = worstOf([...errors.keys()]);
-    const top = worstOf([...errors.keys()].filter((n) => ABOVE_EVERY_NEAR_ZERO.test(n)));
+    const all = worstOf(errors);
+    const top = worstOf([...errors].filter(([n]) => ABOVE_EVERY_NEAR_ZERO.test(n)));
     console.log(
       `${label}: gradients worst max rel error ${all[1].toExponential(2)} (${all[0]}), fc and layer4 ${top[1].toExponential(2)} ` +
         `(${top[0]}); loss rel error ${lossErr.toExponential(2)}`,
@@ -112,7 +214,28 @@ describe('resnet18 vs torchvision', () => {
       }
       expect(maxRelError(await b.read(), exp.f32(`running/${name}`)), name).toBeLessThan(BOUND);
     }
+    if (recorder) expectCallsMatchImplicit(label, await recheckWithImplicit(recorder.calls), TEXTURE ? ['winograd4'] : []);
     for (const t of [x, y, logits, loss]) t.release();
+    model.release();
+  });
+
+  it.skipIf(!TEXTURE).each([
+    ['winograd2', ['winograd4']],
+    ['im2col', ['winograd4', 'winograd2', 'implicit', 'col2im']],
+  ] as const)('every %s call of a training step agrees with the implicit GEMM on its own operands', async (lowering, avoid) => {
+    rt.tuner.avoid(avoid);
+    const model = fixtureModel().train();
+    const { x, y } = inputs();
+    const recorder = recordConvCalls();
+    let loss: Tensor<'f32'>;
+    try {
+      loss = crossEntropy(model.forward(x), y, 'sum');
+      backward(loss);
+    } finally {
+      recorder.stop();
+    }
+    expectCallsMatchImplicit(lowering, await recheckWithImplicit(recorder.calls), [lowering]);
+    for (const t of [x, y, loss]) t.release();
     model.release();
   });
 

@@ -15,6 +15,10 @@ import { resnet18 } from '../../src/nn/resnet.js';
 import { SGD } from '../../src/nn/sgd.js';
 import { crossEntropy } from '../../src/autograd/functions.js';
 import { backward } from '../../src/autograd/tape.js';
+import { textureGemmSupported } from '../../src/kernels/matmul/texture-gemm.js';
+import { im2colApplies } from '../../src/kernels/conv2d/im2col.js';
+import { winogradApplies } from '../../src/kernels/conv2d/winograd.js';
+import { conv2dGeometry } from '../../src/kernels/conv2d/conv2d.js';
 
 const contexts: GpuContext[] = [];
 afterAll(() => {
@@ -27,14 +31,50 @@ async function context(options: Parameters<typeof acquireGpu>[0]): Promise<GpuCo
   return ctx;
 }
 
+/**
+ * The CPU drivers this project runs on, and the fixed subgroup size each reports: the texture GEMM (and with it
+ * Winograd and im2col) needs 4 or 8, so a driver update that stopped reporting it would turn those paths, and their
+ * tests, off without a failure anywhere else.
+ */
+const KNOWN_DRIVERS: { name: string; matches: (description: string) => boolean; subgroupSize: number }[] = [
+  // One subgroup is one vector of f32: 8 lanes at llvmpipe's default 256 bits (LP_NATIVE_VECTOR_WIDTH=512 makes
+  // it 16, a setting the user chose, which the texture paths do not cover).
+  { name: 'lavapipe (llvmpipe, 256-bit vectors)', matches: (d) => /llvmpipe/.test(d) && (/(\d+).bits/.exec(d)?.[1] ?? '256') === '256', subgroupSize: 8 },
+  { name: 'SwiftShader', matches: (d) => /swiftshader/.test(d), subgroupSize: 4 },
+];
+const adapterDescription = (info: GPUAdapterInfo): string => `${info.vendor} ${info.architecture} ${info.device} ${info.description}`.toLowerCase();
+/** This machine's default adapter, as Dawn reports it (asked directly, not through acquireGpu). */
+const rawAdapter = (await (await nodeGpu()).requestAdapter({ powerPreference: 'high-performance' }))!;
+const knownDriver = KNOWN_DRIVERS.find((d) => d.matches(adapterDescription(rawAdapter.info)));
+
 describe('acquireGpu', () => {
-  it('opens a core device by default and says what it has', async () => {
+  it("opens a core device by default with the adapter's own subgroup sizes, features and limits", async () => {
     const ctx = await context({});
     console.log(`default: ${describeAdapter(ctx)}`);
     expect(ctx.featureLevel).toBe('core');
-    expect(ctx.subgroups).toBe(ctx.features.has('subgroups'));
-    expect(ctx.shaderF16).toBe(ctx.features.has('shader-f16'));
-    if (ctx.subgroups) expect(ctx.subgroupMinSize).toBeGreaterThan(0);
+    // What the context says, against what Dawn's adapter offers (asked for separately above): every wanted feature
+    // the adapter has is on the device, and the limits are the adapter's, not the spec's defaults.
+    const raw = rawAdapter.info as GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number };
+    expect(ctx.subgroups).toBe(rawAdapter.features.has('subgroups'));
+    expect(ctx.shaderF16).toBe(rawAdapter.features.has('shader-f16'));
+    expect(ctx.timestampQuery).toBe(rawAdapter.features.has('timestamp-query'));
+    expect([ctx.subgroupMinSize, ctx.subgroupMaxSize]).toEqual([raw.subgroupMinSize ?? 0, raw.subgroupMaxSize ?? 0]);
+    const fixed = ctx.subgroups && raw.subgroupMinSize === raw.subgroupMaxSize ? raw.subgroupMinSize : null;
+    expect(ctx.subgroupSize).toBe(fixed);
+    for (const limit of ['maxStorageBufferBindingSize', 'maxBufferSize', 'maxComputeWorkgroupStorageSize', 'maxComputeInvocationsPerWorkgroup'] as const) {
+      expect(ctx.limits[limit], limit).toBe(rawAdapter.limits[limit]);
+    }
+    expect(ctx.isCpuDriver).toBe(/llvmpipe|lavapipe|swiftshader/.test(adapterDescription(rawAdapter.info)));
+  });
+
+  it.skipIf(!knownDriver)(`${knownDriver?.name ?? 'a known CPU driver'} reports the fixed subgroup size the texture GEMM, Winograd and im2col need`, async () => {
+    const ctx = await context({});
+    const rt = new Runtime(ctx);
+    expect(rawAdapter.features.has('subgroups'), 'the adapter offers subgroups').toBe(true);
+    expect(ctx.subgroupSize, describeAdapter(ctx)).toBe(knownDriver!.subgroupSize);
+    expect(textureGemmSupported(rt)).toBe(true);
+    expect(im2colApplies(rt)).toBe(true);
+    expect(winogradApplies(rt, conv2dGeometry([2, 64, 56, 56], [64, 64, 3, 3], { stride: 1, padding: 1 }))).toBe(true);
   });
 
   it('falls back to a compatibility-mode adapter when no core adapter exists, and the engine runs on it', async () => {

@@ -20,6 +20,9 @@ import { conv2dBackwardRef, conv2dRef } from './conv2d.reference.js';
 import { im2colApplies } from './im2col.js';
 import { winogradApplies } from './winograd.js';
 
+/** The runtime, known while tests are collected: lowerings this adapter cannot run are visible skips (it.skipIf). */
+const collectRt = await testRuntime();
+
 // Error metric throughout: maxRelError = max |gpu - ref| / max |ref| (test/helpers/gradcheck.ts).
 // GPU (f32) vs float64 reference: sums of up to a few hundred products of N(0,1) values; 1e-5 is a wide margin.
 const TOL = 1e-5;
@@ -255,7 +258,7 @@ describe('conv2d data gradient: every lowering vs central differences of the flo
   });
 });
 
-describe('conv2d texture lowerings (Winograd, im2col): forward and weight gradient vs float64', () => {
+describe('conv2d texture lowerings (Winograd, im2col): forward, data and weight gradients vs float64', () => {
   // Winograd trades exact multiplies for transforms: its float32 error grows with the tile (F(4,3) ~1e-6 of the
   // output's scale here, F(2,3) a few 1e-7; scripts/winograd/winograd_matrices.py) and stays within the same bound
   // as the implicit GEMM, 1e-5. The weight gradient's reference is the central difference of the float64 loss
@@ -283,10 +286,9 @@ describe('conv2d texture lowerings (Winograd, im2col): forward and weight gradie
   ];
   for (const [method, shapes, kernel, applies] of runs) {
     shapes.forEach((c, idx) => {
-      it(`${method}: ${c.name}`, async () => {
+      it.skipIf(!applies(conv2dGeometry(c.x, c.w, c.opts), collectRt))(`${method}: ${c.name}`, async () => {
         const rt = await testRuntime();
         const g = conv2dGeometry(c.x, c.w, c.opts);
-        if (!applies(g, rt)) return console.log(`skipped: this adapter has no texture GEMM (subgroups of size 4 or 8)`);
         const { xs, ws, gys } = data(c, 700 + 10 * idx);
         const spy = vi.spyOn(rt, 'dispatch');
         const got = await runAll(rt, c, xs, ws, null, gys, undefined, method, method);
@@ -296,24 +298,24 @@ describe('conv2d texture lowerings (Winograd, im2col): forward and weight gradie
         expect(kernels.some((k) => kernel.test(k)), kernels.join(', ')).toBe(true);
         expect(kernels.some((k) => k.startsWith('conv2dGemm') || k.startsWith('conv2dBackwardWeight'))).toBe(false);
         const ref = conv2dRef(f64(xs), f64(ws), null, g);
-        const gw =
-          ws.length <= 2304
-            ? numericGrad((v) => dot(conv2dRef(f64(xs), v[0]!, null, g), gys), [f64(ws)], 0)
-            : conv2dBackwardRef(f64(xs), f64(ws), f64(gys), g).gw;
-        const errs = { y: maxRelError(got.y, ref), gw: maxRelError(got.gw, gw) };
-        console.log(`conv2d ${method} ${c.name}: y ${errs.y.toExponential(2)} gw ${errs.gw.toExponential(2)}`);
-        expect(errs.y).toBeLessThan(BOUND);
-        expect(errs.gw).toBeLessThan(BOUND);
+        const analytic = conv2dBackwardRef(f64(xs), f64(ws), f64(gys), g);
+        const gw = ws.length <= 2304 ? numericGrad((v) => dot(conv2dRef(f64(xs), v[0]!, null, g), gys), [f64(ws)], 0) : analytic.gw;
+        // The data gradient ran through the same lowering (runAll's `method`): the float64 analytic one.
+        const errs = { y: maxRelError(got.y, ref), gx: maxRelError(got.gx, analytic.gx), gw: maxRelError(got.gw, gw) };
+        console.log(`conv2d ${method} ${c.name}: y ${errs.y.toExponential(2)} gx ${errs.gx.toExponential(2)} gw ${errs.gw.toExponential(2)}`);
+        expect(errs.y, 'y').toBeLessThan(BOUND);
+        expect(errs.gx, 'gx').toBeLessThan(BOUND);
+        expect(errs.gw, 'gw').toBeLessThan(BOUND);
       });
     });
   }
 });
 
 describe('conv2d over the binding limit', () => {
-  it('splits the batch on the Winograd path and gives the same results as one piece', async () => {
+  const winogradSplit: Case = { name: 'split', x: [7, 4, 28, 28], w: [4, 4, 3, 3], opts: { stride: 1, padding: 1 }, bias: false };
+  it.skipIf(!winogradApplies(collectRt, conv2dGeometry(winogradSplit.x, winogradSplit.w, winogradSplit.opts)))('splits the batch on the Winograd path: the same results as one piece, and the float64 reference\'s', async () => {
     const rt = await testRuntime();
-    const c: Case = { name: 'split', x: [7, 4, 28, 28], w: [4, 4, 3, 3], opts: { stride: 1, padding: 1 }, bias: false };
-    if (!winogradApplies(rt, conv2dGeometry(c.x, c.w, c.opts))) return console.log('skipped: no texture GEMM on this adapter');
+    const c = winogradSplit;
     const { xs, ws, gys } = data(c, 19);
     const d0 = rt.stats.dispatches;
     const whole = await runAll(rt, c, xs, ws, null, gys, undefined, 'winograd4', 'winograd4');
@@ -331,11 +333,18 @@ describe('conv2d over the binding limit', () => {
     expect(maxRelError(split.y, whole.y)).toBe(0);
     expect(maxRelError(split.gx, whole.gx)).toBe(0);
     expect(maxRelError(split.gw, whole.gw)).toBeLessThan(1e-5);
+    // Both against float64 (an error common to the sliced and the whole run would pass the comparisons above).
+    const g = conv2dGeometry(c.x, c.w, c.opts);
+    const ref = { y: conv2dRef(f64(xs), f64(ws), null, g), ...conv2dBackwardRef(f64(xs), f64(ws), f64(gys), g) };
+    for (const [label, r] of [['whole', whole], ['split', split]] as const) {
+      const errs = { y: maxRelError(r.y, ref.y), gx: maxRelError(r.gx, ref.gx), gw: maxRelError(r.gw, ref.gw) };
+      console.log(`conv2d winograd4 ${label} batch vs float64: y ${errs.y.toExponential(2)} gx ${errs.gx.toExponential(2)} gw ${errs.gw.toExponential(2)}`);
+      for (const [k, e] of Object.entries(errs)) expect(e, `${label} ${k}`).toBeLessThan(TOL);
+    }
   });
 
-  it('splits the batch on the im2col path and gives the same results as one piece', async () => {
+  it.skipIf(!im2colApplies(collectRt))('splits the batch on the im2col path and gives the same results as one piece', async () => {
     const rt = await testRuntime();
-    if (!im2colApplies(rt)) return console.log('skipped: no texture GEMM on this adapter');
     const c: Case = { name: 'split', x: [7, 16, 8, 8], w: [8, 16, 3, 3], opts: { stride: 2, padding: 1 }, bias: false };
     const { xs, ws, gys } = data(c, 29);
     const d0 = rt.stats.dispatches;

@@ -224,6 +224,32 @@ function tuningCase(rt: Runtime, g: Conv2dGeometry, pass: ConvPass): { run(varia
 
 const winogradTile = (l: ConvLowering): WinogradTile => (l === 'winograd2' ? 2 : 4);
 
+// ---- test hook ----------------------------------------------------------------------------------------------
+
+/** One conv2d pass computed by a lowering other than the implicit GEMM: its operands and result, as passed. */
+export interface ConvCall {
+  pass: ConvPass;
+  lowering: ConvLowering;
+  /** forward: [x, w]; data: [gy, w]; weight: [gy, x]. */
+  operands: readonly [Tensor<'f32'>, Tensor<'f32'>];
+  /** The shape the pass was given: w's (forward), x's (data gradient) or w's (weight gradient). */
+  shape: readonly number[];
+  opts: Conv2dOptions;
+  output: Tensor<'f32'>;
+}
+
+/**
+ * For tests only: when `record` is set, every conv2d pass that runs a lowering other than the implicit GEMM reports
+ * itself there right after recording its dispatches (test/nn/resnet.test.ts recomputes each call of a training step
+ * with the implicit GEMM). The callback must copy what it keeps: the tensors belong to the caller.
+ */
+export const convCallsForTests: { record: ((call: ConvCall) => void) | null } = { record: null };
+
+function noted(call: Omit<ConvCall, 'output'>, output: Tensor<'f32'>): Tensor<'f32'> {
+  convCallsForTests.record?.({ ...call, output });
+  return output;
+}
+
 // ---- forward ------------------------------------------------------------------------------------------------
 
 /** y = conv2d(x, w) + b, as torch.nn.functional.conv2d (dilation 1, groups 1). */
@@ -239,8 +265,9 @@ export function conv2dForward(
   const g = conv2dGeometry(x.shape, w.shape, opts);
   if (b && (b.shape.length !== 1 || b.shape[0] !== g.cout)) throw new Error(`conv2d: bias must be [${g.cout}], got [${b.shape.join(', ')}]`);
   const lowering = convLowering(rt, g, 'forward', method, !!b, tiling);
-  if (lowering === 'im2col') return conv2dForwardIm2col(x, w, g);
-  if (lowering !== 'implicit') return conv2dForwardWinograd(x, w, g, winogradTile(lowering));
+  const call = { pass: 'forward', lowering, operands: [x, w], shape: w.shape, opts } as const;
+  if (lowering === 'im2col') return noted(call, conv2dForwardIm2col(x, w, g));
+  if (lowering !== 'implicit') return noted(call, conv2dForwardWinograd(x, w, g, winogradTile(lowering)));
   const { hs, ws, pad } = paddedInputDims(g);
   const kTotal = g.cin * g.kh * g.kw;
   const tab = table(rt, `fwd:${g.cin},${g.kh},${g.kw},${hs},${ws}`, () => {
@@ -341,9 +368,10 @@ export function conv2dBackwardInput(
   const g = conv2dGeometry(xShape, w.shape, opts);
   checkGy(gy, g);
   const lowering = convLowering(rt, g, 'data', method, false, tiling);
-  if (lowering === 'col2im') return backwardInputCol2im(rt, gy, w, g);
-  if (lowering === 'im2col') return conv2dBackwardInputIm2col(gy, w, g);
-  if (lowering !== 'implicit') return conv2dBackwardInputWinograd(gy, w, g, winogradTile(lowering));
+  const call = { pass: 'data', lowering, operands: [gy, w], shape: xShape, opts } as const;
+  if (lowering === 'col2im') return noted(call, backwardInputCol2im(rt, gy, w, g));
+  if (lowering === 'im2col') return noted(call, conv2dBackwardInputIm2col(gy, w, g));
+  if (lowering !== 'implicit') return noted(call, conv2dBackwardInputWinograd(gy, w, g, winogradTile(lowering)));
   const phH = phases(g.h, g.kh, g.sh, g.ph);
   const phW = phases(g.w, g.kw, g.sw, g.pw);
   const padH = gyPadding(phH, g.oh);
@@ -475,8 +503,9 @@ export function conv2dBackwardWeight(
   const g = conv2dGeometry(x.shape, wShape, opts);
   checkGy(gy, g);
   const lowering = convLowering(rt, g, 'weight', method, false, tiling);
-  if (lowering === 'im2col') return conv2dBackwardWeightIm2col(gy, x, g);
-  if (lowering !== 'implicit') return conv2dBackwardWeightWinograd(gy, x, g, winogradTile(lowering));
+  const call = { pass: 'weight', lowering, operands: [gy, x], shape: wShape, opts } as const;
+  if (lowering === 'im2col') return noted(call, conv2dBackwardWeightIm2col(gy, x, g));
+  if (lowering !== 'implicit') return noted(call, conv2dBackwardWeightWinograd(gy, x, g, winogradTile(lowering)));
   const { hs, ws, pad } = paddedInputDims(g);
   const R = g.cin * g.kh * g.kw;
   const xtab = table(rt, `wgrad:${g.cin},${g.kh},${g.kw},${hs},${ws}`, () => {
