@@ -114,8 +114,8 @@ export interface GemmShape {
 }
 
 /**
- * The storage-buffer GEMM kernel for a shape. CPU drivers: always 'storage' (measured fastest there; the tiled
- * variants' barriers and workgroup memory are slow on lavapipe, ../shared/docs/perf-levers.md). GPUs (and the 'gpu'
+ * The storage-buffer GEMM kernel for a shape. CPU drivers: always 'storage' (llvmpipe runs a workgroup's
+ * subgroups one after another, so the tiled variants' barriers and workgroup-memory staging only add work there). GPUs (and the 'gpu'
  * kernel mode): the tuner measures 'storage' and every tiled variant the device admits, defaulting to the largest
  * tile the shape fills. `requested` forces one (tests).
  */
