@@ -44,6 +44,7 @@ export { SGD, type SgdOptions, type ParamGroup, type SgdStateDict } from './nn/s
 
 // Training: a checked step and loop over batches from any async iterable, the recipe (modes, parameter groups).
 export { trainStep, fit, checkBatch, BatchError, type StepResult, type CheckedFitOptions, type BatchExpectations } from './train/checked.js';
+export { DeviceFailedError, shardSizes, type Replica } from './train/data-parallel.js';
 export { evaluateAccuracy, NonFiniteLossError, type HostBatch, type EpochMetrics, type BatchProgress, type FitOptions } from './train/fit.js';
 export { MODES, modeDefaults, createModel, parameterGroups, recipeOptimizer, ModeError, type Mode, type Recipe, type BuiltModel } from './train/modes.js';
 

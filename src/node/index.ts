@@ -5,7 +5,7 @@
  * @module hotdog-webgpu/node
  */
 export * from '../index.js';
-export { createNodeRuntime, destroyNodeRuntime, acquireNodeGpu, type NodeDeviceOptions } from './engine-node.js';
+export { createNodeRuntime, createNodeRuntimes, destroyNodeRuntime, acquireNodeGpu, type NodeDeviceOptions } from './engine-node.js';
 export type { NodeGpuOptions } from './webgpu-node.js';
 export { nodeTuningStore } from './tuning-store.js';
 export { readStateDictFile, readSafetensorsFile, writeSafetensorsFile, WeightFileError } from './weights-file.js';

@@ -69,10 +69,17 @@ export interface StepResult {
  * One training step, as PyTorch's `optimizer.zero_grad(); loss = F.cross_entropy(model(x), y); loss.backward();
  * optimizer.step()`, on one batch of NCHW images. Runs in the model's current mode (call model.train() first).
  */
-export async function trainStep(model: Module, optimizer: SGD, batch: HostBatch, expect: BatchExpectations = {}): Promise<StepResult> {
+export async function trainStep(
+  model: Module,
+  optimizer: SGD,
+  batch: HostBatch,
+  options: BatchExpectations & { /** Run the batch as this many micro-batches (gradient accumulation; default 1). */ accumulate?: number } = {},
+): Promise<StepResult> {
   checkAlive(model);
+  const { accumulate = 1, ...expect } = options;
+  if (!Number.isInteger(accumulate) || accumulate < 1) throw new BatchError(`trainStep: accumulate must be a whole number >= 1, got ${accumulate}`);
   checkBatch(batch, 'trainStep: the batch', { numClasses: numClassesOf(model), ...expect });
-  const [lossSum, correct] = await trainStepRaw(model, optimizer, batch);
+  const [lossSum, correct] = await trainStepRaw(model, optimizer, batch, accumulate);
   return { loss: lossSum / batch.labels.length, correct, examples: batch.labels.length };
 }
 

@@ -169,6 +169,19 @@ describe('images and batches of the wrong size', () => {
     await expect(trainStep(model, optimizer, batch(2, 32, [0, 2]))).rejects.toThrow(/label 2 \(image 1\) is not a class index of the model's 2-way head \(0 to 1\)/);
     await expect(trainStep(model, optimizer, { ...b, labels: Int32Array.of(0) })).rejects.toThrow(/2 images but 1 labels/);
     await expect(trainStep(model, optimizer, b, { imageSize: 64 })).rejects.toThrow(/the images are 32x32 pixels, expected 64x64/);
+    await expect(trainStep(model, optimizer, b, { accumulate: 0 })).rejects.toThrow(/^trainStep: accumulate must be a whole number >= 1, got 0$/);
+  });
+
+  it('trainStep with accumulate runs the batch as micro-batches and reports the whole batch', async () => {
+    model.eval(); // BatchNorm on running statistics: the micro-batches then compute exactly what the whole batch does
+    const b = batch(4, 32);
+    const saved = await Promise.all(model.fc.parameters().map((p) => p.read()));
+    const whole = await trainStep(model, optimizer, b);
+    model.fc.parameters().forEach((p, i) => rt.write(p.buffer, 0, saved[i]!));
+    const micro = await trainStep(model, optimizer, b, { accumulate: 2 });
+    expect(micro.examples).toBe(4);
+    expect(Math.abs(micro.loss - whole.loss)).toBeLessThan(1e-6 * Math.abs(whole.loss));
+    model.train();
   });
 
   it('fit: a batch of another size than imageSize names the epoch and batch', async () => {
