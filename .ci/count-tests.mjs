@@ -20,7 +20,9 @@ for (const arg of process.argv.slice(2)) {
     continue;
   }
   const r = JSON.parse(readFileSync(file, 'utf8'));
-  for (const name of required ? required.split(',') : []) if (!(name in r.projects)) fail(`${file}: the run had no '${name}' project`);
+  // A browser project with instances is named after them ("browser (chromium)").
+  const ran = (name) => Object.keys(r.projects).some((p) => p === name || p.startsWith(`${name} (`));
+  for (const name of required ? required.split(',') : []) if (!ran(name)) fail(`${file}: the run had no '${name}' project`);
   for (const [name, c] of Object.entries(r.projects)) {
     passed += c.passed;
     failed += c.failed;
