@@ -145,13 +145,7 @@ export function chooseGemmKernel(rt: Runtime, s: GemmShape, requested: GemmKerne
   }) as GemmKernel;
 }
 
-interface MatmulShape {
-  M: number;
-  N: number;
-  K: number;
-  transA: boolean;
-  transB: boolean;
-  batch: number;
+interface MatmulShape extends GemmShape {
   aBatched: boolean;
   bBatched: boolean;
 }
