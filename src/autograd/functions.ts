@@ -12,6 +12,7 @@ import {
   type BatchNormTracker,
 } from '../kernels/batch-norm/batch-norm.js';
 import { conv2dBackwardBias, conv2dBackwardInput, conv2dBackwardWeight, conv2dForward, conv2dGeometry } from '../kernels/conv2d/conv2d.js';
+import { convFlop as convPassFlop } from '../kernels/workloads.js';
 import {
   crossEntropyBackward,
   crossEntropyBackwardMean,
@@ -39,8 +40,7 @@ function convLabel(xShape: readonly number[], wShape: readonly number[], args: C
 
 /** Direct-convolution FLOPs of one conv call (each of forward, data and weight gradient): 2 N Cout OH OW Cin KH KW. */
 export function convFlop(xShape: readonly number[], wShape: readonly number[], args: Conv2dArgs): number {
-  const g = conv2dGeometry(xShape, wShape, args);
-  return 2 * g.n * g.cout * g.oh * g.ow * g.cin * g.kh * g.kw;
+  return convPassFlop(conv2dGeometry(xShape, wShape, args));
 }
 
 function entry(name: string, inputs: Tensor[], backward: GradFn['backward'], release: () => void = () => {}): GradFn {

@@ -1,174 +1,37 @@
 // conv2d (dilation 1, groups 1) with PyTorch layouts: x [N, Cin, H, W], w [Cout, Cin, KH, KW], y [N, Cout, OH, OW].
 //
-// Each pass (forward, data gradient, weight gradient) has several lowerings, chosen per shape and adapter by the
-// runtime's tuner (convLowering below; docs/kernels-performance.md):
-// - implicit (this file): an implicit GEMM (conv2d.wgsl.ts) over a zero-padded copy of the input, on any adapter;
-// - im2col (im2col.ts): the patches expanded into a texture and multiplied by the texture GEMM; the data gradient
-//   scatters back with col2im (col2im.ts);
-// - Winograd F(4,3) / F(2,3) (winograd.ts) for 3x3 stride-1 convolutions, also on the texture GEMM.
-// The texture lowerings need a known subgroup of 4 or 8 lanes (CPU drivers). The implicit lowering's internal
-// layouts, all made per call by cheap copy kernels:
-// - forward: weights transposed to [Cin*KH*KW, Cout] (output channels contiguous, read as vec4 per invocation);
-// - data gradient: weights as [Cout, KH, KW, Cin]; gx is computed per stride phase (rh, rw) = (ih mod sh, iw mod sw):
-//   inside one phase only the taps kh = kh0 + sh*j with kh0 = (rh + ph) mod sh reach an output row, and
-//   oh = t + c - j for ih = rh + sh*t, c = (rh + ph - kh0) / sh, so each phase is a dense stride-1 correlation of
-//   the padded gy with J = ceil((KH - kh0) / sh) taps (for stride 1 it is the usual flipped-kernel convolution);
-// - weight gradient: gy transposed to [N, OH, OW, Cout]; partial sums over disjoint position ranges are added in
-//   a fixed order.
-// Shapes, options and tile sizes: geometry.ts. Batches whose tensors exceed the storage binding limit are processed
-// in slices of samples (see convChunks).
-import { sliceAlignment, type BatchChunk } from '../../runtime/chunks.js';
-import type { BufferSource, Runtime } from '../../runtime/runtime.js';
+// Each pass (forward, data gradient, weight gradient) has several lowerings, each one file in this folder and one row
+// of CONV_LOWERINGS (lowerings.ts): the implicit GEMM (implicit.ts, any adapter), im2col and Winograd on the texture
+// GEMM (im2col.ts, winograd.ts: CPU drivers), col2im for the data gradient (col2im.ts). This file checks shapes,
+// asks the table which lowerings can compute a pass and the runtime's tuner which of them is fastest for the shape
+// (docs/kernels-performance.md), and runs it. Shapes, options and tile sizes: geometry.ts.
+import type { Runtime } from '../../runtime/runtime.js';
 import { Tensor } from '../../runtime/tensor.js';
-import { conv2dGeometry, convTiling, type Conv2dGeometry, type Conv2dOptions, type ConvTiling } from './geometry.js';
+import { recordChannelSum } from '../matmul/matmul.js';
+import { chooseMeasured } from '../tuning.js';
+import { convCase } from '../workloads.js';
+import { conv2dGeometry, type Conv2dGeometry, type Conv2dOptions, type ConvTiling } from './geometry.js';
+import { hasPass, type ConvLoweringDef, type ConvPass } from './lowering.js';
+import { CONV_LOWERINGS, convLoweringDef, type ConvLowering } from './lowerings.js';
 
 export { conv2dGeometry, convTiling, type Conv2dGeometry, type Conv2dOptions, type ConvTiling } from './geometry.js';
-import { chooseGemmKernel, recordChannelSum, recordGemm } from '../matmul/matmul.js';
-import { convGemmKernel, convPadWgsl, convWeightGradKernel, sumPartialsWgsl, transposeWgsl } from './conv2d.wgsl.js';
-import { flatGrid64, recordCol2im } from './col2im.js';
-import { conv2dBackwardInputIm2col, conv2dBackwardWeightIm2col, conv2dForwardIm2col, im2colApplies } from './im2col.js';
-import {
-  conv2dBackwardInputWinograd,
-  conv2dBackwardWeightWinograd,
-  conv2dForwardWinograd,
-  winogradApplies,
-  type WinogradTile,
-} from './winograd.js';
-
-// ---- small helpers ------------------------------------------------------------------------------------------
-
-const tables = new WeakMap<Runtime, Map<string, Tensor>>();
-
-/** Offset tables depend only on the geometry: built once per runtime and kept. */
-function table(rt: Runtime, key: string, make: () => Uint32Array): Tensor {
-  let m = tables.get(rt);
-  if (!m) tables.set(rt, (m = new Map()));
-  let t = m.get(key);
-  if (!t) {
-    const made = make();
-    // Never empty, and an even length so it can be bound as array<vec2u>.
-    const data = new Uint32Array(Math.max(2, made.length + (made.length % 2)));
-    data.set(made);
-    t = Tensor.fromArray(rt, data, [data.length], 'conv2d.table');
-    m.set(key, t);
-  }
-  return t;
-}
-
-/**
- * Batch slices for one conv call: `bound` lists the per-sample sizes of tensors bound at slice offsets (they set
- * the offset alignment, as in chunks.ts' batchChunks), `temps` those of per-slice scratch tensors bound from
- * offset 0 (they only have to fit).
- */
-function convChunks(rt: Runtime, n: number, bound: number[], temps: number[]): BatchChunk[] {
-  const largest = Math.max(1, ...bound, ...temps);
-  const fit = Math.floor(rt.bindingLimit / (largest * 4));
-  if (fit >= n) return [{ start: 0, count: n }];
-  const unit = sliceAlignment(rt, bound);
-  const count = Math.floor(fit / unit) * unit;
-  if (count === 0) throw new Error(`conv2d: one sample (${largest * 4} bytes, x${unit} for alignment) exceeds the ${rt.bindingLimit}-byte binding limit`);
-  const out: BatchChunk[] = [];
-  for (let start = 0; start < n; start += count) out.push({ start, count: Math.min(count, n - start) });
-  return out;
-}
-
-function recordPad(
-  rt: Runtime,
-  src: BufferSource,
-  dst: BufferSource,
-  planes: number,
-  srcH: number,
-  srcW: number,
-  dstH: number,
-  dstW: number,
-  top: number,
-  left: number,
-): void {
-  const total = planes * dstH * dstW;
-  rt.dispatch(convPadWgsl, flatGrid64(rt, total), { src, dst }, { total, srcH, srcW, dstH, dstW, top, left });
-}
-
-function recordTranspose(rt: Runtime, src: BufferSource, dst: BufferSource, batch: number, rows: number, cols: number): void {
-  const total = batch * rows * cols;
-  rt.dispatch(transposeWgsl, flatGrid64(rt, total), { src, dst }, { total, rows, cols });
-}
-
-function tiles(rt: Runtime, t: ConvTiling, rowsM: number, cols: number): { tilesM: number; tilesN: number; grid: [number, number] } {
-  const tilesN = Math.ceil(cols / (t.wg * 4 * t.tnv));
-  const tilesM = Math.ceil(rowsM / t.tm);
-  return { tilesM, tilesN, grid: rt.grid(tilesM * tilesN) };
-}
-
-/** Zero padding of a sample's `planes` planes: each [h, w] plane copied into [hp, wp] at row `top`, column `left`. */
-interface Padding {
-  planes: number;
-  h: number;
-  w: number;
-  hp: number;
-  wp: number;
-  top: number;
-  left: number;
-}
-
-/** Elements per sample of the padded copy (none without padding). */
-function paddedPer(pad: Padding | null): number {
-  return pad ? pad.planes * pad.hp * pad.wp : 0;
-}
-
-/** The input as the GEMM reads it: padded copy dims and the padding, or the tensor itself when there is no padding. */
-function paddedInputDims(g: Conv2dGeometry): { hs: number; ws: number; pad: Padding | null } {
-  if (g.ph === 0 && g.pw === 0) return { hs: g.h, ws: g.w, pad: null };
-  // Only rows/columns some window touches are kept.
-  const hs = (g.oh - 1) * g.sh + g.kh;
-  const ws = (g.ow - 1) * g.sw + g.kw;
-  return { hs, ws, pad: { planes: g.cin, h: g.h, w: g.w, hp: hs, wp: ws, top: g.ph, left: g.pw } };
-}
-
-/**
- * An implicit GEMM's input, one batch slice at a time: the slice of `src` (`per` elements a sample) bound in place,
- * or, with `pad`, copied into a zero-padded scratch tensor (one for all slices, sized for the largest).
- */
-function sliceInput(rt: Runtime, src: Tensor<'f32'>, per: number, chunks: BatchChunk[], pad: Padding | null, label: string) {
-  const padPer = paddedPer(pad);
-  const maxCount = Math.max(...chunks.map((c) => c.count));
-  const scratch = pad ? Tensor.empty(rt, [maxCount * padPer], 'f32', label) : null;
-  return {
-    bind(ch: BatchChunk): BufferSource {
-      const slice = src.gpuBindingRange(ch.start * per, ch.count * per);
-      if (!pad || !scratch) return slice;
-      const dst = scratch.gpuBindingRange(0, ch.count * padPer);
-      recordPad(rt, slice, dst, ch.count * pad.planes, pad.h, pad.w, pad.hp, pad.wp, pad.top, pad.left);
-      return dst;
-    },
-    release(): void {
-      scratch?.release();
-    },
-  };
-}
-
-/** The implicit-GEMM kernel for `cols` output columns (channels), vec4 weight loads when `cols` allows. */
-function convGemm(rt: Runtime, cols: number, bias: boolean, tiling?: ConvTiling) {
-  const t = tiling ?? convTiling(rt, cols);
-  const vecW = cols % 4 === 0;
-  return { t, vecW, def: { ...convGemmKernel({ tm: t.tm, tnv: t.tnv, vecW, bias }), constants: { WG: t.wg } } };
-}
+export type { ConvLoweringDef, ConvPass } from './lowering.js';
+export { CONV_LOWERINGS, type ConvLowering } from './lowerings.js';
 
 // ---- choice of lowering -------------------------------------------------------------------------------------
 
-/**
- * How a product is computed: the implicit GEMM over a padded copy (any shape, any adapter); on adapters where the
- * texture GEMM runs (subgroups of size 4 or 8), Winograd F(4x4, 3x3) or F(2x2, 3x3) (3x3 stride 1, winograd.ts) or
- * a GEMM over im2col textures (any shape, im2col.ts); for the data gradient only, a storage GEMM + col2im (few
- * input channels).
- */
-export type ConvLowering = 'implicit' | 'col2im' | 'winograd4' | 'winograd2' | 'im2col';
-export type ConvPass = 'forward' | 'data' | 'weight';
+const PASS_NAMES: Record<ConvPass, string> = { forward: 'forward', data: 'data-gradient', weight: 'weight-gradient' };
+
+/** Why `l` cannot compute `pass` of `g` here, or null. */
+function unsupported(rt: Runtime, l: ConvLoweringDef, g: Conv2dGeometry, pass: ConvPass, hasBias: boolean): string | null {
+  return l.unsupported(rt, g, pass, hasBias) ?? (hasPass(l, pass) ? null : `${l.name} has no ${PASS_NAMES[pass]} pass`);
+}
 
 /**
- * The lowering 'auto' picks. Where the texture GEMM runs, every applicable lowering is a candidate and the runtime's
- * tuner (autotune.ts) measures them the first time a shape is met; until then, and everywhere else, the defaults:
- * Winograd F(4x4, 3x3) wherever it applies, col2im for the data gradient below 16 input channels, else the
- * implicit GEMM. A forced tiling means the implicit GEMM; the texture lowerings take no bias in the forward pass.
+ * The lowering that computes `pass` of `g`. A requested one is checked (an error says why it cannot run). For
+ * 'auto', the candidates are the table's rows that are supported and offered here (with a forced tiling, only those
+ * that take one, and no measuring); the runtime's tuner (autotune.ts) measures them the first time a shape is met,
+ * and until then the first row is used.
  */
 export function convLowering(
   rt: Runtime,
@@ -179,50 +42,34 @@ export function convLowering(
   tiling?: ConvTiling,
 ): ConvLowering {
   if (requested !== 'auto') {
-    if ((requested === 'winograd4' || requested === 'winograd2') && !winogradApplies(rt, g)) {
-      throw new Error('conv2d: Winograd needs a 3x3 stride-1 convolution with channel counts divisible by 4 on an adapter with subgroups of size 4 or 8');
-    }
-    if (requested === 'col2im' && pass !== 'data') throw new Error('conv2d: col2im is a data-gradient lowering');
-    if (requested === 'im2col' && !im2colApplies(rt)) throw new Error('conv2d: the im2col lowering needs an adapter with subgroups of size 4 or 8');
-    if ((requested.startsWith('winograd') || requested === 'im2col') && pass === 'forward' && hasBias) {
-      throw new Error(`conv2d: the ${requested} forward pass takes no bias`);
-    }
+    const l = convLoweringDef(requested);
+    if (!l) throw new Error(`conv2d: unknown lowering '${String(requested)}' (known: ${CONV_LOWERINGS.map((r) => r.name).join(', ')})`);
+    const why = unsupported(rt, l, g, pass, hasBias);
+    if (why) throw new Error(`conv2d: ${why}`);
     return requested;
   }
-  if (tiling) return pass === 'data' && g.cin < COL2IM_BELOW_CHANNELS ? 'col2im' : 'implicit';
-  const candidates: ConvLowering[] = ['implicit'];
-  if (pass === 'data' && g.cin < COL2IM_BELOW_CHANNELS) candidates.unshift('col2im');
-  const texture = !(pass === 'forward' && hasBias);
-  if (texture && im2colApplies(rt)) candidates.push('im2col');
-  if (texture && winogradApplies(rt, g)) candidates.unshift('winograd4', 'winograd2');
-  return rt.tuner.choose(convTuningKey(g, pass), candidates, candidates[0]!, () => tuningCase(rt, g, pass)) as ConvLowering;
-}
-
-/** The tuning key: the geometry without the batch size (which scales every lowering alike). */
-function convTuningKey(g: Conv2dGeometry, pass: ConvPass): string {
-  return `conv2d.${pass} ${g.cin}x${g.h}x${g.w}->${g.cout} k${g.kh}x${g.kw} s${g.sh}x${g.sw} p${g.ph}x${g.pw}`;
-}
-
-/** Random operands of this geometry, and the pass run with a given lowering (for the tuner). */
-function tuningCase(rt: Runtime, g: Conv2dGeometry, pass: ConvPass): { run(variant: string): Tensor; release(): void } {
-  const x = Tensor.full(rt, [g.n, g.cin, g.h, g.w], 0.5, 'tune.x');
-  const w = Tensor.full(rt, [g.cout, g.cin, g.kh, g.kw], 0.01, 'tune.w');
-  const gy = Tensor.full(rt, [g.n, g.cout, g.oh, g.ow], 0.5, 'tune.gy');
+  const candidates = (CONV_LOWERINGS as readonly ConvLoweringDef<ConvLowering>[])
+    .filter((l) => (!tiling || l.takesTiling) && unsupported(rt, l, g, pass, hasBias) === null && (l.offered?.(rt, g, pass) ?? true))
+    .map((l) => l.name);
+  if (!candidates.length) throw new Error(`conv2d: no lowering computes the ${PASS_NAMES[pass]} pass of this convolution here`);
+  if (tiling) return candidates[0]!;
   const opts = { stride: [g.sh, g.sw] as const, padding: [g.ph, g.pw] as const };
-  return {
-    run(variant) {
-      const l = variant as ConvLowering;
-      if (pass === 'forward') return conv2dForward(x, w, null, opts, undefined, l as Exclude<ConvLowering, 'col2im'>);
+  return chooseMeasured(rt, {
+    // The geometry without the batch size (which scales every lowering alike).
+    key: `conv2d.${pass} ${g.cin}x${g.h}x${g.w}->${g.cout} k${g.kh}x${g.kw} s${g.sh}x${g.sw} p${g.ph}x${g.pw}`,
+    candidates,
+    operands: () => convCase(rt, g),
+    run({ x, w, gy }, l) {
+      if (pass === 'forward') return conv2dForward(x, w, null, opts, undefined, l);
       if (pass === 'data') return conv2dBackwardInput(gy, w, x.shape, opts, undefined, l);
-      return conv2dBackwardWeight(gy, x, w.shape, opts, undefined, l as Exclude<ConvLowering, 'col2im'>);
+      return conv2dBackwardWeight(gy, x, w.shape, opts, undefined, l);
     },
-    release() {
-      for (const t of [x, w, gy]) t.release();
-    },
-  };
+  });
 }
 
-const winogradTile = (l: ConvLowering): WinogradTile => (l === 'winograd2' ? 2 : 4);
+function row(name: ConvLowering): ConvLoweringDef {
+  return convLoweringDef(name)!;
+}
 
 // ---- test hook ----------------------------------------------------------------------------------------------
 
@@ -239,7 +86,7 @@ export interface ConvCall {
 }
 
 /**
- * For tests only: when `record` is set, every conv2d pass that runs a lowering other than the implicit GEMM reports
+ * For tests only: when `record` is set, every conv2d pass that runs a lowering other than the implicit GEMM ('implicit') reports
  * itself there right after recording its dispatches (test/nn/resnet.test.ts recomputes each call of a training step
  * with the implicit GEMM). The callback must copy what it keeps: the tensors belong to the caller.
  */
@@ -250,7 +97,7 @@ function noted(call: Omit<ConvCall, 'output'>, output: Tensor<'f32'>): Tensor<'f
   return output;
 }
 
-// ---- forward ------------------------------------------------------------------------------------------------
+// ---- the passes ---------------------------------------------------------------------------------------------
 
 /** y = conv2d(x, w) + b, as torch.nn.functional.conv2d (dilation 1, groups 1). */
 export function conv2dForward(
@@ -259,100 +106,13 @@ export function conv2dForward(
   b: Tensor<'f32'> | null,
   opts: Conv2dOptions = {},
   tiling?: ConvTiling,
-  method: Exclude<ConvLowering, 'col2im'> | 'auto' = 'auto',
+  method: ConvLowering | 'auto' = 'auto',
 ): Tensor<'f32'> {
-  const rt = x.rt;
   const g = conv2dGeometry(x.shape, w.shape, opts);
   if (b && (b.shape.length !== 1 || b.shape[0] !== g.cout)) throw new Error(`conv2d: bias must be [${g.cout}], got [${b.shape.join(', ')}]`);
-  const lowering = convLowering(rt, g, 'forward', method, !!b, tiling);
-  const call = { pass: 'forward', lowering, operands: [x, w], shape: w.shape, opts } as const;
-  if (lowering === 'im2col') return noted(call, conv2dForwardIm2col(x, w, g));
-  if (lowering !== 'implicit') return noted(call, conv2dForwardWinograd(x, w, g, winogradTile(lowering)));
-  const { hs, ws, pad } = paddedInputDims(g);
-  const kTotal = g.cin * g.kh * g.kw;
-  const tab = table(rt, `fwd:${g.cin},${g.kh},${g.kw},${hs},${ws}`, () => {
-    const t = new Uint32Array(kTotal * 2);
-    let k = 0;
-    for (let ci = 0; ci < g.cin; ci++) {
-      for (let i = 0; i < g.kh; i++) {
-        for (let j = 0; j < g.kw; j++, k++) {
-          t[2 * k] = (ci * hs + i) * ws + j;
-          t[2 * k + 1] = k;
-        }
-      }
-    }
-    return t;
-  });
-  const wt = Tensor.empty(rt, [kTotal, g.cout], 'f32', 'conv2d.wT');
-  recordTranspose(rt, w, wt, 1, g.cout, kTotal);
-
-  const y = Tensor.empty(rt, [g.n, g.cout, g.oh, g.ow], 'f32', 'conv2d');
-  const inPer = g.cin * g.h * g.w;
-  const outPer = g.cout * g.oh * g.ow;
-  const chunks = convChunks(rt, g.n, [inPer, outPer], [paddedPer(pad)]);
-  const input = sliceInput(rt, x, inPer, chunks, pad, 'conv2d.xpad');
-  const { t, vecW, def } = convGemm(rt, g.cout, !!b, tiling);
-  for (const ch of chunks) {
-    const src = input.bind(ch);
-    const P = ch.count * g.oh * g.ow;
-    const tl = tiles(rt, t, P, g.cout);
-    const buffers: Record<string, BufferSource> = { X: src, tab, [vecW ? 'Wv' : 'W']: wt, Y: y.gpuBindingRange(ch.start * outPer, ch.count * outPer) };
-    if (b) buffers.bias = b;
-    rt.dispatch(def, tl.grid, buffers, {
-      P,
-      OW: g.ow,
-      OHW: g.oh * g.ow,
-      cols: g.cout,
-      K: kTotal,
-      inBatch: g.cin * hs * ws,
-      inRow: g.sh * ws,
-      inCol: g.sw,
-      inBase: 0,
-      outBatch: outPer,
-      outRow: g.ow,
-      outCol: 1,
-      outBase: 0,
-      outChan: g.oh * g.ow,
-      tilesN: tl.tilesN,
-      tilesM: tl.tilesM,
-    });
-  }
-  input.release();
-  wt.release();
-  return y;
-}
-
-// ---- data gradient ------------------------------------------------------------------------------------------
-
-interface Phase {
-  /** First input row/column of the phase. */
-  r: number;
-  /** First tap of the phase and the number of taps (stride apart). */
-  k0: number;
-  taps: number;
-  /** oh = t + c - j for input index r + s*t and tap j. */
-  c: number;
-  /** Input rows/columns in the phase. */
-  count: number;
-}
-
-function phases(size: number, k: number, s: number, p: number): Phase[] {
-  const out: Phase[] = [];
-  for (let r = 0; r < Math.min(s, size); r++) {
-    const k0 = (r + p) % s;
-    const taps = k0 < k ? Math.ceil((k - k0) / s) : 0;
-    out.push({ r, k0, taps, c: (r + p - k0) / s, count: Math.ceil((size - r) / s) });
-  }
-  return out;
-}
-
-/** Padding of gy (top/left, and the padded size) so every phase reads in bounds. */
-function gyPadding(ph: Phase[], outSize: number): { before: number; size: number } {
-  let before = 0;
-  for (const q of ph) if (q.taps > 0) before = Math.max(before, q.taps - 1 - q.c);
-  let size = before + outSize;
-  for (const q of ph) if (q.taps > 0) size = Math.max(size, q.count + q.c + before);
-  return { before, size };
+  const lowering = convLowering(x.rt, g, 'forward', method, !!b, tiling);
+  const y = row(lowering).forward!(x, w, b, g, tiling);
+  return lowering === 'implicit' ? y : noted({ pass: 'forward', lowering, operands: [x, w], shape: w.shape, opts }, y);
 }
 
 /** dL/dx for y = conv2d(x, w): gy [N, Cout, OH, OW] -> [N, Cin, H, W] (xShape gives H and W). */
@@ -364,131 +124,12 @@ export function conv2dBackwardInput(
   tiling?: ConvTiling,
   method: ConvLowering | 'auto' = 'auto',
 ): Tensor<'f32'> {
-  const rt = gy.rt;
   const g = conv2dGeometry(xShape, w.shape, opts);
   checkGy(gy, g);
-  const lowering = convLowering(rt, g, 'data', method, false, tiling);
-  const call = { pass: 'data', lowering, operands: [gy, w], shape: xShape, opts } as const;
-  if (lowering === 'col2im') return noted(call, backwardInputCol2im(rt, gy, w, g));
-  if (lowering === 'im2col') return noted(call, conv2dBackwardInputIm2col(gy, w, g));
-  if (lowering !== 'implicit') return noted(call, conv2dBackwardInputWinograd(gy, w, g, winogradTile(lowering)));
-  const phH = phases(g.h, g.kh, g.sh, g.ph);
-  const phW = phases(g.w, g.kw, g.sw, g.pw);
-  const padH = gyPadding(phH, g.oh);
-  const padW = gyPadding(phW, g.ow);
-  const [hq, wq] = [padH.size, padW.size];
-  const copy = !(padH.before === 0 && padW.before === 0 && hq === g.oh && wq === g.ow);
-  const pad = copy ? { planes: g.cout, h: g.oh, w: g.ow, hp: hq, wp: wq, top: padH.before, left: padW.before } : null;
-  const khw = g.kh * g.kw;
-
-  // Weights as [Cout, KH*KW, Cin]: rows (co, kh, kw), the input channel contiguous.
-  const wb = Tensor.empty(rt, [g.cout * khw, g.cin], 'f32', 'conv2d.wB');
-  recordTranspose(rt, w, wb, g.cout, g.cin, khw);
-
-  const gx = Tensor.empty(rt, [g.n, g.cin, g.h, g.w], 'f32', 'conv2d.gx');
-  const gyPer = g.cout * g.oh * g.ow;
-  const gxPer = g.cin * g.h * g.w;
-  const chunks = convChunks(rt, g.n, [gyPer, gxPer], [paddedPer(pad)]);
-  const input = sliceInput(rt, gy, gyPer, chunks, pad, 'conv2d.gypad');
-  const { t, vecW, def } = convGemm(rt, g.cin, false, tiling);
-  for (const ch of chunks) {
-    const src = input.bind(ch);
-    const dst = gx.gpuBindingRange(ch.start * gxPer, ch.count * gxPer);
-    for (const a of phH) {
-      for (const bq of phW) {
-        const kTotal = g.cout * a.taps * bq.taps;
-        const tab = table(rt, `bwd:${g.cout},${g.kh},${g.kw},${g.sh},${g.sw},${hq},${wq},${a.k0},${a.taps},${bq.k0},${bq.taps}`, () => {
-          const tb = new Uint32Array(kTotal * 2);
-          let k = 0;
-          for (let co = 0; co < g.cout; co++) {
-            for (let i = 0; i < a.taps; i++) {
-              for (let j = 0; j < bq.taps; j++, k++) {
-                tb[2 * k] = (co * hq + (a.taps - 1 - i)) * wq + (bq.taps - 1 - j);
-                tb[2 * k + 1] = co * khw + (a.k0 + g.sh * i) * g.kw + (bq.k0 + g.sw * j);
-              }
-            }
-          }
-          return tb;
-        });
-        const P = ch.count * a.count * bq.count;
-        const tl = tiles(rt, t, P, g.cin);
-        rt.dispatch(def, tl.grid, { X: src, tab, [vecW ? 'Wv' : 'W']: wb, Y: dst }, {
-          P,
-          OW: bq.count,
-          OHW: a.count * bq.count,
-          cols: g.cin,
-          K: kTotal,
-          inBatch: g.cout * hq * wq,
-          inRow: wq,
-          inCol: 1,
-          // Taps are stored reversed (offset taps-1-j), so the window starts taps-1 rows above oh = t + c.
-          inBase: (a.c + padH.before - Math.max(a.taps - 1, 0)) * wq + (bq.c + padW.before - Math.max(bq.taps - 1, 0)),
-          outBatch: gxPer,
-          outRow: g.sh * g.w,
-          outCol: g.sw,
-          outBase: a.r * g.w + bq.r,
-          outChan: g.h * g.w,
-          tilesN: tl.tilesN,
-          tilesM: tl.tilesM,
-        });
-      }
-    }
-  }
-  input.release();
-  wb.release();
-  return gx;
+  const lowering = convLowering(gy.rt, g, 'data', method, false, tiling);
+  const gx = row(lowering).data!(gy, w, g, tiling);
+  return lowering === 'implicit' ? gx : noted({ pass: 'data', lowering, operands: [gy, w], shape: xShape, opts }, gx);
 }
-
-/**
- * With few input channels (conv1: 3) the implicit GEMM would leave most of its channel columns idle, so the data
- * gradient is computed as cols[n] = w^T @ gy[n] ([Cin*KH*KW, OH*OW] per sample, positions as GEMM columns) and
- * summed back into place by col2im. cols is scratch, one batch slice at a time.
- */
-const COL2IM_BELOW_CHANNELS = 16;
-
-function backwardInputCol2im(rt: Runtime, gy: Tensor<'f32'>, w: Tensor<'f32'>, g: Conv2dGeometry): Tensor<'f32'> {
-  const rows = g.cin * g.kh * g.kw;
-  const ohw = g.oh * g.ow;
-  const gx = Tensor.empty(rt, [g.n, g.cin, g.h, g.w], 'f32', 'conv2d.gx');
-  const gyPer = g.cout * ohw;
-  const colsPer = rows * ohw;
-  const gxPer = g.cin * g.h * g.w;
-  const chunks = convChunks(rt, g.n, [gyPer, gxPer], [colsPer]);
-  const maxCount = Math.max(...chunks.map((c) => c.count));
-  const cols = Tensor.empty(rt, [maxCount * colsPer], 'f32', 'conv2d.cols');
-  // On GPUs the tiled GPU GEMM where the tuner measures it faster (CPU drivers: the register-tile one).
-  const kernel = chooseGemmKernel(rt, { M: rows, N: ohw, K: g.cout, transA: true, transB: false, batch: maxCount });
-  for (const ch of chunks) {
-    const colsBinding = cols.gpuBindingRange(0, ch.count * colsPer);
-    // w is [Cout, Cin*KH*KW] = the transposed A; gy[n] is [Cout, OH*OW].
-    recordGemm(rt, {
-      a: w,
-      b: gy.gpuBindingRange(ch.start * gyPer, ch.count * gyPer),
-      c: colsBinding,
-      M: rows,
-      N: ohw,
-      K: g.cout,
-      transA: true,
-      batch: ch.count,
-      aBatch: 0,
-      bBatch: gyPer,
-      cBatch: colsPer,
-      kernel,
-    });
-    recordCol2im(rt, g, colsBinding, gx.gpuBindingRange(ch.start * gxPer, ch.count * gxPer), ch.count);
-  }
-  cols.release();
-  return gx;
-}
-
-function checkGy(gy: Tensor<'f32'>, g: Conv2dGeometry): void {
-  const want = [g.n, g.cout, g.oh, g.ow];
-  if (gy.shape.length !== 4 || gy.shape.some((d, i) => d !== want[i])) {
-    throw new Error(`conv2d backward: gy is [${gy.shape.join(', ')}], expected [${want.join(', ')}]`);
-  }
-}
-
-// ---- weight gradient ----------------------------------------------------------------------------------------
 
 /** dL/dw for y = conv2d(x, w): [Cout, Cin, KH, KW] (wShape), summed over the batch in a fixed order. */
 export function conv2dBackwardWeight(
@@ -497,70 +138,20 @@ export function conv2dBackwardWeight(
   wShape: readonly number[],
   opts: Conv2dOptions = {},
   tiling?: ConvTiling,
-  method: Exclude<ConvLowering, 'col2im'> | 'auto' = 'auto',
+  method: ConvLowering | 'auto' = 'auto',
 ): Tensor<'f32'> {
-  const rt = gy.rt;
   const g = conv2dGeometry(x.shape, wShape, opts);
   checkGy(gy, g);
-  const lowering = convLowering(rt, g, 'weight', method, false, tiling);
-  const call = { pass: 'weight', lowering, operands: [gy, x], shape: wShape, opts } as const;
-  if (lowering === 'im2col') return noted(call, conv2dBackwardWeightIm2col(gy, x, g));
-  if (lowering !== 'implicit') return noted(call, conv2dBackwardWeightWinograd(gy, x, g, winogradTile(lowering)));
-  const { hs, ws, pad } = paddedInputDims(g);
-  const R = g.cin * g.kh * g.kw;
-  const xtab = table(rt, `wgrad:${g.cin},${g.kh},${g.kw},${hs},${ws}`, () => {
-    const tb = new Uint32Array(R);
-    let r = 0;
-    for (let ci = 0; ci < g.cin; ci++) for (let i = 0; i < g.kh; i++) for (let j = 0; j < g.kw; j++, r++) tb[r] = (ci * hs + i) * ws + j;
-    return tb;
-  });
-  const gw = Tensor.empty(rt, [g.cout, g.cin, g.kh, g.kw], 'f32', 'conv2d.gw');
-  const inPer = g.cin * g.h * g.w;
-  const gyPer = g.cout * g.oh * g.ow;
-  const chunks = convChunks(rt, g.n, [inPer, gyPer], [paddedPer(pad)]);
-  const maxCount = Math.max(...chunks.map((c) => c.count));
-  const input = sliceInput(rt, x, inPer, chunks, pad, 'conv2d.xpad');
-  const gyT = Tensor.empty(rt, [maxCount * gyPer], 'f32', 'conv2d.gyT');
-  const t = tiling ?? convTiling(rt, g.cout);
-  const vecG = g.cout % 4 === 0;
-  const def = { ...convWeightGradKernel({ tm: t.tm, tnv: t.tnv, vecG }), constants: { WG: t.wg } };
-  const tl = tiles(rt, t, R, g.cout);
-  // Enough workgroups to keep every thread busy: split the positions when the output has few tiles.
-  const rowsTotalMax = maxCount * g.oh;
-  const wantSplits = Math.ceil(256 / (tl.tilesM * tl.tilesN));
-  // (Capped so the partial sums stay bindable.)
-  const splits = Math.max(1, Math.min(wantSplits, rowsTotalMax, Math.floor(rt.bindingLimit / (4 * g.cout * R))));
-  const part = splits > 1 || chunks.length > 1 ? Tensor.empty(rt, [splits * g.cout * R], 'f32', 'conv2d.gwPart') : null;
-  chunks.forEach((ch, idx) => {
-    const src = input.bind(ch);
-    const gT = gyT.gpuBindingRange(0, ch.count * gyPer);
-    recordTranspose(rt, gy.gpuBindingRange(ch.start * gyPer, ch.count * gyPer), gT, ch.count, g.cout, g.oh * g.ow);
-    const rowsTotal = ch.count * g.oh;
-    const s = Math.min(splits, rowsTotal);
-    const rowsPerSplit = Math.ceil(rowsTotal / s);
-    const usedSplits = Math.ceil(rowsTotal / rowsPerSplit);
-    rt.dispatch(def, [tl.grid[0], tl.grid[1], usedSplits], { X: src, xtab, [vecG ? 'Gv' : 'G']: gT, part: part ?? gw }, {
-      R,
-      cols: g.cout,
-      OH: g.oh,
-      OW: g.ow,
-      inBatch: g.cin * hs * ws,
-      inRow: g.sh * ws,
-      inCol: g.sw,
-      rowsTotal,
-      rowsPerSplit,
-      tilesN: tl.tilesN,
-      tilesM: tl.tilesM,
-    });
-    if (part) {
-      const n = g.cout * R;
-      rt.dispatch(sumPartialsWgsl, flatGrid64(rt, n), { part, out: gw }, { n, splits: usedSplits, accumulate: idx > 0 ? 1 : 0 });
-    }
-  });
-  part?.release();
-  gyT.release();
-  input.release();
-  return gw;
+  const lowering = convLowering(gy.rt, g, 'weight', method, false, tiling);
+  const gw = row(lowering).weight!(gy, x, g, tiling);
+  return lowering === 'implicit' ? gw : noted({ pass: 'weight', lowering, operands: [gy, x], shape: wShape, opts }, gw);
+}
+
+function checkGy(gy: Tensor<'f32'>, g: Conv2dGeometry): void {
+  const want = [g.n, g.cout, g.oh, g.ow];
+  if (gy.shape.length !== 4 || gy.shape.some((d, i) => d !== want[i])) {
+    throw new Error(`conv2d backward: gy is [${gy.shape.join(', ')}], expected [${want.join(', ')}]`);
+  }
 }
 
 // ---- bias gradient ------------------------------------------------------------------------------------------

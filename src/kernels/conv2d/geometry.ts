@@ -1,5 +1,6 @@
-// conv2d's geometry: PyTorch's shape checks and output-size formula, and the implicit GEMM's tile shape per adapter.
-// Every lowering (implicit, im2col, Winograd) takes the Conv2dGeometry this derives.
+// conv2d's geometry: PyTorch's shape checks and output-size formula, the implicit GEMM's tile shape per adapter, and
+// the batch slices of a call. Every lowering (lowerings.ts) takes the Conv2dGeometry this derives.
+import { sliceAlignment, type BatchChunk } from '../../runtime/chunks.js';
 import type { Runtime } from '../../runtime/runtime.js';
 
 export interface Conv2dOptions {
@@ -62,4 +63,21 @@ export function convTiling(rt: Runtime, cols: number): ConvTiling {
   if (rt.ctx.isCpuDriver) return { tm: 12, tnv: cols > 32 ? 2 : 1, wg: 8 };
   const wg = Math.min(64, Math.max(32, 2 ** Math.ceil(Math.log2(Math.max(1, Math.ceil(cols / 4))))));
   return { tm: 8, tnv: 1, wg };
+}
+
+/**
+ * Batch slices for one conv call: `bound` lists the per-sample sizes of tensors bound at slice offsets (they set
+ * the offset alignment, as in chunks.ts' batchChunks), `temps` those of per-slice scratch tensors bound from
+ * offset 0 (they only have to fit).
+ */
+export function convChunks(rt: Runtime, n: number, bound: number[], temps: number[]): BatchChunk[] {
+  const largest = Math.max(1, ...bound, ...temps);
+  const fit = Math.floor(rt.bindingLimit / (largest * 4));
+  if (fit >= n) return [{ start: 0, count: n }];
+  const unit = sliceAlignment(rt, bound);
+  const count = Math.floor(fit / unit) * unit;
+  if (count === 0) throw new Error(`conv2d: one sample (${largest * 4} bytes, x${unit} for alignment) exceeds the ${rt.bindingLimit}-byte binding limit`);
+  const out: BatchChunk[] = [];
+  for (let start = 0; start < n; start += count) out.push({ start, count: Math.min(count, n - start) });
+  return out;
 }

@@ -17,6 +17,7 @@ import type { Conv2dGeometry } from './geometry.js';
 import { flatGrid64, recordCol2im } from './col2im.js';
 import { sumPartialsWgsl } from './conv2d.wgsl.js';
 import { im2colTextureWgsl } from './im2col.wgsl.js';
+import type { ConvLoweringDef } from './lowering.js';
 
 /** Bytes of operand textures one slice may hold (the im2col matrix of conv1 at batch 32 would be 300 MB). */
 const TEXTURE_BUDGET = 128 * 1024 * 1024;
@@ -173,3 +174,16 @@ export function conv2dBackwardWeightIm2col(gy: Tensor<'f32'>, x: Tensor<'f32'>, 
   part.release();
   return gw;
 }
+
+export const im2colLowering: ConvLoweringDef<'im2col'> = {
+  name: 'im2col',
+  unsupported: (rt, _g, pass, hasBias) =>
+    !im2colApplies(rt)
+      ? 'the im2col lowering needs an adapter with subgroups of size 4 or 8'
+      : pass === 'forward' && hasBias
+        ? 'the im2col forward pass takes no bias'
+        : null,
+  forward: (x, w, _b, g) => conv2dForwardIm2col(x, w, g),
+  data: (gy, w, g) => conv2dBackwardInputIm2col(gy, w, g),
+  weight: (gy, x, g) => conv2dBackwardWeightIm2col(gy, x, g),
+};

@@ -15,6 +15,7 @@ import type { Runtime } from '../../runtime/runtime.js';
 import { Tensor } from '../../runtime/tensor.js';
 import { flatGrid64 } from './col2im.js';
 import type { Conv2dGeometry } from './geometry.js';
+import type { ConvLoweringDef } from './lowering.js';
 import { winogradPair, type WinogradMatrices } from './winograd-matrices.js';
 import {
   winogradGradTransformKernel,
@@ -190,3 +191,21 @@ export function conv2dBackwardWeightWinograd(gy: Tensor<'f32'>, x: Tensor<'f32'>
   W.release();
   return gw;
 }
+
+function winogradLowering<Name extends string>(name: Name, m: WinogradTile): ConvLoweringDef<Name> {
+  return {
+    name,
+    unsupported: (rt, g, pass, hasBias) =>
+      !winogradApplies(rt, g)
+        ? 'Winograd needs a 3x3 stride-1 convolution with channel counts divisible by 4 on an adapter with subgroups of size 4 or 8'
+        : pass === 'forward' && hasBias
+          ? `the ${name} forward pass takes no bias`
+          : null,
+    forward: (x, w, _b, g) => conv2dForwardWinograd(x, w, g, m),
+    data: (gy, w, g) => conv2dBackwardInputWinograd(gy, w, g, m),
+    weight: (gy, x, g) => conv2dBackwardWeightWinograd(gy, x, g, m),
+  };
+}
+
+export const winograd4Lowering = winogradLowering('winograd4', 4);
+export const winograd2Lowering = winogradLowering('winograd2', 2);

@@ -3,6 +3,8 @@
 import { batchChunks } from '../../runtime/chunks.js';
 import type { BufferSource, Runtime } from '../../runtime/runtime.js';
 import { Tensor } from '../../runtime/tensor.js';
+import { chooseMeasured } from '../tuning.js';
+import { gemmCase, type GemmCase, type GemmShape } from '../workloads.js';
 import { channelSumWgsl, gemmKernel } from './matmul.wgsl.js';
 import { recordTextureGemm, stridedTexture, textureGemmPadding, textureGemmSupported } from './texture-gemm.js';
 import {
@@ -103,15 +105,7 @@ export interface MatmulOptions {
 
 export type MatmulVariant = GemmKernel | 'texture';
 
-/** The GEMM shape the kernel choice depends on. */
-export interface GemmShape {
-  M: number;
-  N: number;
-  K: number;
-  transA: boolean;
-  transB: boolean;
-  batch: number;
-}
+export type { GemmShape } from '../workloads.js';
 
 /**
  * The storage-buffer GEMM kernel for a shape. CPU drivers: always 'storage' (llvmpipe runs a workgroup's
@@ -128,21 +122,17 @@ export function chooseGemmKernel(rt: Runtime, s: GemmShape, requested: GemmKerne
   const fallback = defaultTiledGemm(rt, s.M, s.N) ?? 'storage';
   const candidates: GemmKernel[] = ['storage', ...TILED_GEMM_NAMES.filter((n) => tiledGemmApplies(rt, n))];
   const key = `gemm ${s.batch}x${s.M}x${s.N}x${s.K} ${s.transA ? 't' : 'n'}${s.transB ? 't' : 'n'}`;
-  return rt.tuner.choose(key, candidates, fallback, () => {
-    const a = Tensor.full(rt, [s.batch, s.M * s.K], 0.5, 'tune.a');
-    const b = Tensor.full(rt, [s.batch, s.K * s.N], 0.5, 'tune.b');
-    const c = Tensor.empty(rt, [s.batch, s.M * s.N], 'f32', 'tune.c');
-    return {
-      run(v) {
-        const { M, N, K, transA, transB, batch } = s;
-        recordGemm(rt, { a, b, c, M, N, K, transA, transB, batch, aBatch: M * K, bBatch: K * N, cBatch: M * N, kernel: v as GemmKernel });
-        return c.view(c.shape);
-      },
-      release() {
-        for (const t of [a, b, c]) t.release();
-      },
-    };
-  }) as GemmKernel;
+  return chooseMeasured(rt, {
+    key,
+    candidates,
+    fallback,
+    operands: () => gemmCase(rt, s),
+    run({ a, b, c }, kernel) {
+      const { M, N, K, transA, transB, batch } = s;
+      recordGemm(rt, { a, b, c, M, N, K, transA, transB, batch, aBatch: M * K, bBatch: K * N, cBatch: M * N, kernel });
+      return c.view(c.shape);
+    },
+  });
 }
 
 interface MatmulShape extends GemmShape {
@@ -159,21 +149,16 @@ function matmulVariant(rt: Runtime, s: MatmulShape, requested: MatmulVariant | '
   if (requested !== 'auto' || !textureGemmSupported(rt)) return chooseGemmKernel(rt, s, requested);
   if (s.batch * s.M * s.N * s.K < TEXTURE_MATMUL_MIN_MACS) return 'storage';
   const key = `matmul ${s.batch}x${s.M}x${s.N}x${s.K} ${s.transA ? 't' : 'n'}${s.transB ? 't' : 'n'}`;
-  return rt.tuner.choose(key, ['storage', 'texture'], 'storage', () => {
-    const a = Tensor.full(rt, [s.batch, s.M * s.K], 0.5, 'tune.a');
-    const b = Tensor.full(rt, [s.batch, s.K * s.N], 0.5, 'tune.b');
-    const c = Tensor.empty(rt, [s.batch, s.M * s.N], 'f32', 'tune.c');
-    return {
-      run(v) {
-        if (v === 'texture') recordTextureMatmul(rt, a, b, c, { ...s, aBatched: true, bBatched: true });
-        else recordGemm(rt, { a, b, c, M: s.M, N: s.N, K: s.K, transA: s.transA, transB: s.transB, batch: s.batch, aBatch: s.M * s.K, bBatch: s.K * s.N, cBatch: s.M * s.N });
-        return c.view(c.shape);
-      },
-      release() {
-        for (const t of [a, b, c]) t.release();
-      },
-    };
-  }) as MatmulVariant;
+  return chooseMeasured<MatmulVariant, GemmCase>(rt, {
+    key,
+    candidates: ['storage', 'texture'],
+    operands: () => gemmCase(rt, s),
+    run({ a, b, c }, v) {
+      if (v === 'texture') recordTextureMatmul(rt, a, b, c, { ...s, aBatched: true, bBatched: true });
+      else recordGemm(rt, { a, b, c, M: s.M, N: s.N, K: s.K, transA: s.transA, transB: s.transB, batch: s.batch, aBatch: s.M * s.K, bBatch: s.K * s.N, cBatch: s.M * s.N });
+      return c.view(c.shape);
+    },
+  });
 }
 
 /** C = op(A) @ op(B) on the texture GEMM: both operands written into textures in its layouts, any orientation. */
