@@ -28,6 +28,16 @@ function unsupported(rt: Runtime, l: ConvLoweringDef, g: Conv2dGeometry, pass: C
 }
 
 /**
+ * The lowerings 'auto' chooses among for `pass` of `g`, in the table's order: supported and offered here; with a
+ * forced tiling, only those that take one.
+ */
+export function convCandidates(rt: Runtime, g: Conv2dGeometry, pass: ConvPass, hasBias = false, tiling?: ConvTiling): ConvLowering[] {
+  return (CONV_LOWERINGS as readonly ConvLoweringDef<ConvLowering>[])
+    .filter((l) => (!tiling || l.takesTiling) && unsupported(rt, l, g, pass, hasBias) === null && (l.offered?.(rt, g, pass) ?? true))
+    .map((l) => l.name);
+}
+
+/**
  * The lowering that computes `pass` of `g`. A requested one is checked (an error says why it cannot run). For
  * 'auto', the candidates are the table's rows that are supported and offered here (with a forced tiling, only those
  * that take one, and no measuring); the runtime's tuner (autotune.ts) measures them the first time a shape is met,
@@ -48,9 +58,7 @@ export function convLowering(
     if (why) throw new Error(`conv2d: ${why}`);
     return requested;
   }
-  const candidates = (CONV_LOWERINGS as readonly ConvLoweringDef<ConvLowering>[])
-    .filter((l) => (!tiling || l.takesTiling) && unsupported(rt, l, g, pass, hasBias) === null && (l.offered?.(rt, g, pass) ?? true))
-    .map((l) => l.name);
+  const candidates = convCandidates(rt, g, pass, hasBias, tiling);
   if (!candidates.length) throw new Error(`conv2d: no lowering computes the ${PASS_NAMES[pass]} pass of this convolution here`);
   if (tiling) return candidates[0]!;
   const opts = { stride: [g.sh, g.sw] as const, padding: [g.ph, g.pw] as const };
