@@ -42,3 +42,11 @@ export function testRuntime(): Promise<Runtime> {
   }
   return rt;
 }
+
+/**
+ * A second runtime with its own options (e.g. `{ kernels: 'gpu' }`), in the browser project too; the caller destroys
+ * it (`rt.destroy()`).
+ */
+export function extraRuntime(options: DeviceOptions & RuntimeOptions): Promise<Runtime> {
+  return newRuntime(options);
+}

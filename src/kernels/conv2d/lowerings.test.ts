@@ -3,9 +3,8 @@
 // on a shape it supports). The per-lowering numerics, gradient checks and slicing are tested in each lowering's tests
 // (conv2d.test.ts for the texture lowerings and the implicit GEMM).
 import { describe, expect, it } from 'vitest';
-import { createNodeRuntime, destroyNodeRuntime } from '../../node/engine-node.js';
 import { Tensor } from '../../runtime/tensor.js';
-import { testRuntime } from '../../../test/helpers/gpu.js';
+import { extraRuntime, testRuntime } from '../../../test/helpers/gpu.js';
 import { f64, maxRelError, randn } from '../../../test/helpers/gradcheck.js';
 import { conv2dForward, conv2dGeometry, convCandidates, convLowering, CONV_LOWERINGS } from './conv2d.js';
 import { conv2dRef } from './conv2d.reference.js';
@@ -36,7 +35,7 @@ describe('the conv2d lowering table', () => {
   });
 
   it("offers no texture lowering in the 'gpu' kernel mode", async () => {
-    const gpu = await createNodeRuntime({ kernels: 'gpu' });
+    const gpu = await extraRuntime({ kernels: 'gpu' });
     try {
       for (const pass of ['forward', 'data', 'weight'] as const) {
         const offered = convCandidates(gpu, winogradShape, pass);
@@ -44,7 +43,7 @@ describe('the conv2d lowering table', () => {
         expect(offered).toContain('implicit');
       }
     } finally {
-      destroyNodeRuntime(gpu);
+      gpu.destroy();
     }
   });
 
