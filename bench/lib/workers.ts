@@ -1,5 +1,5 @@
-// Orchestrator side of the bench workers: a Node worker over IPC (bench/workers/*.ts, run through tsx) or a
-// Python worker over JSON lines (bench/peers/torch_step.py). One request at a time per worker.
+// Orchestrator side of the bench workers: a Node worker over IPC (bench/workers/*.ts through tsx, or their bundles)
+// or a Python worker over JSON lines (bench/peers/torch_step.py). One request at a time per worker.
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
@@ -30,9 +30,13 @@ export class WorkerClient {
 
   private readonly send: (msg: unknown) => void;
 
-  /** A Node worker: `file` run with tsx, an IPC channel, stderr filtered of Dawn's start-up warnings. */
+  /**
+   * A Node worker: `file` run with tsx (a bundled .mjs with plain node), an IPC channel, stderr filtered of Dawn's
+   * start-up warnings.
+   */
   static node(name: string, file: string, env: NodeJS.ProcessEnv): WorkerClient {
-    const child = fork(file, [], { execArgv: ['--import', 'tsx'], env, stdio: ['ignore', 'inherit', 'pipe', 'ipc'] });
+    const execArgv = file.endsWith('.ts') ? ['--import', 'tsx'] : [];
+    const child = fork(file, [], { execArgv, env, stdio: ['ignore', 'inherit', 'pipe', 'ipc'] });
     forwardStderr(name, child.stderr!);
     const client = new WorkerClient(name, child, (msg) => child.send(msg as object));
     child.on('message', (msg) => client.receive(msg as ReplyEnvelope));
