@@ -195,6 +195,10 @@ async function prepare(spec: CaseSpec): Promise<PrepareReply> {
       reply.check = checkMatmul(out, a.host, b.host, spec.n);
       current = { ...(await kernelTiming(call)), release: releaseInputs };
       reply.callsPerRun = current.calls;
+      // The tuner's choices for this shape (texture or storage GEMM on CPU drivers, the tiled variant on GPUs).
+      const n = spec.n;
+      const chosen = Object.entries(rt.tuner.usedChoices()).filter(([k]) => k.includes(` 1x${n}x${n}x${n} `));
+      reply.lowering = chosen.map(([, v]) => v).join(' / ') || undefined;
       break;
     }
     case 'fma': {
