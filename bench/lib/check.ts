@@ -2,10 +2,11 @@
 // the same inputs (pseudoRandom), so that a wrong kernel cannot give a fast figure. Each entry is a sum of products;
 // its error is measured against the root sum of squares of those products (`scale`): float32 rounding stays near
 // eps * sqrt(K) (about 4e-5 at K = 400k terms, the largest sum here), while one missing or doubled term already
-// gives 1/sqrt(K) (over 1.5e-3 up to K = 400k). CHECK_BOUND sits between.
+// gives 1/sqrt(K) (over 1.5e-3 up to K = 400k). CHECK_BOUND sits between (BENCH_CHECK_BOUND overrides it, e.g. for
+// a variant that rounds its operands to f16, or to see a check fail).
 import { convOutSize, type ConvDirection, type ConvShape } from './shapes.js';
 
-export const CHECK_BOUND = 1e-3;
+export const CHECK_BOUND = Number(globalThis.process?.env.BENCH_CHECK_BOUND) || 1e-3;
 export const CHECK_SAMPLES = 128;
 
 export interface CheckResult {
