@@ -124,7 +124,7 @@ function torchAvailable(): boolean {
 
 const workerFile = (name: string): string => fileURLToPath(new URL(`./workers/${name}.${BUNDLED ? 'mjs' : 'ts'}`, import.meta.url));
 const engineWorker = (): WorkerClient => WorkerClient.node('engine', workerFile('engine'), env);
-const tfjsWorker = (): WorkerClient => WorkerClient.node('tfjs', workerFile('tfjs'), env);
+const tfjsWorker = (): WorkerClient => WorkerClient.node('tfjs', workerFile('tfjs'), env, { holdStderr: true });
 const torchWorker = (): WorkerClient => WorkerClient.python('torch', PYTHON, fileURLToPath(new URL('./peers/torch_step.py', import.meta.url)), env);
 
 interface Timed {
