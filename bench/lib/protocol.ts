@@ -1,5 +1,6 @@
 // Requests the bench orchestrator (bench/run.ts) sends to its workers: the engine (bench/workers/engine.ts), the
 // tfjs peer (bench/workers/tfjs.ts) and the PyTorch peer (bench/peers/torch_step.py, JSON lines, same shapes).
+import type { CheckResult } from './check.js';
 import type { ConvDirection, ConvShape } from './shapes.js';
 
 export type CaseSpec =
@@ -21,6 +22,24 @@ export interface InfoReply {
   adapter: string;
   versions: Record<string, string>;
   threads?: number;
+  /** The engine's adapter in detail (the tfjs and PyTorch peers give only `adapter`). */
+  adapterInfo?: AdapterReport;
+}
+
+export interface AdapterReport {
+  vendor: string;
+  architecture: string;
+  device: string;
+  description: string;
+  featureLevel: string;
+  /** The adapter is a CPU driver (lavapipe, SwiftShader), whatever kernel mode the engine runs in. */
+  cpuDriver: boolean;
+  /** The engine's kernel mode: 'auto', or 'gpu' (HOTDOG_KERNELS=gpu: the GPU kernel choices on any adapter). */
+  kernels: string;
+  subgroupMinSize: number;
+  subgroupMaxSize: number;
+  features: string[];
+  limits: Record<string, number>;
 }
 
 export interface PrepareReply {
@@ -32,10 +51,18 @@ export interface PrepareReply {
   flop?: number;
   /** Conv cases: the lowering the tuner chose (conv2d.ts' ConvLowering). */
   lowering?: string;
+  /** Kernel cases: sampled outputs against a float64 CPU computation, made before anything is timed. */
+  check?: CheckResult;
+  /** Kernel cases: calls recorded per timed run (one sync per run); RunReply's seconds are per call. */
+  callsPerRun?: number;
+  /** Train cases: the warm-up step's loss per example; inference: its largest |logit|. */
+  value?: number;
 }
 
 export interface RunReply {
   seconds: number[];
+  /** As PrepareReply.value, for the last timed run (engine train and inference cases). */
+  value?: number;
 }
 
 export interface RssReply {

@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""The PyTorch CPU peer of `npm run bench` (bench/run.ts starts it as `/usr/bin/python3 bench/peers/torch_step.py`).
+"""The PyTorch peer of `npm run bench` (bench/run.ts starts it as `$BENCH_PYTHON bench/peers/torch_step.py`, by
+default /usr/bin/python3). On the CPU unless BENCH_TORCH_DEVICE names another torch device (cuda on a GPU machine).
 
 The same step as the engine's end-to-end bench: torchvision resnet18(num_classes=2), cross-entropy summed over the
 batch, SGD (lr 1e-3) with the case's momentum and weight decay, on a random batch (uniform in [-2, 2), labels
@@ -21,6 +22,7 @@ import torch
 import torchvision
 
 torch.set_num_threads(os.cpu_count() or 1)
+DEVICE = torch.device(os.environ.get("BENCH_TORCH_DEVICE") or "cpu")
 current = None
 
 
@@ -30,9 +32,9 @@ def prepare(spec):
     t0 = time.perf_counter()
     torch.manual_seed(0)
     n, size = spec["batch"], spec["size"]
-    x = (torch.rand(n, 3, size, size) - 0.5) * 4
-    y = torch.arange(n) % 2
-    model = torchvision.models.resnet18(num_classes=2)
+    x = ((torch.rand(n, 3, size, size) - 0.5) * 4).to(DEVICE)
+    y = (torch.arange(n) % 2).to(DEVICE)
+    model = torchvision.models.resnet18(num_classes=2).to(DEVICE)
     if spec["type"] == "train":
         model.train()
         opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=spec["momentum"], weight_decay=spec["weightDecay"])
@@ -52,7 +54,7 @@ def prepare(spec):
 
         def once():
             with torch.no_grad():
-                return model(x).numpy()
+                return model(x).cpu().numpy()
 
     else:
         raise ValueError(f"the PyTorch peer does not run {spec!r}")
@@ -79,7 +81,7 @@ def handle(request):
     op = request["op"]
     if op == "info":
         return {
-            "adapter": "cpu",
+            "adapter": str(DEVICE) if DEVICE.type != "cuda" else f"cuda: {torch.cuda.get_device_name(DEVICE)}",
             "versions": {"torch": torch.__version__, "torchvision": torchvision.__version__, "python": sys.version.split()[0]},
             "threads": torch.get_num_threads(),
         }

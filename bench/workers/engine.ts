@@ -1,5 +1,6 @@
 // The engine's side of `npm run bench` (bench/run.ts starts it): end-to-end ResNet-18 steps, conv and matmul calls,
-// and the register-only FMA loop, each prepared once (warm-up run included) and then timed on request.
+// and the register-only FMA loop, each prepared once (warm-up run included) and then timed on request. Kernel cases
+// check sampled outputs against float64 CPU sums (bench/lib/check.ts) before they are timed.
 import { noGrad } from '../../src/autograd/grad-mode.js';
 import { describeAdapter } from '../../src/runtime/device.js';
 import { conv2dBackwardInput, conv2dGeometry, convLowering, conv2dBackwardWeight, conv2dForward } from '../../src/kernels/conv2d/conv2d.js';
@@ -13,7 +14,8 @@ import { createNodeRuntime } from '../../src/node/engine-node.js';
 import { nodeTuningStore } from '../../src/node/tuning-store.js';
 import { trainStep, type HostBatch } from '../../src/train/fit.js';
 import { fmaLoopFlop, fmaLoopKernel } from '../lib/fma.wgsl.js';
-import { timeRuns, type CaseSpec, type InfoReply, type PrepareReply, type Request, type RssReply } from '../lib/protocol.js';
+import { checkConv, checkMatmul } from '../lib/check.js';
+import { timeRuns, type AdapterReport, type CaseSpec, type InfoReply, type PrepareReply, type Request, type RssReply, type RunReply } from '../lib/protocol.js';
 import { convOutSize, pseudoRandom } from '../lib/shapes.js';
 import { serve } from './serve.js';
 
@@ -27,16 +29,75 @@ function randomBatch(size: number, batch: number): HostBatch {
   return { images, labels: Int32Array.from({ length: batch }, (_, i) => i % 2), shape };
 }
 
-function tensor(shape: number[], seed: number): Tensor<'f32'> {
-  return Tensor.fromArray(rt, pseudoRandom(shape.reduce((a, b) => a * b, 1), seed), shape);
+/** A tensor of pseudoRandom values and the host copy they came from (for the CPU check). */
+function tensor(shape: number[], seed: number): { t: Tensor<'f32'>; host: Float32Array } {
+  const host = pseudoRandom(shape.reduce((a, b) => a * b, 1), seed);
+  return { t: Tensor.fromArray(rt, host, shape), host };
 }
 
 interface Prepared {
   once: () => Promise<void>;
   release: () => void;
+  /** Calls per timed run (kernel cases); seconds are reported per call. */
+  calls?: number;
 }
 
 let current: Prepared | null = null;
+/** Train cases: the last step's loss per example; inference: the last run's largest |logit|. */
+let lastValue: number | undefined;
+
+/**
+ * A kernel case's timed run: `calls` calls, then one wait for the GPU. One call takes well under a millisecond on a
+ * big GPU for some conv shapes, where a wait per call would be timed as much as the kernel: calls are repeated until
+ * a run takes about 20 ms (at most 64; on CPU drivers one call already takes longer).
+ */
+async function kernelTiming(call: () => Tensor<'f32'>): Promise<Prepared & { calls: number }> {
+  const run = async (calls: number): Promise<void> => {
+    for (let i = 0; i < calls; i++) call().release();
+    await rt.sync();
+  };
+  const timed = async (calls: number): Promise<number> => {
+    const t0 = performance.now();
+    await run(calls);
+    return (performance.now() - t0) / 1e3;
+  };
+  const one = await timed(1);
+  // The GPU time of a call without the wait's fixed cost (one call's whole run when that is long already).
+  const perCall = one >= 0.02 ? one : Math.max((await timed(4)) - one, 1e-6) / 3;
+  const calls = Math.min(64, Math.max(1, Math.ceil(0.02 / perCall)));
+  return { once: () => run(calls), release: () => {}, calls };
+}
+
+function adapterReport(): AdapterReport {
+  const d = rt.deviceCtx;
+  const i = d.adapterInfo;
+  const limits: Record<string, number> = {};
+  for (const name of [
+    'maxBufferSize',
+    'maxStorageBufferBindingSize',
+    'maxComputeWorkgroupStorageSize',
+    'maxComputeInvocationsPerWorkgroup',
+    'maxComputeWorkgroupSizeX',
+    'maxComputeWorkgroupSizeY',
+    'maxComputeWorkgroupsPerDimension',
+    'maxStorageBuffersPerShaderStage',
+  ] as const) {
+    limits[name] = d.limits[name];
+  }
+  return {
+    vendor: i.vendor,
+    architecture: i.architecture,
+    device: i.device,
+    description: i.description,
+    featureLevel: d.featureLevel,
+    cpuDriver: d.isCpuDriver,
+    kernels: rt.ctx.kernels,
+    subgroupMinSize: d.subgroupMinSize,
+    subgroupMaxSize: d.subgroupMaxSize,
+    features: [...d.features].sort(),
+    limits,
+  };
+}
 
 const FMA = { chains: 8, unroll: 4 };
 const FMA_INVOCATIONS = 32768;
@@ -51,7 +112,10 @@ async function prepare(spec: CaseSpec): Promise<PrepareReply> {
       const optimizer = new SGD(model.parameters(), { lr: 1e-3, momentum: spec.momentum, weightDecay: spec.weightDecay });
       const batch = randomBatch(spec.size, spec.batch);
       current = {
-        once: async () => void (await trainStep(model, optimizer, batch)),
+        once: async () => {
+          const [lossSum] = await trainStep(model, optimizer, batch);
+          lastValue = lossSum / spec.batch;
+        },
         release: () => {
           optimizer.release();
           model.release();
@@ -64,6 +128,7 @@ async function prepare(spec: CaseSpec): Promise<PrepareReply> {
       } finally {
         counter.abort();
       }
+      reply.value = lastValue;
       // Kernel variants are measured (or taken from the tuning cache) before anything is timed.
       await rt.tuner.tunePending();
       reply.convGflop = {};
@@ -79,7 +144,7 @@ async function prepare(spec: CaseSpec): Promise<PrepareReply> {
         once: async () => {
           const x = Tensor.fromArray(rt, batch.images, batch.shape, 'images');
           const logits = noGrad(() => model.forward(x));
-          await logits.read();
+          lastValue = (await logits.read()).reduce((m, v) => Math.max(m, Math.abs(v)), 0);
           x.release();
           logits.release();
         },
@@ -87,6 +152,7 @@ async function prepare(spec: CaseSpec): Promise<PrepareReply> {
       };
       await current.once();
       await rt.tuner.tunePending();
+      reply.value = lastValue;
       break;
     }
     case 'conv': {
@@ -100,21 +166,22 @@ async function prepare(spec: CaseSpec): Promise<PrepareReply> {
       const gy = direction === 'forward' ? null : tensor([batch, c.cout, o, o], 3);
       const call =
         direction === 'forward'
-          ? () => conv2dForward(x!, w!, null, opts)
+          ? () => conv2dForward(x!.t, w!.t, null, opts)
           : direction === 'backward-data'
-            ? () => conv2dBackwardInput(gy!, w!, xShape, opts)
-            : () => conv2dBackwardWeight(gy!, x!, wShape, opts);
-      current = {
-        once: async () => {
-          call().release();
-          await rt.sync();
-        },
-        release: () => [x, w, gy].forEach((t) => t?.release()),
-      };
+            ? () => conv2dBackwardInput(gy!.t, w!.t, xShape, opts)
+            : () => conv2dBackwardWeight(gy!.t, x!.t, wShape, opts);
+      const releaseInputs = (): void => [x, w, gy].forEach((v) => v?.t.release());
+      current = { once: async () => (call().release(), await rt.sync()), release: releaseInputs };
       await current.once();
       // The lowering the tuner picks for this shape (measured now unless the tuning cache knows it).
       await rt.tuner.tunePending();
-      await current.once();
+      // The tuned call's output, checked before anything is timed.
+      const y = call();
+      const out = await y.read();
+      y.release();
+      reply.check = checkConv(out, c, direction, batch, { x: x?.host ?? null, w: w?.host ?? null, gy: gy?.host ?? null });
+      current = { ...(await kernelTiming(call)), release: releaseInputs };
+      reply.callsPerRun = current.calls;
       const pass = direction === 'forward' ? 'forward' : direction === 'backward-data' ? 'data' : 'weight';
       reply.lowering = convLowering(rt, conv2dGeometry(xShape, wShape, opts), pass);
       break;
@@ -122,16 +189,21 @@ async function prepare(spec: CaseSpec): Promise<PrepareReply> {
     case 'matmul': {
       const a = tensor([spec.n, spec.n], 1);
       const b = tensor([spec.n, spec.n], 2);
-      current = {
-        once: async () => {
-          matmul(a, b).release();
-          await rt.sync();
-        },
-        release: () => [a, b].forEach((t) => t.release()),
-      };
+      const call = (): Tensor<'f32'> => matmul(a.t, b.t);
+      const releaseInputs = (): void => [a, b].forEach((v) => v.t.release());
+      current = { once: async () => (call().release(), await rt.sync()), release: releaseInputs };
       await current.once();
       await rt.tuner.tunePending();
-      await current.once();
+      const c = call();
+      const out = await c.read();
+      c.release();
+      reply.check = checkMatmul(out, a.host, b.host, spec.n);
+      current = { ...(await kernelTiming(call)), release: releaseInputs };
+      reply.callsPerRun = current.calls;
+      // The tuner's choices for this shape (texture or storage GEMM on CPU drivers, the tiled variant on GPUs).
+      const n = spec.n;
+      const chosen = Object.entries(rt.tuner.usedChoices()).filter(([k]) => k.includes(` 1x${n}x${n}x${n} `));
+      reply.lowering = chosen.map(([, v]) => v).join(' / ') || undefined;
       break;
     }
     case 'fma': {
@@ -162,18 +234,21 @@ async function prepare(spec: CaseSpec): Promise<PrepareReply> {
 function release(): void {
   current?.release();
   current = null;
+  lastValue = undefined;
   rt.pool.trim();
 }
 
 async function handle(request: Request): Promise<unknown> {
   switch (request.op) {
     case 'info':
-      return { adapter: describeAdapter(rt.ctx), versions: { node: process.version } } satisfies InfoReply;
+      return { adapter: describeAdapter(rt.ctx), versions: { node: process.version }, adapterInfo: adapterReport() } satisfies InfoReply;
     case 'prepare':
       return prepare(request.spec);
     case 'run': {
       if (!current) throw new Error('run before prepare');
-      return { seconds: await timeRuns(current.once, request) };
+      const calls = current.calls ?? 1;
+      const seconds = (await timeRuns(current.once, request)).map((s) => s / calls);
+      return { seconds, ...(lastValue !== undefined ? { value: lastValue } : {}) } satisfies RunReply;
     }
     case 'release':
       release();

@@ -12,7 +12,7 @@ import { runCli } from '../helpers/cli-process.js';
 import { fixtureClassifierBytes } from './model-fixture.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
-const ENTRIES = ['src/cli/predict.ts', 'src/cli/finetune.ts', 'bench/kernels.bench.ts', 'bench/train.bench.ts', 'bench/workers/engine.ts'];
+const ENTRIES = ['src/cli/predict.ts', 'src/cli/finetune.ts', 'bench/run.ts', 'bench/workers/engine.ts', 'bench/workers/tfjs.ts', 'bench/kernels.bench.ts', 'bench/train.bench.ts'];
 const PHOTO = join(REPO, 'fixtures/transforms/images/2-train_hotdog_1.jpg');
 
 it('bench entries and CLIs bundle with esbuild into self-contained files; the predict bundle classifies as the CLI does', async () => {
@@ -42,6 +42,10 @@ it('bench entries and CLIs bundle with esbuild into self-contained files; the pr
       const dynamic = [...code.matchAll(/\bimport\(([^)]*)\)/g)].map((m) => m[1]!.trim());
       expect(dynamic.filter((d) => !/^["'][a-z@][\w@./-]*["']$/.test(d) || d.startsWith('".') || d.startsWith("'.")), entry).toEqual([]);
     }
+    // The bench orchestrator's bundle starts (scripts/stage-device.sh stages it for a GPU machine).
+    const help = spawnSync(process.execPath, [join(out, 'bench/run.js'), '--help'], { encoding: 'utf8', timeout: 60_000 });
+    expect(help.status, help.stderr).toBe(0);
+    expect(help.stdout).toMatch(/--gpu-cases/);
     const dir = mkdtempSync(join(tmpdir(), 'hotdog-bundle-'));
     try {
       const weights = join(dir, 'model.safetensors');
