@@ -26,6 +26,7 @@ import {
   conv2dGeometry,
   type Conv2dOptions,
 } from '../src/kernels/conv2d/conv2d.js';
+import { convFlop, convOperand, gemmFlop, gemmOperand } from '../src/kernels/workloads.js';
 import { RESNET18_CONVS } from './lib/shapes.js';
 
 const RESULTS = fileURLToPath(new URL('./results', import.meta.url));
@@ -73,16 +74,6 @@ function gpuCase(suite: string, name: string, flop: number, shape: string, setup
   );
 }
 
-function random(shape: number[]): Tensor<'f32'> {
-  const n = shape.reduce((a, c) => a * c, 1);
-  const data = new Float32Array(n);
-  let s = 12345;
-  for (let i = 0; i < n; i++) {
-    s = (s * 1103515245 + 12345) >>> 0;
-    data[i] = s / 2 ** 32 - 0.5;
-  }
-  return Tensor.fromArray(rt, data, shape);
-}
 
 type ConvOp = 'forward' | 'backward-data' | 'backward-weight';
 
@@ -95,11 +86,12 @@ function convCases(op: ConvOp): ReturnType<typeof b.add>[] {
     const xShape = [BATCH, cin, hw, hw];
     const wShape = [cout, cin, k, k];
     const g = conv2dGeometry(xShape, wShape, opts);
-    const flop = 2 * BATCH * cout * g.oh * g.ow * cin * k * k;
+    const flop = convFlop(g);
     const setup: Setup = () => {
-      const x = op === 'backward-data' ? null : random(xShape);
-      const w = op === 'backward-weight' ? null : random(wShape);
-      const gy = op === 'forward' ? null : random([BATCH, cout, g.oh, g.ow]);
+      // The tuner's and the profiler's operands (src/kernels/workloads.ts), random.
+      const x = op === 'backward-data' ? null : convOperand(rt, g, 'x', 'random').t;
+      const w = op === 'backward-weight' ? null : convOperand(rt, g, 'w', 'random').t;
+      const gy = op === 'forward' ? null : convOperand(rt, g, 'gy', 'random').t;
       const run =
         op === 'forward'
           ? () => conv2dForward(x!, w!, null, opts)
@@ -118,12 +110,17 @@ function matmulCases(): ReturnType<typeof b.add>[] {
   for (const n of [1024, 2048]) {
     const name = `matmul ${n}x${n}x${n}`;
     if (!name.includes(FILTER)) continue;
+    const shape = { M: n, N: n, K: n, transA: false, transB: false, batch: 1 };
     const setup: Setup = () => {
-      const a = random([n, n]);
-      const c = random([n, n]);
+      const [a, c] = (['a', 'b'] as const).map((which) => {
+        const flat = gemmOperand(rt, shape, which, 'random').t;
+        const t = flat.view([n, n]);
+        flat.release();
+        return t;
+      }) as [Tensor<'f32'>, Tensor<'f32'>];
       return { run: () => matmul(a, c), release: () => [a, c].forEach((t) => t.release()) };
     };
-    out.push(gpuCase('matmul', name, 2 * n ** 3, `[${n}, ${n}] @ [${n}, ${n}]`, setup, n >= 2048));
+    out.push(gpuCase('matmul', name, gemmFlop(shape), `[${n}, ${n}] @ [${n}, ${n}]`, setup, n >= 2048));
   }
   return out;
 }

@@ -1,4 +1,6 @@
 // ResNet-18's distinct conv shapes at a 224x224 input, shared by the kernel benchmarks and the tfjs peer.
+import { conv2dGeometry } from '../../src/kernels/conv2d/geometry.js';
+import { convFlop as convPassFlop } from '../../src/kernels/workloads.js';
 
 export interface ConvShape {
   label: string;
@@ -42,19 +44,9 @@ export function convOutSize(c: ConvShape): number {
   return Math.floor((c.hw + 2 * c.padding - c.k) / c.stride) + 1;
 }
 
-/** Direct-convolution FLOPs (2 per multiply-add), the same for all three directions. */
+/** Direct-convolution FLOPs (2 per multiply-add), the same for all three directions (src/kernels/workloads.ts). */
 export function convFlop(c: ConvShape, batch: number): number {
-  const o = convOutSize(c);
-  return 2 * batch * c.cout * o * o * c.cin * c.k * c.k;
+  return convPassFlop(conv2dGeometry([batch, c.cin, c.hw, c.hw], [c.cout, c.cin, c.k, c.k], { stride: c.stride, padding: c.padding }));
 }
 
-/** Deterministic uniform values in [-0.5, 0.5). */
-export function pseudoRandom(n: number, seed = 12345): Float32Array {
-  const data = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (s * 1103515245 + 12345) >>> 0;
-    data[i] = s / 2 ** 32 - 0.5;
-  }
-  return data;
-}
+export { pseudoRandom } from '../../src/util/pseudo-random.js';

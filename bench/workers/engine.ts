@@ -5,6 +5,7 @@ import { noGrad } from '../../src/autograd/grad-mode.js';
 import { describeAdapter } from '../../src/runtime/device.js';
 import { conv2dBackwardInput, conv2dGeometry, convLowering, conv2dBackwardWeight, conv2dForward } from '../../src/kernels/conv2d/conv2d.js';
 import { matmul } from '../../src/kernels/matmul/matmul.js';
+import { convOperand, gemmOperand } from '../../src/kernels/workloads.js';
 import { CONV_KINDS } from '../../src/runtime/profiling/op-kinds.js';
 import { Profiler } from '../../src/runtime/profiling/profiler.js';
 import { Tensor } from '../../src/runtime/tensor.js';
@@ -16,7 +17,7 @@ import { trainStep, type HostBatch } from '../../src/train/fit.js';
 import { fmaLoopFlop, fmaLoopKernel } from '../lib/fma.wgsl.js';
 import { checkConv, checkMatmul } from '../lib/check.js';
 import { timeRuns, type AdapterReport, type CaseSpec, type InfoReply, type PrepareReply, type Request, type RssReply, type RunReply } from '../lib/protocol.js';
-import { convOutSize, pseudoRandom } from '../lib/shapes.js';
+import { pseudoRandom } from '../lib/shapes.js';
 import { serve } from './serve.js';
 
 const rt = await createNodeRuntime({ tuningStore: nodeTuningStore() });
@@ -29,11 +30,6 @@ function randomBatch(size: number, batch: number): HostBatch {
   return { images, labels: Int32Array.from({ length: batch }, (_, i) => i % 2), shape };
 }
 
-/** A tensor of pseudoRandom values and the host copy they came from (for the CPU check). */
-function tensor(shape: number[], seed: number): { t: Tensor<'f32'>; host: Float32Array } {
-  const host = pseudoRandom(shape.reduce((a, b) => a * b, 1), seed);
-  return { t: Tensor.fromArray(rt, host, shape), host };
-}
 
 interface Prepared {
   once: () => Promise<void>;
@@ -158,12 +154,13 @@ async function prepare(spec: CaseSpec): Promise<PrepareReply> {
     case 'conv': {
       const { shape: c, direction, batch } = spec;
       const opts = { stride: c.stride, padding: c.padding };
-      const o = convOutSize(c);
       const xShape = [batch, c.cin, c.hw, c.hw];
       const wShape = [c.cout, c.cin, c.k, c.k];
-      const x = direction === 'backward-data' ? null : tensor(xShape, 1);
-      const w = direction === 'backward-weight' ? null : tensor(wShape, 2);
-      const gy = direction === 'forward' ? null : tensor([batch, c.cout, o, o], 3);
+      // The operands as the tuner and the profiler see them (src/kernels/workloads.ts), random, with host copies.
+      const g = conv2dGeometry(xShape, wShape, opts);
+      const x = direction === 'backward-data' ? null : convOperand(rt, g, 'x', 'random');
+      const w = direction === 'backward-weight' ? null : convOperand(rt, g, 'w', 'random');
+      const gy = direction === 'forward' ? null : convOperand(rt, g, 'gy', 'random');
       const call =
         direction === 'forward'
           ? () => conv2dForward(x!.t, w!.t, null, opts)
@@ -183,12 +180,17 @@ async function prepare(spec: CaseSpec): Promise<PrepareReply> {
       current = { ...(await kernelTiming(call)), release: releaseInputs };
       reply.callsPerRun = current.calls;
       const pass = direction === 'forward' ? 'forward' : direction === 'backward-data' ? 'data' : 'weight';
-      reply.lowering = convLowering(rt, conv2dGeometry(xShape, wShape, opts), pass);
+      reply.lowering = convLowering(rt, g, pass);
       break;
     }
     case 'matmul': {
-      const a = tensor([spec.n, spec.n], 1);
-      const b = tensor([spec.n, spec.n], 2);
+      const shape = { M: spec.n, N: spec.n, K: spec.n, transA: false, transB: false, batch: 1 };
+      const [a, b] = [gemmOperand(rt, shape, 'a', 'random'), gemmOperand(rt, shape, 'b', 'random')];
+      for (const v of [a, b]) {
+        const flat = v.t;
+        v.t = flat.view([spec.n, spec.n]);
+        flat.release();
+      }
       const call = (): Tensor<'f32'> => matmul(a.t, b.t);
       const releaseInputs = (): void => [a, b].forEach((v) => v.t.release());
       current = { once: async () => (call().release(), await rt.sync()), release: releaseInputs };
@@ -197,7 +199,7 @@ async function prepare(spec: CaseSpec): Promise<PrepareReply> {
       const c = call();
       const out = await c.read();
       c.release();
-      reply.check = checkMatmul(out, a.host, b.host, spec.n);
+      reply.check = checkMatmul(out, a.host!, b.host!, spec.n);
       current = { ...(await kernelTiming(call)), release: releaseInputs };
       reply.callsPerRun = current.calls;
       // The tuner's choices for this shape (texture or storage GEMM on CPU drivers, the tiled variant on GPUs).

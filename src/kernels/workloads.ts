@@ -3,7 +3,10 @@
 // take them from here, so a case measured in one place is the case measured in the others.
 import type { Runtime } from '../runtime/runtime.js';
 import { Tensor } from '../runtime/tensor.js';
+import { pseudoRandom } from '../util/pseudo-random.js';
 import type { Conv2dGeometry } from './conv2d/geometry.js';
+
+export { pseudoRandom } from '../util/pseudo-random.js';
 
 /** The GEMM shape a kernel choice depends on: op(A) is M x K, op(B) K x N, `batch` products. */
 export interface GemmShape {
@@ -21,20 +24,16 @@ export interface GemmShape {
  */
 export type OperandFill = 'constant' | 'random';
 
-/** Deterministic uniform values in [-0.5, 0.5) (a linear congruential generator: the same everywhere). */
-export function pseudoRandom(n: number, seed = 12345): Float32Array {
-  const data = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (s * 1103515245 + 12345) >>> 0;
-    data[i] = s / 2 ** 32 - 0.5;
-  }
-  return data;
+/** One operand: the tensor, and with 'random' the host values it was made from (for a CPU check of the result). */
+export interface CaseOperand {
+  t: Tensor<'f32'>;
+  host: Float32Array | null;
 }
 
-function operand(rt: Runtime, shape: number[], fill: OperandFill, constant: number, seed: number, label: string): Tensor<'f32'> {
-  if (fill === 'constant') return Tensor.full(rt, shape, constant, label);
-  return Tensor.fromArray(rt, pseudoRandom(shape.reduce((a, b) => a * b, 1), seed), shape, label);
+function operand(rt: Runtime, shape: number[], fill: OperandFill, constant: number, seed: number, label: string): CaseOperand {
+  if (fill === 'constant') return { t: Tensor.full(rt, shape, constant, label), host: null };
+  const host = pseudoRandom(shape.reduce((a, b) => a * b, 1), seed);
+  return { t: Tensor.fromArray(rt, host, shape, label), host };
 }
 
 /** 2 FLOPs per multiply-add. */
@@ -42,17 +41,22 @@ export function gemmFlop(s: GemmShape): number {
   return 2 * s.batch * s.M * s.N * s.K;
 }
 
+/** A GEMM operand: 'a' is [batch, M*K], 'b' [batch, K*N], each stored as op() says. */
+export function gemmOperand(rt: Runtime, s: GemmShape, which: 'a' | 'b', fill: OperandFill = 'constant'): CaseOperand {
+  return which === 'a' ? operand(rt, [s.batch, s.M * s.K], fill, 0.5, 1, 'case.a') : operand(rt, [s.batch, s.K * s.N], fill, 0.5, 2, 'case.b');
+}
+
 export interface GemmCase {
-  /** [batch, M*K] and [batch, K*N], each stored as op() says; c is [batch, M*N]. */
   a: Tensor<'f32'>;
   b: Tensor<'f32'>;
+  /** [batch, M*N] */
   c: Tensor<'f32'>;
   release(): void;
 }
 
 export function gemmCase(rt: Runtime, s: GemmShape, fill: OperandFill = 'constant'): GemmCase {
-  const a = operand(rt, [s.batch, s.M * s.K], fill, 0.5, 1, 'case.a');
-  const b = operand(rt, [s.batch, s.K * s.N], fill, 0.5, 2, 'case.b');
+  const a = gemmOperand(rt, s, 'a', fill).t;
+  const b = gemmOperand(rt, s, 'b', fill).t;
   const c = Tensor.empty(rt, [s.batch, s.M * s.N], 'f32', 'case.c');
   return { a, b, c, release: () => [a, b, c].forEach((t) => t.release()) };
 }
@@ -62,8 +66,14 @@ export function convFlop(g: Conv2dGeometry): number {
   return 2 * g.n * g.cout * g.oh * g.ow * g.cin * g.kh * g.kw;
 }
 
+/** A conv operand: x [N, Cin, H, W], w [Cout, Cin, KH, KW] or gy [N, Cout, OH, OW]. */
+export function convOperand(rt: Runtime, g: Conv2dGeometry, which: 'x' | 'w' | 'gy', fill: OperandFill = 'constant'): CaseOperand {
+  if (which === 'x') return operand(rt, [g.n, g.cin, g.h, g.w], fill, 0.5, 3, 'case.x');
+  if (which === 'w') return operand(rt, [g.cout, g.cin, g.kh, g.kw], fill, 0.01, 4, 'case.w');
+  return operand(rt, [g.n, g.cout, g.oh, g.ow], fill, 0.5, 5, 'case.gy');
+}
+
 export interface ConvCase {
-  /** x [N, Cin, H, W], w [Cout, Cin, KH, KW], gy [N, Cout, OH, OW]. */
   x: Tensor<'f32'>;
   w: Tensor<'f32'>;
   gy: Tensor<'f32'>;
@@ -71,8 +81,6 @@ export interface ConvCase {
 }
 
 export function convCase(rt: Runtime, g: Conv2dGeometry, fill: OperandFill = 'constant'): ConvCase {
-  const x = operand(rt, [g.n, g.cin, g.h, g.w], fill, 0.5, 3, 'case.x');
-  const w = operand(rt, [g.cout, g.cin, g.kh, g.kw], fill, 0.01, 4, 'case.w');
-  const gy = operand(rt, [g.n, g.cout, g.oh, g.ow], fill, 0.5, 5, 'case.gy');
+  const [x, w, gy] = (['x', 'w', 'gy'] as const).map((which) => convOperand(rt, g, which, fill).t) as [Tensor<'f32'>, Tensor<'f32'>, Tensor<'f32'>];
   return { x, w, gy, release: () => [x, w, gy].forEach((t) => t.release()) };
 }
