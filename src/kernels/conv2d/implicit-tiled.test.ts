@@ -157,11 +157,12 @@ describe('implicitTiled conv2d vs float64: the forward reference and central dif
 describe('implicitTiled: every tiled GEMM variant, forced on shapes that fill its tile', () => {
   // Per pass the GEMM is forward Cout x OH*OW, data Cin x H*W, weight Cout x Cin*KH*KW; each shape below fills the
   // variant's full BM x BN tile in all three and leaves partial edge tiles. Each pipeline costs seconds to compile
-  // on lavapipe (the large register tiles: 5-17 s cold), so the two small tiles run every pass and the three large
-  // ones one pass each, one of each kind. Reference: the analytic float64 gradients.
+  // on lavapipe without its shader cache (2-17 s), so the smallest tile (also the default on the small shapes
+  // above) runs every pass and the others one pass each, every pass on two or three tile shapes, both K tiles
+  // (BK 16 and 8) included. Reference: the analytic float64 gradients.
   const runs: [TiledGemmName, readonly ConvPass[]][] = [
     ['tiled32x32', ALL],
-    ['tiled64x64', ALL],
+    ['tiled64x64', ['weight']],
     ['tiled64x64r8', ['forward']],
     ['tiled128x64', ['weight']],
     ['tiled128x128', ['data']],
@@ -252,15 +253,22 @@ describe('implicitTiled: the lowering and its tile choice', () => {
 
   it('runs the tuner\'s choice', async () => {
     const rt = await testRuntime();
-    // (With a bias: the same pipelines as the forced tiled64x64 run above.)
+    // Choices other than the default (tiled32x32 here), whose pipelines the forced runs above compiled.
     const c: Case = { name: 'tuned', x: [1, 6, 9, 7], w: [10, 6, 3, 3], opts: { stride: 2, padding: 1 }, bias: true };
     const g = conv2dGeometry(c.x, c.w, c.opts);
-    const pick: TiledGemmName = 'tiled64x64';
-    rt.tuner.pin({ [implicitTiledKey(g, 'forward')]: pick, [implicitTiledKey(g, 'data')]: pick, [implicitTiledKey(g, 'weight')]: pick });
+    const picks: Record<ConvPass, [TiledGemmName, string]> = {
+      forward: ['tiled64x64r8', 'tiledGemm64x64x16_8x8_convForward_rowBias'],
+      data: ['tiled128x128', 'tiledGemm128x128x8_8x8_convData'],
+      weight: ['tiled64x64', 'tiledGemm64x64x16_4x4_convWeight'],
+    };
+    for (const pass of ALL) expect(implicitTiledVariant(rt, g, pass)).toBe('tiled32x32');
+    rt.tuner.pin(Object.fromEntries(ALL.map((pass) => [implicitTiledKey(g, pass), picks[pass][0]])));
     const d = data(c, 77);
     const got = await runAll(rt, c, d);
     got.w.release();
-    for (const p of [got.y, got.gx, got.gw]) expect(p.calls.some((call) => call.kernel.startsWith('tiledGemm64x64x16_4x4_conv'))).toBe(true);
+    expect(got.y.calls.map((call) => call.kernel)).toEqual([picks.forward[1]]);
+    expect(got.gx.calls.map((call) => call.kernel)).toContain(picks.data[1]);
+    expect(got.gw.calls.map((call) => call.kernel)).toContain(picks.weight[1]);
     const ref = reference(c, d);
     expect(maxRelError(got.y.values, ref.y)).toBeLessThan(TOL);
     expect(maxRelError(got.gx.values, ref.gx)).toBeLessThan(TOL);
