@@ -251,6 +251,21 @@ describe('implicitTiled: the lowering and its tile choice', () => {
     expect(implicitTiledVariant(rt, g, 'weight')).toBe(defaultTiledGemm(rt, 128, 576));
   });
 
+  it('weight gradient: split-K ranges of unequal length', async () => {
+    const rt = await testRuntime();
+    // 2 samples x 65 positions = 130 reduction steps in 3 ranges (44, 44, 42) of the 32x32 tile's one output tile.
+    const c: Case = { name: 'uneven splits', x: [2, 5, 13, 5], w: [4, 5, 3, 3], opts: { stride: 1, padding: 1 }, bias: false };
+    const d = data(c, 31);
+    const got = await runPasses(rt, c, d, 'tiled32x32', ['weight']);
+    got.w.release();
+    const gemm = got.gw!.calls.filter((call) => GEMM.test(call.kernel));
+    expect(gemm.length).toBe(1);
+    expect(got.gw!.calls.filter((call) => call.kernel === 'conv2dSumPartials').length).toBe(1);
+    const err = maxRelError(got.gw!.values, reference(c, d).gw);
+    console.log(`implicitTiled uneven split-K: gw ${err.toExponential(2)}`);
+    expect(err).toBeLessThan(TOL);
+  });
+
   it('runs the tuner\'s choice', async () => {
     const rt = await testRuntime();
     // Choices other than the default (tiled32x32 here), whose pipelines the forced runs above compiled.
