@@ -1,7 +1,7 @@
 // Host side of the GPU GEMM (tiled-gemm.wgsl.ts): its variants, which of them a device can run, and the dispatch.
 // A new variant is one row of TILED_GEMM_VARIANTS; matmul.ts offers every applicable one to the tuner on GPUs.
 import type { BufferSource, Runtime } from '../../runtime/runtime.js';
-import { tiledGemmInvocations, tiledGemmKernel, tiledGemmWorkgroupBytes, type TiledGemmShape } from './tiled-gemm.wgsl.js';
+import { tiledGemmInvocations, tiledGemmKernel, tiledGemmWorkgroupBytes, type TiledGemmGather, type TiledGemmShape } from './tiled-gemm.wgsl.js';
 
 /**
  * The variants: output tile per workgroup (BM x BN), K tile (BK) and outputs per invocation (TM x TN). The 64-
@@ -64,8 +64,18 @@ export interface GemmOperands {
   accumulate?: boolean;
 }
 
+/** A tiled GEMM with gathered operands (tiled-gemm.wgsl.ts' TiledGemmGather) and/or a bias per row of C. */
+export interface TiledGemmOperands extends GemmOperands {
+  /** The gathered operands' functions: `a` / `b` are then bound as the arrays the functions read. */
+  gather?: TiledGemmGather;
+  /** Values of gather.params. */
+  gatherParams?: Record<string, number>;
+  /** bias[m] per row of C instead of bias[n] per column. */
+  rowBias?: boolean;
+}
+
 /** Records one dispatch of a tiled GEMM variant. */
-export function recordTiledGemm(rt: Runtime, name: TiledGemmName, g: GemmOperands): void {
+export function recordTiledGemm(rt: Runtime, name: TiledGemmName, g: TiledGemmOperands): void {
   const { M, N, K } = g;
   if (M === 0 || N === 0) return;
   if (!tiledGemmApplies(rt, name)) throw new Error(`matmul: the ${name} GEMM does not fit this device's workgroup limits`);
@@ -77,13 +87,15 @@ export function recordTiledGemm(rt: Runtime, name: TiledGemmName, g: GemmOperand
   const bBatch = g.bBatch ?? 0;
   const cBatch = g.cBatch ?? 0;
   // A quad is one vec4 when its axis (k, or m/n when transposed) and the batch stride are whole vec4s.
-  const vecA = (transA ? M % 4 === 0 : K % 4 === 0) && aBatch % 4 === 0 && K > 0;
-  const vecB = (transB ? K % 4 === 0 : N % 4 === 0) && bBatch % 4 === 0 && K > 0;
-  const def = tiledGemmKernel({ ...v, transA, transB, vecA, vecB, bias: !!g.bias });
+  // With a gathered operand, scalar loads throughout (one pipeline for every shape); its params include the gather's.
+  const vecA = (transA ? M % 4 === 0 : K % 4 === 0) && aBatch % 4 === 0 && K > 0 && !g.gather;
+  const vecB = (transB ? K % 4 === 0 : N % 4 === 0) && bBatch % 4 === 0 && K > 0 && !g.gather;
+  const rowBias = !!g.bias && !!g.rowBias;
+  const def = tiledGemmKernel({ ...v, transA, transB, vecA, vecB, bias: !!g.bias, rowBias, gather: g.gather });
   const tilesN = Math.ceil(N / v.bn);
   const tilesM = Math.ceil(M / v.bm);
   const [x, y] = rt.grid(tilesN * tilesM);
   const buffers: Record<string, BufferSource> = { [vecA ? 'Av' : 'A']: g.a, [vecB ? 'Bv' : 'B']: g.b, C: g.c };
   if (g.bias) buffers.bias = g.bias;
-  rt.dispatch(def, [x, y, batch], buffers, { M, N, K, aBatch, bBatch, cBatch, tilesN, tilesM, accumulate: g.accumulate ? 1 : 0 });
+  rt.dispatch(def, [x, y, batch], buffers, { M, N, K, aBatch, bBatch, cBatch, tilesN, tilesM, accumulate: g.accumulate ? 1 : 0, ...g.gatherParams });
 }

@@ -12,6 +12,12 @@ import type { KernelDef } from '../../runtime/kernel.js';
 // Every element past M, N or K loads as 0, so borders need no padded copy and the k loop has no remainder. The next
 // K tile is loaded into registers while the current one is multiplied out of workgroup memory (two barriers per K
 // tile: one before the tile is overwritten, one after it is written).
+//
+// Gathered operands (TiledGemmGather): instead of the strided read, each quad of op(A) or op(B) is what a WGSL
+// function supplied with the kernel returns (conv2d's implicit GEMM reads its input windows this way, borders as 0,
+// with the geometry in extra Params members so that one pipeline serves every shape). One call per quad, so that
+// the function can decompose its indices once per quad (integer divisions dominate both its cost and, on
+// lavapipe, the compile time).
 
 export interface TiledGemmShape {
   /** Rows and columns of C per workgroup. */
@@ -30,7 +36,30 @@ export interface TiledGemmKernelOptions extends TiledGemmShape {
   /** A's quads read as one vec4 (its contiguous axis and batch stride are multiples of 4). */
   vecA: boolean;
   vecB: boolean;
+  /** A bias per column of C (bias[n]); with rowBias, per row (bias[m]). */
   bias: boolean;
+  rowBias?: boolean;
+  /** Operands read through WGSL functions instead of strided loads (vecA/vecB must be false for them). */
+  gather?: TiledGemmGather;
+}
+
+/**
+ * Gathered operands: `wgsl` defines `fn gatherA(k: u32, m: u32, z: u32) -> vec4f` (when `a`) and/or
+ * `fn gatherB(k: u32, n: u32, z: u32) -> vec4f` (when `b`): the quad of op(A) / op(B) of batch item z (wg.z) that
+ * starts at (k, m) / (k, n) and runs along the operand's quad axis, read from the storage array A / B
+ * (array<f32>). The trans flag picks that axis: 4 consecutive k where the dense operand would be k-contiguous (A
+ * not transposed, B transposed), else 4 consecutive m / n. Elements past K, M or N must be 0 (the function masks
+ * them; quads start inside the tile, not necessarily inside the matrix). The functions may read `params`, whose
+ * struct gets the u32 members named in `params` after the dense ones. The other operand is read with scalar loads
+ * (no vec4 variant), so that one pipeline serves every shape.
+ */
+export interface TiledGemmGather {
+  /** Names the kernel (tiledGemm<tile>_<name>); one name per distinct `wgsl`. */
+  name: string;
+  a: boolean;
+  b: boolean;
+  params: readonly string[];
+  wgsl: string;
 }
 
 /** Invocations per workgroup. */
@@ -46,10 +75,13 @@ export function tiledGemmWorkgroupBytes(s: TiledGemmShape): number {
 const cache = new Map<string, KernelDef>();
 
 export function tiledGemmKernel(o: TiledGemmKernelOptions): KernelDef {
-  const key = `${o.bm}x${o.bn}x${o.bk}_${o.tm}x${o.tn}_${+o.transA}${+o.transB}${+o.vecA}${+o.vecB}${+o.bias}`;
+  const extra = o.gather ? `_${o.gather.name}` : '';
+  const key = `${o.bm}x${o.bn}x${o.bk}_${o.tm}x${o.tn}_${+o.transA}${+o.transB}${+o.vecA}${+o.vecB}${+o.bias}${o.rowBias ? 'r' : ''}${extra}`;
   let def = cache.get(key);
   if (!def) {
-    const name = `tiledGemm${o.bm}x${o.bn}x${o.bk}_${o.tm}x${o.tn}_${o.transA ? 't' : 'n'}${o.transB ? 't' : 'n'}${o.bias ? '_bias' : ''}`;
+    // Gathered kernels are named by their functions (which fix the trans flags); a row bias is '_rowBias'.
+    const trans = o.gather ? o.gather.name : `${o.transA ? 't' : 'n'}${o.transB ? 't' : 'n'}`;
+    const name = `tiledGemm${o.bm}x${o.bn}x${o.bk}_${o.tm}x${o.tn}_${trans}${o.bias ? (o.rowBias ? '_rowBias' : '_bias') : ''}`;
     def = { name, wgsl: tiledGemmWgsl(o) };
     cache.set(key, def);
   }
@@ -64,6 +96,8 @@ interface Operand {
   /** The operand is stored with k as its contiguous axis (A not transposed, B transposed). */
   kContiguous: boolean;
   vec: boolean;
+  /** Read through gatherA / gatherB (TiledGemmGather). */
+  gathered: boolean;
   /** The storage binding (Av/A, Bv/B), and the names of its non-k extent and of the tile's origin on that axis. */
   binding: string;
   extent: string;
@@ -81,11 +115,15 @@ function tiledGemmWgsl(o: TiledGemmKernelOptions): string {
     if (!(v > 0 && v % 4 === 0)) throw new Error(`tiledGemmKernel: ${what} = ${v} is not a positive multiple of 4`);
   }
   if (BM % TM || BN % TN) throw new Error(`tiledGemmKernel: the ${BM}x${BN} tile does not divide into ${TM}x${TN} per invocation`);
+  const gather = o.gather;
+  if (gather && (o.vecA || o.vecB)) throw new Error('tiledGemmKernel: a kernel with a gathered operand takes scalar loads (vecA/vecB false)');
+  if (o.rowBias && !o.bias) throw new Error('tiledGemmKernel: rowBias without bias');
   const a: Operand = {
     name: 'a',
     span: BM,
     kContiguous: !o.transA,
     vec: o.vecA,
+    gathered: !!gather?.a,
     binding: o.vecA ? 'Av' : 'A',
     extent: 'params.M',
     origin: 'row0',
@@ -97,6 +135,7 @@ function tiledGemmWgsl(o: TiledGemmKernelOptions): string {
     span: BN,
     kContiguous: o.transB,
     vec: o.vecB,
+    gathered: !!gather?.b,
     binding: o.vecB ? 'Bv' : 'B',
     extent: 'params.N',
     origin: 'col0',
@@ -137,7 +176,9 @@ function tiledGemmWgsl(o: TiledGemmKernelOptions): string {
         const k = `${k0} + ${op.name}k${s}`;
         const i = `${op.origin} + ${op.name}i${s}`;
         const r = `${op.name}r${s}`;
-        if (op.vec) {
+        if (op.gathered) {
+          L(`${indent}${r} = gather${op.name.toUpperCase()}(${k}, ${i}, wg.z);`);
+        } else if (op.vec) {
           // The quad lies wholly inside or wholly outside the operand.
           L(`${indent}{`);
           L(`${indent}  let ok = ${k} < params.K && ${i} < ${op.extent};`);
@@ -194,16 +235,19 @@ function tiledGemmWgsl(o: TiledGemmKernelOptions): string {
   L('    }');
   L('  }');
 
-  // Masked stores; the bias is one value per column.
+  // Masked stores; the bias is one value per column (or, rowBias, per row).
+  const colBias = o.bias && !o.rowBias;
   for (const j of colQuads) {
     L(`  let n${j} = col0 + tx * ${TN}u + ${4 * j}u;`);
-    if (o.bias) L(`  let bias${j} = vec4f(${range(4).map((c) => `bias[min(n${j} + ${c}u, params.N - 1u)]`).join(', ')});`);
+    if (colBias) L(`  let bias${j} = vec4f(${range(4).map((c) => `bias[min(n${j} + ${c}u, params.N - 1u)]`).join(', ')});`);
   }
   for (const i of range(TM)) {
     L(`  let m${i} = row0 + ty * ${TM}u + ${i}u;`);
     L(`  if (m${i} < params.M) {`);
+    if (o.rowBias) L(`    let bias${i} = bias[m${i}];`);
     for (const j of colQuads) {
-      L(`    let o${i}_${j} = acc${i}_${j}${o.bias ? ` + bias${j}` : ''};`);
+      const add = o.rowBias ? ` + bias${i}` : colBias ? ` + bias${j}` : '';
+      L(`    let o${i}_${j} = acc${i}_${j}${add};`);
       for (const c of range(4)) {
         L(`    if (n${j} + ${c}u < params.N) {`);
         L(`      let at = cOff + m${i} * params.N + n${j} + ${c}u;`);
@@ -214,12 +258,13 @@ function tiledGemmWgsl(o: TiledGemmKernelOptions): string {
     L('  }');
   }
 
+  const extraParams = (gather?.params ?? []).map((p) => `, ${p}: u32`).join('');
   const aDecl = o.vecA ? 'var<storage, read> Av: array<vec4f>;' : 'var<storage, read> A: array<f32>;';
   const bDecl = o.vecB ? 'var<storage, read> Bv: array<vec4f>;' : 'var<storage, read> B: array<f32>;';
   return /* wgsl */ `
 // M, N, K: op(A) is M x K, op(B) is K x N. *Batch: element stride between batch items (0 = shared operand).
 // accumulate != 0: C += result (used to sum batch slices in order).
-struct Params { M: u32, N: u32, K: u32, aBatch: u32, bBatch: u32, cBatch: u32, tilesN: u32, tilesM: u32, accumulate: u32 }
+struct Params { M: u32, N: u32, K: u32, aBatch: u32, bBatch: u32, cBatch: u32, tilesN: u32, tilesM: u32, accumulate: u32${extraParams} }
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) ${aDecl}
 @group(0) @binding(2) ${bDecl}
@@ -228,7 +273,7 @@ ${o.bias ? '@group(0) @binding(4) var<storage, read> bias: array<f32>;' : ''}
 // The K tile of op(A) as [k][m] and of op(B) as [k][n], in vec4s along m and n.
 var<workgroup> As: array<vec4f, ${(BK * BM) / 4}>;
 var<workgroup> Bs: array<vec4f, ${(BK * BN) / 4}>;
-
+${gather ? gather.wgsl : ''}
 @compute @workgroup_size(${WGN})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
   // Tiles are numbered column-fastest over x and y (y folds counts above the per-dimension limit); z is the batch
