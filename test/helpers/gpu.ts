@@ -50,3 +50,12 @@ export function testRuntime(): Promise<Runtime> {
 export function extraRuntime(options: DeviceOptions & RuntimeOptions): Promise<Runtime> {
   return newRuntime(options);
 }
+
+/**
+ * SwiftShader (the browser project's adapter here, and npm run test:swiftshader): its compiler takes minutes over the
+ * larger tiled GEMM kernels, so tests run only the smallest tile there and report the others as skipped.
+ */
+export function isSwiftShader(rt: Runtime): boolean {
+  const i = rt.deviceCtx.adapterInfo;
+  return /swiftshader/i.test(`${i.vendor} ${i.architecture} ${i.device} ${i.description}`);
+}

@@ -184,6 +184,7 @@ describe('conv2d data gradient: every lowering vs central differences of the flo
   }
   const lowerings: Lowering[] = [
     { method: 'implicit', kernel: /^conv2dGemm/ },
+    { method: 'implicitTiled', kernel: /^tiledGemm\w*_convData$/ },
     // The register-tile GEMM (CPU drivers), or a tiled GPU GEMM variant (GPUs, and the 'gpu' kernel mode).
     { method: 'col2im', kernel: /^(gemm_tn|tiledGemm\w*_tn)/ },
     { method: 'winograd4', kernel: /^winogradInputTransform_F4x3$/, applies: (g, rt) => winogradApplies(rt, g) },
@@ -250,7 +251,10 @@ describe('conv2d data gradient: every lowering vs central differences of the flo
       // What 'auto' picks for this shape before any tuning (the test runtime has no saved choices): the case names
       // the default where the adapter runs the texture GEMM; without it Winograd falls back to the implicit GEMM.
       const auto = await dataGrad(rt, c, ws, gys, 'auto');
-      const expected = c.auto.startsWith('winograd') && !winogradApplies(rt, g) ? 'implicit' : c.auto;
+      // The names are a CPU driver's; elsewhere (GPUs, the 'gpu' kernel mode) the direct choice is the implicit GEMM
+      // on the tiled GPU GEMM.
+      const direct = rt.ctx.isCpuDriver ? 'implicit' : 'implicitTiled';
+      const expected = (c.auto.startsWith('winograd') && !winogradApplies(rt, g)) || c.auto === 'implicit' ? direct : c.auto;
       expect(lowerings.filter((l) => ran(auto.kernels, l)).map((l) => l.method)).toEqual([expected]);
       expect(maxRelError(auto.values, numeric)).toBeLessThan(BOUND);
       console.log(`conv2d data-gradient check ${c.name} (auto: ${expected}): ${report.join(', ')}`);

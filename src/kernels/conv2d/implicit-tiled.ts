@@ -13,6 +13,8 @@ import { batchChunks } from '../../runtime/chunks.js';
 import type { Runtime } from '../../runtime/runtime.js';
 import { Tensor } from '../../runtime/tensor.js';
 import { defaultTiledGemm, recordTiledGemm, TILED_GEMM_NAMES, TILED_GEMM_VARIANTS, tiledGemmApplies, type TiledGemmName } from '../matmul/tiled-gemm.js';
+import { chooseMeasured } from '../tuning.js';
+import { convCase } from '../workloads.js';
 import { flatGrid64 } from './col2im.js';
 import { sumPartialsWgsl, transposeWgsl } from './conv2d.wgsl.js';
 import type { Conv2dGeometry } from './geometry.js';
@@ -46,22 +48,17 @@ export function implicitTiledVariant(rt: Runtime, g: Conv2dGeometry, pass: ConvP
   const { M, N } = gemmDims(g, pass);
   const fallback = defaultTiledGemm(rt, M, N);
   if (!fallback) throw new Error('conv2d: no tiled GEMM variant fits this device\'s workgroup limits');
-  return rt.tuner.choose(implicitTiledKey(g, pass), candidates, fallback, () => {
-    const x = Tensor.full(rt, [g.n, g.cin, g.h, g.w], 0.5, 'tune.x');
-    const w = Tensor.full(rt, [g.cout, g.cin, g.kh, g.kw], 0.01, 'tune.w');
-    const gy = Tensor.full(rt, [g.n, g.cout, g.oh, g.ow], 0.5, 'tune.gy');
-    return {
-      run(variant) {
-        const v = variant as TiledGemmName;
-        if (pass === 'forward') return conv2dForwardImplicitTiled(x, w, null, g, v);
-        if (pass === 'data') return conv2dBackwardInputImplicitTiled(gy, w, g, v);
-        return conv2dBackwardWeightImplicitTiled(gy, x, g, v);
-      },
-      release() {
-        for (const t of [x, w, gy]) t.release();
-      },
-    };
-  }) as TiledGemmName;
+  return chooseMeasured(rt, {
+    key: implicitTiledKey(g, pass),
+    candidates,
+    fallback,
+    operands: () => convCase(rt, g),
+    run({ x, w, gy }, v) {
+      if (pass === 'forward') return conv2dForwardImplicitTiled(x, w, null, g, v);
+      if (pass === 'data') return conv2dBackwardInputImplicitTiled(gy, w, g, v);
+      return conv2dBackwardWeightImplicitTiled(gy, x, g, v);
+    },
+  });
 }
 
 /** y = conv2d(x, w) + b: [N, Cout, OH, OW]. */

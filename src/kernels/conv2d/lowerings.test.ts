@@ -28,6 +28,7 @@ describe('the conv2d lowering table', () => {
     // A forward bias rules out the texture lowerings; col2im leads the data gradient of few input channels.
     expect(convCandidates(rt, winogradShape, 'forward', true)).toEqual(['implicit']);
     expect(convCandidates(rt, conv1Shape, 'data')).toEqual(['col2im', 'implicit', 'im2col']);
+    // The GPU lowerings are not offered to a CPU driver (forcing them works: their own tests do).
     expect(convCandidates(rt, conv1Shape, 'weight')).toEqual(['implicit', 'im2col']);
     // A forced register tiling: only the lowerings that take it, and no measuring.
     expect(convCandidates(rt, winogradShape, 'forward', false, { tm: 8, tnv: 1, wg: 32 })).toEqual(['implicit']);
@@ -41,6 +42,8 @@ describe('the conv2d lowering table', () => {
         const offered = convCandidates(gpu, winogradShape, pass);
         expect(offered.filter((l) => l === 'im2col' || l === 'winograd4' || l === 'winograd2')).toEqual([]);
         expect(offered).toContain('implicit');
+        // The implicit GEMM on the tiled GPU GEMM is the default before measuring.
+        expect(offered[0]).toBe('implicitTiled');
       }
     } finally {
       gpu.destroy();

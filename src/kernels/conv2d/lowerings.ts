@@ -3,6 +3,7 @@
 import { col2imLowering } from './col2im.js';
 import { im2colLowering } from './im2col.js';
 import { implicitLowering } from './implicit.js';
+import { implicitTiledLowering } from './implicit-tiled.js';
 import type { ConvLoweringDef } from './lowering.js';
 import { winograd2Lowering, winograd4Lowering } from './winograd.js';
 
@@ -10,6 +11,7 @@ export const CONV_LOWERINGS = [
   winograd4Lowering, // F(4x4, 3x3), texture GEMM (CPU drivers)
   winograd2Lowering, // F(2x2, 3x3), texture GEMM
   col2imLowering, // data gradient with few input channels: storage GEMM + col2im
+  implicitTiledLowering, // implicit GEMM on the tiled GPU GEMM, windows gathered in place (offered on GPUs)
   implicitLowering, // register-tile implicit GEMM over a padded copy: any shape, any adapter
   im2colLowering, // im2col textures + texture GEMM
 ] as const satisfies readonly ConvLoweringDef[];
