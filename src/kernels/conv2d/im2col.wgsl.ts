@@ -60,3 +60,54 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
 }
 `,
 };
+
+// ---- im2col into a storage buffer (im2col-tiled.ts: operands of the tiled GPU GEMM) ---------------------------
+
+/**
+ * The im2col matrix of each sample as a row-major [K][P] block of a storage buffer, samples back to back:
+ * cols[n][k][p] = x[n][ci][iy][ix] with k = (ci * KH + kh) * KW + kw, p = oy * OW + ox, iy = oy * SH - PH + kh,
+ * ix = ox * SW - PW + kw; zero for taps outside the input. One invocation per element, p fastest (consecutive
+ * invocations write consecutive positions). The layout col2im reads (conv2d.wgsl.ts).
+ */
+export const im2colBufferWgsl: KernelDef = {
+  name: 'conv2dIm2colBuffer',
+  // Geometry in override constants, as im2colTextureWgsl: divisions by compile-time constants.
+  wgsl: /* wgsl */ `
+override C: u32;
+override H: u32;
+override W: u32;
+override KH: u32;
+override KW: u32;
+override SH: u32;
+override SW: u32;
+override PH: u32;
+override PW: u32;
+override OW: u32;
+override P: u32;
+override K: u32;
+struct Params { samples: u32 }
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> X: array<f32>;
+@group(0) @binding(2) var<storage, read_write> cols: array<f32>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = gid.x + gid.y * nwg.x * 64u;
+  if (i >= params.samples * K * P) { return; }
+  let p = i % P;
+  let k = (i / P) % K;
+  let n = i / (P * K);
+  let oy = p / OW;
+  let ox = p - oy * OW;
+  let ci = k / (KH * KW);
+  let kh = (k - ci * KH * KW) / KW;
+  let kw = k - ci * KH * KW - kh * KW;
+  // iy, ix as unsigned with the padding added: below zero wraps past H / W.
+  let iy = oy * SH + kh - PH;
+  let ix = ox * SW + kw - PW;
+  let inside = oy * SH + kh >= PH && ox * SW + kw >= PW && iy < H && ix < W;
+  let at = ((n * C + ci) * H + min(iy, H - 1u)) * W + min(ix, W - 1u);
+  cols[i] = select(0.0, X[at], inside);
+}
+`,
+};

@@ -363,3 +363,212 @@ ${stores.join('\n')}
     };
   });
 }
+
+// ==== Storage-buffer layouts (winograd-tiled.ts: operands of the tiled GPU GEMM) ================================
+//
+// The same transforms as above, one scalar per invocation, each operand a row-major f32 buffer with one block per
+// position pos = i * alpha + j (the GEMM is batched over positions), no padding of any dimension:
+//   weights  U[pos][k][n]    K x N = Cin x Cout forward; Cout x Cin (rotated filter) for the data gradient
+//   input    V[pos][t][c]    T x C (the weight gradient's GEMM reads it transposed: its reduction runs over tiles)
+//   product  M[pos][t][n]    T x N
+//   output   y = AT M A      into NCHW
+// and for the weight gradient with F(3, m):
+//   gradient Q[pos][t][co]   T x Cout
+//   product  W[pos][ci][co]  Cin x Cout (= V^T Q, summed over tiles and batch slices)
+//   output   gw = AT W A     into [Cout][Cin][3][3]
+// Invocation i covers (row, column) = (i / cols, i % cols) of a block, the column fastest, so that consecutive
+// invocations write consecutive elements.
+
+/** Names a transform by F(m, r): F(m, 3) for the convolutions, F(3, m) for the weight gradient. */
+const fName = (f: WinogradMatrices): string => `F${f.m}x${f.r}`;
+
+/** U[pos][k][n] = (G g GT)[pos] of the 3x3 filter g of (k, n); flip != 0: the data gradient's rotated filter. */
+export function winogradWeightTransformBufferKernel(f: WinogradMatrices): KernelDef {
+  return cached(`wbuf${fName(f)}`, () => {
+    const a = f.alpha;
+    const taps = range(9).map((t) => `  let g${t} = w[base + select(${t}u, ${8 - t}u, params.flip != 0u)];`);
+    const body = transform2d(f.G, f.G, (k, l) => `g${k * 3 + l}`, 'u', '0.0');
+    const stores = range(a).flatMap((i) => range(a).map((j) => `  U[${i * a + j}u * cells + i] = u${i}_${j};`));
+    return {
+      name: `winogradWeightTransformBuffer_${fName(f)}`,
+      wgsl: /* wgsl */ `
+// w: [Cout][Cin][3][3]. Forward: k = ci, n = co (K = Cin, N = Cout); flip != 0 (data gradient): k = co, n = ci and
+// the filter rotated by 180 degrees.
+struct Params { K: u32, N: u32, cin: u32, flip: u32 }
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> w: array<f32>;
+@group(0) @binding(2) var<storage, read_write> U: array<f32>;
+
+@compute @workgroup_size(64)
+fn main(${flatIndex}) {
+  ${flatI}
+  let cells = params.K * params.N;
+  if (i >= cells) { return; }
+  let k = i / params.N;
+  let n = i - k * params.N;
+  let base = (select(n, k, params.flip != 0u) * params.cin + select(k, n, params.flip != 0u)) * 9u;
+${taps.join('\n')}
+${body.join('\n')}
+${stores.join('\n')}
+}
+`,
+    };
+  });
+}
+
+/**
+ * V[pos][t][c] = (BT d B)[pos] of the alpha x alpha input patch of tile t in channel c, tiles of `step` x `step`
+ * outputs: f.m for F(m, 3) (the convolutions), f.r for F(3, m) (the weight gradient, tiles of the output gradient).
+ */
+export function winogradInputTransformBufferKernel(f: WinogradMatrices): KernelDef {
+  return cached(`inbuf${fName(f)}`, () => {
+    const a = f.alpha;
+    const step = f.r === 3 ? f.m : f.r;
+    const loads = range(a).flatMap((k) => range(a).map((l) => `  let d${k}_${l} = select(0.0, X[p + oy${k} + ox${l}], ry${k} && rx${l});`));
+    const body = transform2d(f.BT, f.BT, (k, l) => `d${k}_${l}`, 'v', '0.0');
+    const stores = range(a).flatMap((i) => range(a).map((j) => `  V[${i * a + j}u * cells + i] = v${i}_${j};`));
+    return {
+      name: `winogradInputTransformBuffer_${fName(f)}`,
+      wgsl: /* wgsl */ `
+// X: [N][C][H][W] (a batch slice); tile t = (n, ty, tx) reads the ${a}x${a} patch at (ty*${step} - padTop,
+// tx*${step} - padLeft), zero outside the input.
+struct Params { ${tileParams} }
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> X: array<f32>;
+@group(0) @binding(2) var<storage, read_write> V: array<f32>;
+
+@compute @workgroup_size(64)
+fn main(${flatIndex}) {
+  ${flatI}
+  let cells = params.T * params.C;
+  if (i >= cells) { return; }
+  let t = i / params.C;
+  let c = i - t * params.C;
+  let n = t / params.tilesPerSample;
+  let r = t - n * params.tilesPerSample;
+  let ty = r / params.tilesW;
+  let tx = r - ty * params.tilesW;
+  let y0 = i32(ty * ${step}u) - params.padTop;
+  let x0 = i32(tx * ${step}u) - params.padLeft;
+  let p = (n * params.C + c) * params.H * params.W;
+${patchBounds(a, 'y0', 'x0').join('\n')}
+${loads.join('\n')}
+${body.join('\n')}
+${stores.join('\n')}
+}
+`,
+    };
+  });
+}
+
+/** y = AT M A: the m x m outputs of tile t in channel n, from M[pos][t][n]. */
+export function winogradOutputTransformBufferKernel(f: WinogradMatrices): KernelDef {
+  return cached(`outbuf${fName(f)}`, () => {
+    const a = f.alpha;
+    const loads = range(a).flatMap((i) => range(a).map((j) => `  let s${i}_${j} = M[${i * a + j}u * cells + i];`));
+    const body = transform2d(f.AT, f.AT, (k, l) => `s${k}_${l}`, 'y', '0.0');
+    const stores = range(f.m).flatMap((i) =>
+      range(f.m).map((j) => `  if (oy + ${i}u < params.H && ox + ${j}u < params.W) { Y[base + (oy + ${i}u) * params.W + ox + ${j}u] = y${i}_${j}; }`),
+    );
+    return {
+      name: `winogradOutputTransformBuffer_${fName(f)}`,
+      wgsl: /* wgsl */ `
+// Y: [N][Nc][H][W] (H, W: the output size; a batch slice).
+struct Params { Nc: u32, H: u32, W: u32, tilesW: u32, tilesPerSample: u32, T: u32 }
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> M: array<f32>;
+@group(0) @binding(2) var<storage, read_write> Y: array<f32>;
+
+@compute @workgroup_size(64)
+fn main(${flatIndex}) {
+  ${flatI}
+  let cells = params.T * params.Nc;
+  if (i >= cells) { return; }
+  let t = i / params.Nc;
+  let c = i - t * params.Nc;
+  let n = t / params.tilesPerSample;
+  let r = t - n * params.tilesPerSample;
+  let oy = (r / params.tilesW) * ${f.m}u;
+  let ox = (r % params.tilesW) * ${f.m}u;
+  let base = (n * params.Nc + c) * params.H * params.W;
+${loads.join('\n')}
+${body.join('\n')}
+${stores.join('\n')}
+}
+`,
+    };
+  });
+}
+
+/** Q[pos][t][co] = (G gy GT)[pos] of the m x m output-gradient tile t in channel co (F(3, m), m = f.r). */
+export function winogradGradTransformBufferKernel(f: WinogradMatrices): KernelDef {
+  return cached(`gybuf${fName(f)}`, () => {
+    const m = f.r;
+    const a = f.alpha;
+    const loads = range(m).flatMap((k) =>
+      range(m).map((l) => `  let d${k}_${l} = select(0.0, G[p + (oy + ${k}u) * params.W + ox + ${l}u], oy + ${k}u < params.H && ox + ${l}u < params.W);`),
+    );
+    const body = transform2d(f.G, f.G, (k, l) => `d${k}_${l}`, 'q', '0.0');
+    const stores = range(a).flatMap((i) => range(a).map((j) => `  Q[${i * a + j}u * cells + i] = q${i}_${j};`));
+    return {
+      name: `winogradGradTransformBuffer_${fName(f)}`,
+      wgsl: /* wgsl */ `
+// G: the output gradient [N][C][H][W] (H, W: the output size; a batch slice); tile t = (n, ty, tx) is rows
+// ty*${m}.., columns tx*${m}.. (zero past the edge).
+struct Params { C: u32, H: u32, W: u32, tilesW: u32, tilesPerSample: u32, T: u32 }
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> G: array<f32>;
+@group(0) @binding(2) var<storage, read_write> Q: array<f32>;
+
+@compute @workgroup_size(64)
+fn main(${flatIndex}) {
+  ${flatI}
+  let cells = params.T * params.C;
+  if (i >= cells) { return; }
+  let t = i / params.C;
+  let c = i - t * params.C;
+  let n = t / params.tilesPerSample;
+  let r = t - n * params.tilesPerSample;
+  let oy = (r / params.tilesW) * ${m}u;
+  let ox = (r % params.tilesW) * ${m}u;
+  let p = (n * params.C + c) * params.H * params.W;
+${loads.join('\n')}
+${body.join('\n')}
+${stores.join('\n')}
+}
+`,
+    };
+  });
+}
+
+/** gw[co][ci] = AT W A (3 x 3) from W[pos][ci][co] (F(3, m)). */
+export function winogradWeightGradOutputBufferKernel(f: WinogradMatrices): KernelDef {
+  return cached(`gwbuf${fName(f)}`, () => {
+    const a = f.alpha;
+    const loads = range(a).flatMap((i) => range(a).map((j) => `  let s${i}_${j} = Wt[${i * a + j}u * cells + i];`));
+    const body = transform2d(f.AT, f.AT, (k, l) => `s${k}_${l}`, 'g', '0.0');
+    const stores = range(3).flatMap((i) => range(3).map((j) => `  GW[(co * params.Cin + ci) * 9u + ${i * 3 + j}u] = g${i}_${j};`));
+    return {
+      name: `winogradWeightGradOutputBuffer_${fName(f)}`,
+      wgsl: /* wgsl */ `
+// GW: [Cout][Cin][3][3].
+struct Params { Cin: u32, Cout: u32 }
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> Wt: array<f32>;
+@group(0) @binding(2) var<storage, read_write> GW: array<f32>;
+
+@compute @workgroup_size(64)
+fn main(${flatIndex}) {
+  ${flatI}
+  let cells = params.Cin * params.Cout;
+  if (i >= cells) { return; }
+  let ci = i / params.Cout;
+  let co = i - ci * params.Cout;
+${loads.join('\n')}
+${body.join('\n')}
+${stores.join('\n')}
+}
+`,
+    };
+  });
+}

@@ -1,0 +1,86 @@
+// The GEMM variant of the conv2d lowerings that run on the storage-buffer tiled GEMM (winograd-tiled.ts,
+// im2col-tiled.ts): one product of a pass is chosen among the tiled variants the device admits by the runtime's
+// tuner, which times the product alone (operands of its shape) the first time the key is met.
+import type { Runtime } from '../../runtime/runtime.js';
+import { Tensor } from '../../runtime/tensor.js';
+import { defaultTiledGemm, recordTiledGemm, TILED_GEMM_NAMES, tiledGemmApplies, type TiledGemmName } from '../matmul/tiled-gemm.js';
+import type { Conv2dGeometry } from './geometry.js';
+import type { ConvPass } from './lowering.js';
+
+/** 'auto': the tuner's choice; a name forces that variant (tests). */
+export type TiledVariantRequest = TiledGemmName | 'auto';
+
+/** One batched product: C[b] (M x N) = op(A[b]) (M x K) @ op(B[b]) (K x N). */
+export interface ConvGemmShape {
+  M: number;
+  N: number;
+  K: number;
+  transA: boolean;
+  transB: boolean;
+  batch: number;
+  /** A (or B) is shared by every batch item. */
+  aShared?: boolean;
+  bShared?: boolean;
+}
+
+/** Why no tiled variant runs on this device, or null. */
+export function tiledGemmUnsupported(rt: Runtime, requested: TiledVariantRequest): string | null {
+  if (requested !== 'auto') return tiledGemmApplies(rt, requested) ? null : `the ${requested} GEMM does not fit this device's workgroup limits`;
+  return TILED_GEMM_NAMES.some((n) => tiledGemmApplies(rt, n)) ? null : "no tiled GEMM variant fits this device's workgroup limits";
+}
+
+/** The conv geometry in a tuning key (with the batch: it sets the GEMM's rows or batch). */
+export function convKey(g: Conv2dGeometry): string {
+  return `n${g.n} ${g.cin}x${g.h}x${g.w}->${g.cout} k${g.kh}x${g.kw} s${g.sh}x${g.sw} p${g.ph}x${g.pw}`;
+}
+
+/**
+ * The tiled variant for one product of `lowering`'s `pass` (`product` tells a pass's products apart): forced, or the
+ * tuner's among the applicable variants, defaulting to defaultTiledGemm.
+ */
+export function chooseConvTiledGemm(
+  rt: Runtime,
+  requested: TiledVariantRequest,
+  lowering: string,
+  pass: ConvPass,
+  product: string,
+  g: Conv2dGeometry,
+  s: ConvGemmShape,
+): TiledGemmName {
+  const why = tiledGemmUnsupported(rt, requested);
+  if (why) throw new Error(`conv2d (${lowering}): ${why}`);
+  if (requested !== 'auto') return requested;
+  const candidates = TILED_GEMM_NAMES.filter((n) => tiledGemmApplies(rt, n));
+  const fallback = defaultTiledGemm(rt, s.M, s.N) ?? candidates[0]!;
+  const key = `conv2d.${lowering}.${pass} ${product} ${convKey(g)} gemm ${s.batch}x${s.M}x${s.N}x${s.K} ${s.transA ? 't' : 'n'}${s.transB ? 't' : 'n'}`;
+  return rt.tuner.choose(key, candidates, fallback, () => {
+    const aItems = s.aShared ? 1 : s.batch;
+    const bItems = s.bShared ? 1 : s.batch;
+    const a = Tensor.full(rt, [aItems * s.M * s.K], 0.5, 'tune.a');
+    const b = Tensor.full(rt, [bItems * s.K * s.N], 0.5, 'tune.b');
+    const c = Tensor.empty(rt, [s.batch * s.M * s.N], 'f32', 'tune.c');
+    return {
+      run(v) {
+        const { M, N, K, transA, transB, batch } = s;
+        recordTiledGemm(rt, v as TiledGemmName, {
+          a,
+          b,
+          c,
+          M,
+          N,
+          K,
+          transA,
+          transB,
+          batch,
+          aBatch: s.aShared ? 0 : M * K,
+          bBatch: s.bShared ? 0 : K * N,
+          cBatch: M * N,
+        });
+        return c.view(c.shape);
+      },
+      release() {
+        for (const t of [a, b, c]) t.release();
+      },
+    };
+  }) as TiledGemmName;
+}
