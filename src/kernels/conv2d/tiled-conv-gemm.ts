@@ -2,8 +2,9 @@
 // im2col-tiled.ts): one product of a pass is chosen among the tiled variants the device admits by the runtime's
 // tuner, which times the product alone (operands of its shape) the first time the key is met.
 import type { Runtime } from '../../runtime/runtime.js';
-import { Tensor } from '../../runtime/tensor.js';
 import { defaultTiledGemm, recordTiledGemm, TILED_GEMM_NAMES, tiledGemmApplies, type TiledGemmName } from '../matmul/tiled-gemm.js';
+import { chooseMeasured } from '../tuning.js';
+import { gemmCase } from '../workloads.js';
 import type { Conv2dGeometry } from './geometry.js';
 import type { ConvPass } from './lowering.js';
 
@@ -53,34 +54,15 @@ export function chooseConvTiledGemm(
   const candidates = TILED_GEMM_NAMES.filter((n) => tiledGemmApplies(rt, n));
   const fallback = defaultTiledGemm(rt, s.M, s.N) ?? candidates[0]!;
   const key = `conv2d.${lowering}.${pass} ${product} ${convKey(g)} gemm ${s.batch}x${s.M}x${s.N}x${s.K} ${s.transA ? 't' : 'n'}${s.transB ? 't' : 'n'}`;
-  return rt.tuner.choose(key, candidates, fallback, () => {
-    const aItems = s.aShared ? 1 : s.batch;
-    const bItems = s.bShared ? 1 : s.batch;
-    const a = Tensor.full(rt, [aItems * s.M * s.K], 0.5, 'tune.a');
-    const b = Tensor.full(rt, [bItems * s.K * s.N], 0.5, 'tune.b');
-    const c = Tensor.empty(rt, [s.batch * s.M * s.N], 'f32', 'tune.c');
-    return {
-      run(v) {
-        const { M, N, K, transA, transB, batch } = s;
-        recordTiledGemm(rt, v as TiledGemmName, {
-          a,
-          b,
-          c,
-          M,
-          N,
-          K,
-          transA,
-          transB,
-          batch,
-          aBatch: s.aShared ? 0 : M * K,
-          bBatch: s.bShared ? 0 : K * N,
-          cBatch: M * N,
-        });
-        return c.view(c.shape);
-      },
-      release() {
-        for (const t of [a, b, c]) t.release();
-      },
-    };
-  }) as TiledGemmName;
+  const { M, N, K, transA, transB, batch } = s;
+  return chooseMeasured(rt, {
+    key,
+    candidates,
+    fallback,
+    operands: () => gemmCase(rt, { M, N, K, transA, transB, batch }),
+    run({ a, b, c }, v) {
+      recordTiledGemm(rt, v, { a, b, c, M, N, K, transA, transB, batch, aBatch: s.aShared ? 0 : M * K, bBatch: s.bShared ? 0 : K * N, cBatch: M * N });
+      return c.view(c.shape);
+    },
+  });
 }
