@@ -42,6 +42,8 @@ const GROSS = 0.1;
 let rt: Runtime;
 /** The adapter runs the texture GEMM, so the Winograd and im2col lowerings exist here. */
 const TEXTURE = textureGemmSupported(await testRuntime());
+/** The adapter (or the 'gpu' kernel mode) takes the GPU lowerings on the tiled GEMM. */
+const GPU_LOWERINGS = !(await testRuntime()).ctx.isCpuDriver;
 let checkpoint: StateDict;
 let exp: Expected;
 
@@ -235,6 +237,28 @@ describe('resnet18 vs torchvision', () => {
       recorder.stop();
     }
     expectCallsMatchImplicit(lowering, await recheckWithImplicit(recorder.calls), [lowering]);
+    for (const t of [x, y, loss]) t.release();
+    model.release();
+  });
+
+  // The GPU lowerings other than the default implicitTiled, made the default by avoiding the ones before them: every
+  // call of a training step recomputed with the implicit GEMM (the CI runs this file in the 'gpu' kernel mode).
+  it.skipIf(!GPU_LOWERINGS).each([
+    ['winograd4Tiled', ['implicitTiled', 'implicit', 'col2im'], ['winograd4Tiled', 'im2colTiled']],
+    ['winograd2Tiled', ['implicitTiled', 'implicit', 'col2im', 'winograd4Tiled'], ['winograd2Tiled', 'im2colTiled']],
+  ] as const)('every %s call of a training step agrees with the implicit GEMM on its own operands', async (label, avoid, lowerings) => {
+    rt.tuner.avoid(avoid);
+    const model = fixtureModel().train();
+    const { x, y } = inputs();
+    const recorder = recordConvCalls();
+    let loss: Tensor<'f32'>;
+    try {
+      loss = crossEntropy(model.forward(x), y, 'sum');
+      backward(loss);
+    } finally {
+      recorder.stop();
+    }
+    expectCallsMatchImplicit(label, await recheckWithImplicit(recorder.calls), [...lowerings]);
     for (const t of [x, y, loss]) t.release();
     model.release();
   });
