@@ -43,8 +43,9 @@ function wgslModules(dir: string): string[] {
   );
 }
 
+/** A kernel: a name and WGSL with a compute entry point (not a WGSL fragment such as a tiled GEMM's gather functions). */
 function isKernelDef(v: unknown): v is KernelDef {
-  return typeof v === 'object' && v !== null && typeof (v as KernelDef).name === 'string' && typeof (v as KernelDef).wgsl === 'string';
+  return typeof v === 'object' && v !== null && typeof (v as KernelDef).name === 'string' && typeof (v as KernelDef).wgsl === 'string' && /@compute/.test((v as KernelDef).wgsl);
 }
 
 /** Runs every op's forward and backward once on small tensors (the texture lowerings: exerciseTextureLowerings). */
@@ -83,6 +84,20 @@ function exerciseEveryOp(rt: Runtime): Tensor[] {
   const yw = k(conv2dForward(xw, ww, null, { padding: 1 }, undefined, 'implicit'));
   k(conv2dBackwardWeight(t([...yw.shape], 25), xw, ww.shape, { padding: 1 }, undefined, 'implicit'));
   k(conv2dBackwardInput(t([2, 4, 15, 15], 26), t([4, 3, 3, 3], 27), [2, 3, 15, 15], { padding: 1 }, undefined, 'col2im'));
+  // The GPU lowerings on the tiled GEMM (forced: they run on any adapter): implicitTiled with a bias, im2colTiled,
+  // and Winograd F(4,3), F(2,3) with buffer transforms.
+  k(conv2dForward(x, w, b, { stride: 2, padding: 1 }, undefined, 'implicitTiled'));
+  for (const l of ['implicitTiled', 'im2colTiled'] as const) {
+    k(conv2dForward(x, w, null, { stride: 2, padding: 1 }, undefined, l));
+    k(conv2dBackwardInput(gy, w, x.shape, { stride: 2, padding: 1 }, undefined, l));
+    k(conv2dBackwardWeight(gy, x, w.shape, { stride: 2, padding: 1 }, undefined, l));
+  }
+  const gyw = t([...yw.shape], 34);
+  for (const l of ['winograd4Tiled', 'winograd2Tiled'] as const) {
+    k(conv2dForward(xw, ww, null, { padding: 1 }, undefined, l));
+    k(conv2dBackwardInput(gyw, ww, xw.shape, { padding: 1 }, undefined, l));
+    k(conv2dBackwardWeight(gyw, xw, ww.shape, { padding: 1 }, undefined, l));
+  }
   k(matmul(a, t([7, 40], 28)));
   k(linearForward(t([5, 8], 29), t([3, 8], 30), t([3], 31)));
   k(linearBackwardWeight(t([2, 2], 32), t([2, 64], 33))); // a 2-way head's weight gradient at batch 2
@@ -276,7 +291,18 @@ it('every kernel variant a ResNet-18 training step generates is one the tests ab
   const model = resnet18(rt, { numClasses: 2, seed: 3 });
   const x = Tensor.fromArray(rt, randn(2 * 3 * 56 * 56, 9), [2, 3, 56, 56]);
   const y = Tensor.fromArray(rt, Int32Array.from([0, 1]));
-  const lowerings: string[][] = [[], ['winograd4'], ['winograd4', 'winograd2'], ...(textureGemmSupported(rt) ? [['winograd4', 'winograd2', 'implicit', 'col2im']] : [])];
+  // Each list of avoided lowerings makes the next one the default; on GPUs (and in the 'gpu' kernel mode) the
+  // lowerings on the tiled GEMM likewise.
+  const gpuLowerings = rt.ctx.isCpuDriver
+    ? []
+    : [['implicitTiled'], ['implicitTiled', 'implicit', 'col2im'], ['implicitTiled', 'implicit', 'col2im', 'winograd4Tiled']];
+  const lowerings: string[][] = [
+    [],
+    ['winograd4'],
+    ['winograd4', 'winograd2'],
+    ...(textureGemmSupported(rt) ? [['winograd4', 'winograd2', 'implicit', 'col2im']] : []),
+    ...gpuLowerings,
+  ];
   const step = (momentum: number, reduction: 'sum' | 'mean'): Tensor[] => {
     const opt = new SGD(model.parameters(), { lr: 1e-3, weightDecay: 1e-3, momentum });
     opt.zeroGrad();
@@ -301,7 +327,17 @@ it('every kernel variant a ResNet-18 training step generates is one the tests ab
     for (const t of [x, y]) t.release();
     model.release();
   }
-  const missed = [...practice.values()].filter((e) => !exercised.has(e.def.wgsl)).map((e) => e.def.name);
-  console.log(`a ResNet-18 step dispatches ${practice.size} distinct kernel variants; ${practice.size - missed.length} of them exercised above${missed.length ? `; not: ${missed.join(", ")}` : ""}`);
+  // Every variant the step dispatched binds exactly what its WGSL declares. The tiled GPU GEMM's variants (GPUs and
+  // the 'gpu' kernel mode) are generated per shape (tile, transposition, vec4 loads, gathered operand) from one
+  // template, more than the small tensors above can reach: those are checked here, on the step's own dispatches;
+  // every other kernel must also have been dispatched above.
+  expectBindingsMatchWgsl(practice);
+  const missed = [...practice.values()].filter((e) => !exercised.has(e.def.wgsl) && !e.def.name.startsWith('tiledGemm')).map((e) => e.def.name);
+  const seenAbove = [...practice.values()].filter((e) => exercised.has(e.def.wgsl)).length;
+  console.log(
+    `a ResNet-18 step dispatches ${practice.size} distinct kernel variants; ${seenAbove} of them exercised above` +
+      `${practice.size > seenAbove + missed.length ? `, ${practice.size - seenAbove - missed.length} tiled GEMM variants checked on the step's own dispatches` : ''}` +
+      `${missed.length ? `; not: ${missed.join(', ')}` : ''}`,
+  );
   expect(missed, 'variants a training step uses that the binding checks never saw').toEqual([]);
 });

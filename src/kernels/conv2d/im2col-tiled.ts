@@ -7,7 +7,7 @@
 //                    (a batched GEMM) summed in sample order, slice after slice (deterministic).
 // Batches are processed in slices that keep every binding under the binding limit and the scratch buffers under
 // SCRATCH_BUDGET bytes. The forward pass takes no bias (the GEMM's bias is per column, here per row).
-import { fittingChunks, type BatchChunk } from '../../runtime/chunks.js';
+import type { BatchChunk } from '../../runtime/chunks.js';
 import type { Runtime } from '../../runtime/runtime.js';
 import { Tensor } from '../../runtime/tensor.js';
 import { recordTiledGemm } from '../matmul/tiled-gemm.js';
@@ -16,30 +16,12 @@ import { sumPartialsWgsl } from './conv2d.wgsl.js';
 import type { Conv2dGeometry } from './geometry.js';
 import { im2colBufferWgsl } from './im2col.wgsl.js';
 import type { ConvLoweringDef, ConvPass } from './lowering.js';
-import { chooseConvTiledGemm, tiledGemmUnsupported, type TiledVariantRequest } from './tiled-conv-gemm.js';
-
-/** Bytes one scratch buffer (the im2col matrices, the weight gradient's partials) of a slice may hold. */
-const SCRATCH_BUDGET = 128 * 1024 * 1024;
+import { chooseConvTiledGemm, SCRATCH_BUDGET, tiledConvChunks, tiledGemmUnsupported, type TiledVariantRequest } from './tiled-conv-gemm.js';
 
 const NAME = 'im2colTiled';
 
 function dims(g: Conv2dGeometry): { P: number; K: number } {
   return { P: g.oh * g.ow, K: g.cin * g.kh * g.kw };
-}
-
-/**
- * The largest slices whose `bound` tensors (elements per sample, bound at slice offsets) fit the binding limit and
- * whose `scratch` buffers (elements per sample, bound from offset 0) fit it and the scratch budget.
- */
-function chunks(rt: Runtime, n: number, bound: number[], scratch: number[]): BatchChunk[] {
-  const scratchLimit = Math.min(rt.bindingLimit, SCRATCH_BUDGET);
-  return fittingChunks(
-    rt,
-    n,
-    bound,
-    (count) => bound.every((p) => count * p * 4 <= rt.bindingLimit) && scratch.every((p) => count * p * 4 <= scratchLimit),
-    'conv2d (im2col, tiled GEMM)',
-  );
 }
 
 const largest = (slices: BatchChunk[]): number => Math.max(...slices.map((c) => c.count));
@@ -56,7 +38,7 @@ function forward(x: Tensor<'f32'>, w: Tensor<'f32'>, g: Conv2dGeometry, variant:
   const { P, K } = dims(g);
   const inPer = g.cin * g.h * g.w;
   const outPer = g.cout * P;
-  const slices = chunks(rt, g.n, [inPer, outPer], [K * P]);
+  const slices = tiledConvChunks(rt, 'conv2d (im2col, tiled GEMM)', g.n, [inPer, outPer], [K * P]);
   const maxCount = largest(slices);
   const kernel = chooseConvTiledGemm(rt, variant, NAME, 'forward', 'w@cols', g, { M: g.cout, N: P, K, transA: false, transB: false, batch: maxCount, aShared: true });
   const y = Tensor.empty(rt, [g.n, g.cout, g.oh, g.ow], 'f32', 'conv2d');
@@ -86,7 +68,7 @@ function data(gy: Tensor<'f32'>, w: Tensor<'f32'>, g: Conv2dGeometry, variant: T
   const { P, K } = dims(g);
   const gyPer = g.cout * P;
   const gxPer = g.cin * g.h * g.w;
-  const slices = chunks(rt, g.n, [gyPer, gxPer], [K * P]);
+  const slices = tiledConvChunks(rt, 'conv2d (im2col, tiled GEMM)', g.n, [gyPer, gxPer], [K * P]);
   const maxCount = largest(slices);
   // w [Cout, K] read transposed as the A operand (K x Cout).
   const kernel = chooseConvTiledGemm(rt, variant, NAME, 'data', 'wT@gy', g, { M: K, N: P, K: g.cout, transA: true, transB: false, batch: maxCount, aShared: true });
@@ -120,7 +102,7 @@ function weight(gy: Tensor<'f32'>, x: Tensor<'f32'>, g: Conv2dGeometry, variant:
   const gyPer = g.cout * P;
   const gwSize = g.cout * K;
   // Scratch per sample: its im2col matrix and its partial product.
-  const slices = chunks(rt, g.n, [inPer, gyPer], [K * P, gwSize]);
+  const slices = tiledConvChunks(rt, 'conv2d (im2col, tiled GEMM)', g.n, [inPer, gyPer], [K * P, gwSize]);
   const maxCount = largest(slices);
   // cols[n] [K, P] read transposed as the B operand (P x K).
   const kernel = chooseConvTiledGemm(rt, variant, NAME, 'weight', 'gy@colsT', g, { M: g.cout, N: K, K: P, transA: false, transB: true, batch: maxCount });

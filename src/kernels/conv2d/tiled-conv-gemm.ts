@@ -1,10 +1,11 @@
-// The GEMM variant of the conv2d lowerings that run on the storage-buffer tiled GEMM (winograd-tiled.ts,
-// im2col-tiled.ts): one product of a pass is chosen among the tiled variants the device admits by the runtime's
-// tuner, which times the product alone (operands of its shape) the first time the key is met.
+// What the conv2d lowerings on the storage-buffer tiled GEMM (winograd-tiled.ts, im2col-tiled.ts) share: the GEMM
+// variant of one product of a pass, chosen among the tiled variants the device admits by the runtime's tuner (which
+// times the product alone, on operands of its shape, the first time the key is met), and their batch slices.
+import { fittingChunks, type BatchChunk } from '../../runtime/chunks.js';
 import type { Runtime } from '../../runtime/runtime.js';
 import { defaultTiledGemm, recordTiledGemm, TILED_GEMM_NAMES, tiledGemmApplies, type TiledGemmName } from '../matmul/tiled-gemm.js';
 import { chooseMeasured } from '../tuning.js';
-import { gemmCase } from '../workloads.js';
+import { gemmCase, type GemmShape } from '../workloads.js';
 import type { Conv2dGeometry } from './geometry.js';
 import type { ConvPass } from './lowering.js';
 
@@ -12,13 +13,7 @@ import type { ConvPass } from './lowering.js';
 export type TiledVariantRequest = TiledGemmName | 'auto';
 
 /** One batched product: C[b] (M x N) = op(A[b]) (M x K) @ op(B[b]) (K x N). */
-export interface ConvGemmShape {
-  M: number;
-  N: number;
-  K: number;
-  transA: boolean;
-  transB: boolean;
-  batch: number;
+export interface ConvGemmShape extends GemmShape {
   /** A (or B) is shared by every batch item. */
   aShared?: boolean;
   bShared?: boolean;
@@ -65,4 +60,22 @@ export function chooseConvTiledGemm(
       return c.view(c.shape);
     },
   });
+}
+
+/** Bytes a lowering's per-slice scratch buffers (im2col columns, transformed tiles, partial sums) may hold. */
+export const SCRATCH_BUDGET = 128 * 1024 * 1024;
+
+/**
+ * The largest batch slices whose `bound` tensors (elements per sample, bound at slice offsets) fit the binding limit
+ * and whose `scratch` buffers (elements per sample, bound from offset 0) fit it and SCRATCH_BUDGET.
+ */
+export function tiledConvChunks(rt: Runtime, what: string, n: number, bound: number[], scratch: number[]): BatchChunk[] {
+  const scratchLimit = Math.min(rt.bindingLimit, SCRATCH_BUDGET);
+  return fittingChunks(
+    rt,
+    n,
+    bound,
+    (count) => bound.every((p) => count * p * 4 <= rt.bindingLimit) && scratch.every((p) => count * p * 4 <= scratchLimit),
+    what,
+  );
 }

@@ -10,14 +10,14 @@
 //   Q = transform of the gy tiles [positions][T][Cout], W = V^T Q [positions][Cin][Cout] (a GEMM whose reduction
 //   runs over tiles; batch slices accumulate into W in order), then the output transform into gw.
 // Batches whose tensors or scratch buffers exceed the binding limit are processed in slices.
-import { fittingChunks, type BatchChunk } from '../../runtime/chunks.js';
+import type { BatchChunk } from '../../runtime/chunks.js';
 import type { Runtime } from '../../runtime/runtime.js';
 import { Tensor } from '../../runtime/tensor.js';
 import { recordTiledGemm, type TiledGemmName } from '../matmul/tiled-gemm.js';
 import { flatGrid64 } from './col2im.js';
 import type { Conv2dGeometry } from './geometry.js';
 import type { ConvLoweringDef, ConvPass } from './lowering.js';
-import { chooseConvTiledGemm, tiledGemmUnsupported, type TiledVariantRequest } from './tiled-conv-gemm.js';
+import { chooseConvTiledGemm, SCRATCH_BUDGET, tiledConvChunks, tiledGemmUnsupported, type TiledVariantRequest } from './tiled-conv-gemm.js';
 import { winogradPair, type WinogradMatrices } from './winograd-matrices.js';
 import {
   winogradGradTransformBufferKernel,
@@ -29,9 +29,6 @@ import {
 
 type Tile = 2 | 4;
 
-/** Bytes one per-slice scratch buffer (V, M, Q) may hold. */
-const SCRATCH_BUDGET = 128 * 1024 * 1024;
-
 interface Tiles {
   tilesW: number;
   tilesPerSample: number;
@@ -40,18 +37,6 @@ interface Tiles {
 function tilesOf(step: number, oh: number, ow: number): Tiles {
   const tilesW = Math.ceil(ow / step);
   return { tilesW, tilesPerSample: Math.ceil(oh / step) * tilesW };
-}
-
-/** The largest slices whose `bound` tensors fit the binding limit and whose `scratch` buffers fit it and the budget. */
-function chunks(rt: Runtime, n: number, bound: number[], scratch: number[]): BatchChunk[] {
-  const scratchLimit = Math.min(rt.bindingLimit, SCRATCH_BUDGET);
-  return fittingChunks(
-    rt,
-    n,
-    bound,
-    (count) => bound.every((p) => count * p * 4 <= rt.bindingLimit) && scratch.every((p) => count * p * 4 <= scratchLimit),
-    'conv2d (Winograd, tiled GEMM)',
-  );
 }
 
 interface ConvShape {
@@ -121,7 +106,7 @@ function convShape(g: Conv2dGeometry, flip: boolean): ConvShape {
 function convSlices(rt: Runtime, f: WinogradMatrices, s: ConvShape): BatchChunk[] {
   const positions = f.alpha * f.alpha;
   const { tilesPerSample } = tilesOf(f.m, s.oh, s.ow);
-  return chunks(rt, s.n, [s.cin * s.h * s.w, s.cout * s.oh * s.ow], [positions * tilesPerSample * s.cin, positions * tilesPerSample * s.cout]);
+  return tiledConvChunks(rt, 'conv2d (Winograd, tiled GEMM)', s.n, [s.cin * s.h * s.w, s.cout * s.oh * s.ow], [positions * tilesPerSample * s.cin, positions * tilesPerSample * s.cout]);
 }
 
 function convPass(src: Tensor<'f32'>, w: Tensor<'f32'>, g: Conv2dGeometry, m: Tile, pass: 'forward' | 'data', variant: TiledVariantRequest): Tensor<'f32'> {
@@ -145,7 +130,7 @@ function weightPass(gy: Tensor<'f32'>, x: Tensor<'f32'>, g: Conv2dGeometry, m: T
   const t = tilesOf(f.r, g.oh, g.ow); // the output gradient in f.r x f.r tiles
   const inPer = g.cin * g.h * g.w;
   const gyPer = g.cout * g.oh * g.ow;
-  const slices = chunks(rt, g.n, [inPer, gyPer], [positions * t.tilesPerSample * g.cin, positions * t.tilesPerSample * g.cout]);
+  const slices = tiledConvChunks(rt, 'conv2d (Winograd, tiled GEMM)', g.n, [inPer, gyPer], [positions * t.tilesPerSample * g.cin, positions * t.tilesPerSample * g.cout]);
   const maxT = Math.max(...slices.map((c) => c.count)) * t.tilesPerSample;
   // W = V^T Q: V [T][Cin] read transposed as the A operand, the reduction over tiles.
   const kernel = chooseConvTiledGemm(rt, variant, `winograd${m}Tiled`, 'weight', 'VT@Q', g, { M: g.cin, N: g.cout, K: maxT, transA: true, transB: false, batch: positions });
