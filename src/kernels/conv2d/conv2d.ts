@@ -2,7 +2,9 @@
 //
 // Each pass (forward, data gradient, weight gradient) has several lowerings, each one file in this folder and one row
 // of CONV_LOWERINGS (lowerings.ts): the implicit GEMM (implicit.ts, any adapter), im2col and Winograd on the texture
-// GEMM (im2col.ts, winograd.ts: CPU drivers), col2im for the data gradient (col2im.ts). This file checks shapes,
+// GEMM (im2col.ts, winograd.ts: CPU drivers), col2im for the data gradient (col2im.ts), and on the tiled GPU GEMM
+// the implicit GEMM with gathered windows, Winograd and im2col (implicit-tiled.ts, winograd-tiled.ts,
+// im2col-tiled.ts: offered on GPUs, forced anywhere). This file checks shapes,
 // asks the table which lowerings can compute a pass and the runtime's tuner which of them is fastest for the shape
 // (docs/kernels-performance.md), and runs it. Shapes, options and tile sizes: geometry.ts.
 import type { Runtime } from '../../runtime/runtime.js';
