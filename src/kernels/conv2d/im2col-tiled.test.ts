@@ -1,14 +1,11 @@
-import { describe, expect, it, vi } from 'vitest';
-import { Tensor } from '../../runtime/tensor.js';
-import type { Runtime } from '../../runtime/runtime.js';
+import { describe, expect, it } from 'vitest';
 import { withBindingLimit } from '../../../test/helpers/binding-limit.js';
+import { convCaseData, runLoweringPasses, tiledKernel, type ConvCase } from '../../../test/helpers/conv-lowering.js';
 import { isSwiftShader, testRuntime } from '../../../test/helpers/gpu.js';
-import { dot, f64, maxRelError, numericGrad, randn } from '../../../test/helpers/gradcheck.js';
+import { dot, f64, maxRelError, numericGrad } from '../../../test/helpers/gradcheck.js';
 import type { TiledGemmName } from '../matmul/tiled-gemm.js';
 import { conv2dBackwardRef, conv2dRef } from './conv2d.reference.js';
-import { conv2dGeometry, type Conv2dGeometry, type Conv2dOptions } from './geometry.js';
 import { im2colTiled, im2colTiledLowering } from './im2col-tiled.js';
-import type { ConvLoweringDef } from './lowering.js';
 
 // The im2col lowering on the tiled GPU GEMM, its passes called directly. Error metric: maxRelError = max |gpu - ref|
 // / max |ref| (test/helpers/gradcheck.ts). The GPU side is f32 sums of at most a few hundred products of N(0,1)
@@ -16,12 +13,7 @@ import type { ConvLoweringDef } from './lowering.js';
 // error of order 1e-1.
 const TOL = 1e-5;
 
-interface Case {
-  name: string;
-  x: [number, number, number, number];
-  w: [number, number, number, number];
-  opts: Conv2dOptions;
-}
+type Case = ConvCase;
 
 // The shapes the lowering is for (ResNet's 7x7 s2, 3x3 s2 and 1x1 s2), uneven sizes, taps that skip rows, and
 // unequal strides; channel counts not multiples of 4 (scalar loads in the GEMM) and some that are (vec4 loads).
@@ -33,39 +25,6 @@ const cases: Case[] = [
   { name: '5x3 stride [1,2] padding [2,0]', x: [2, 2, 8, 9], w: [3, 2, 5, 3], opts: { stride: [1, 2], padding: [2, 0] } },
 ];
 
-function data(c: Case, seed: number) {
-  const g = conv2dGeometry(c.x, c.w, c.opts);
-  return {
-    g,
-    xs: randn(c.x.reduce((a, b) => a * b), seed),
-    ws: randn(c.w.reduce((a, b) => a * b), seed + 1),
-    gys: randn(g.n * g.cout * g.oh * g.ow, seed + 3),
-  };
-}
-
-/** The three passes by `l`, and the kernels they dispatched. Pooled buffers hold NaN first: unwritten outputs fail. */
-async function runPasses(rt: Runtime, l: ConvLoweringDef, g: Conv2dGeometry, xs: Float32Array, ws: Float32Array, gys: Float32Array) {
-  const x = Tensor.fromArray(rt, xs, [g.n, g.cin, g.h, g.w]);
-  const w = Tensor.fromArray(rt, ws, [g.cout, g.cin, g.kh, g.kw]);
-  const gy = Tensor.fromArray(rt, gys, [g.n, g.cout, g.oh, g.ow]);
-  for (const shape of [x.shape, w.shape, gy.shape]) for (const t of Array.from({ length: 2 }, () => Tensor.full(rt, shape, NaN))) t.release();
-  const spy = vi.spyOn(rt, 'dispatch');
-  try {
-    const y = l.forward!(x, w, null, g);
-    const gx = l.data!(gy, w, g);
-    const gw = l.weight!(gy, x, g);
-    const kernels = [...new Set(spy.mock.calls.map((call) => call[0].name))];
-    const out = { y: (await y.read()) as Float32Array, gx: (await gx.read()) as Float32Array, gw: (await gw.read()) as Float32Array, kernels };
-    for (const t of [x, w, gy, y, gx, gw]) t.release();
-    return out;
-  } finally {
-    spy.mockRestore();
-  }
-}
-
-/** The kernel-name prefix of a tiled variant (tiled-gemm.wgsl.ts names kernels by their tile shape). */
-const tiledKernel = (name: TiledGemmName): RegExp =>
-  ({ tiled32x32: /^tiledGemm32x32x16_4x4_/, tiled64x64: /^tiledGemm64x64x16_4x4_/, tiled64x64r8: /^tiledGemm64x64x16_8x8_/, tiled128x64: /^tiledGemm128x64x16_8x4_/, tiled128x128: /^tiledGemm128x128x8_8x8_/ })[name];
 
 describe('im2colTiled: forward vs float64, both gradients vs central differences', () => {
   // tiled32x32 compiles fastest on lavapipe: every shape; tiled64x64 (another tile, and a K tile the 1x1 and 2x2
@@ -79,10 +38,10 @@ describe('im2colTiled: forward vs float64, both gradients vs central differences
       it(`${variant}: ${c.name}`, async (ctx) => {
         const rt = await testRuntime();
         if (variant !== 'tiled32x32' && isSwiftShader(rt)) ctx.skip();
-        const { g, xs, ws, gys } = data(c, 500 + 10 * idx);
+        const { g, xs, ws, gys } = convCaseData(c, 500 + 10 * idx);
         const l = im2colTiled(variant);
         expect(l.unsupported(rt, g, 'forward', false)).toBeNull();
-        const got = await runPasses(rt, l, g, xs, ws, gys);
+        const got = await runLoweringPasses(rt, l, g, xs, ws, gys);
         // The im2col kernel and this variant's GEMM (forward nn, data tn, weight nt) ran; nothing else but col2im and
         // the partial sums.
         expect(got.kernels.filter((k) => !tiledKernel(variant).test(k)).sort()).toEqual(['conv2dCol2im', 'conv2dIm2colBuffer', 'conv2dSumPartials']);
@@ -105,12 +64,12 @@ describe('im2colTiled: forward vs float64, both gradients vs central differences
   it('is offered only off CPU drivers, takes no bias, and auto picks a tiled variant', async () => {
     const rt = await testRuntime();
     const c = cases[2]!;
-    const { g, xs, ws, gys } = data(c, 77);
+    const { g, xs, ws, gys } = convCaseData(c, 77);
     expect(im2colTiledLowering.offered!(rt, g, 'forward')).toBe(!rt.ctx.isCpuDriver);
     expect(im2colTiledLowering.unsupported(rt, g, 'forward', true)).toMatch(/no bias/);
     expect(im2colTiledLowering.unsupported(rt, g, 'data', true)).toBeNull();
     // 'auto' (the tuner's fallback, defaultTiledGemm: tiled32x32 at this size) computes the same.
-    const got = await runPasses(rt, im2colTiledLowering, g, xs, ws, gys);
+    const got = await runLoweringPasses(rt, im2colTiledLowering, g, xs, ws, gys);
     expect(got.kernels.some((k) => /^tiledGemm/.test(k))).toBe(true);
     const ref = conv2dBackwardRef(f64(xs), f64(ws), f64(gys), g);
     expect(maxRelError(got.y, conv2dRef(f64(xs), f64(ws), null, g))).toBeLessThan(TOL);
@@ -125,14 +84,14 @@ describe('im2colTiled over the binding limit', () => {
     // Per sample: 4 KiB of input, 9 KiB of im2col matrix (K = 144 x P = 16), 4.5 KiB of weight-gradient partial;
     // 20 KiB limit: slices of 2, 2, 2 and 1 samples.
     const c: Case = { name: 'split', x: [7, 16, 8, 8], w: [8, 16, 3, 3], opts: { stride: 2, padding: 1 } };
-    const { g, xs, ws, gys } = data(c, 29);
+    const { g, xs, ws, gys } = convCaseData(c, 29);
     const l = im2colTiled('tiled32x32');
     const d0 = rt.stats.dispatches;
-    const whole = await runPasses(rt, l, g, xs, ws, gys);
+    const whole = await runLoweringPasses(rt, l, g, xs, ws, gys);
     const wholeDispatches = rt.stats.dispatches - d0;
     const split = await withBindingLimit(rt, 20 * 1024, async () => {
       const d1 = rt.stats.dispatches;
-      const r = await runPasses(rt, l, g, xs, ws, gys);
+      const r = await runLoweringPasses(rt, l, g, xs, ws, gys);
       // 4 slices per pass instead of 1: three more of each pass's 2 (forward, data) or 3 (weight) dispatches.
       expect(rt.stats.dispatches - d1).toBeGreaterThanOrEqual(wholeDispatches + 21);
       return r;

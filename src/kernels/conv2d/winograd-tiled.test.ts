@@ -1,13 +1,11 @@
-import { describe, expect, it, vi } from 'vitest';
-import { Tensor } from '../../runtime/tensor.js';
-import type { Runtime } from '../../runtime/runtime.js';
+import { describe, expect, it } from 'vitest';
 import { withBindingLimit } from '../../../test/helpers/binding-limit.js';
+import { convCaseData, runLoweringPasses, tiledKernel, type ConvCase } from '../../../test/helpers/conv-lowering.js';
 import { isSwiftShader, testRuntime } from '../../../test/helpers/gpu.js';
-import { dot, f64, maxRelError, numericGrad, randn } from '../../../test/helpers/gradcheck.js';
+import { dot, f64, maxRelError, numericGrad } from '../../../test/helpers/gradcheck.js';
 import type { TiledGemmName } from '../matmul/tiled-gemm.js';
 import { conv2dBackwardRef, conv2dRef } from './conv2d.reference.js';
-import { conv2dGeometry, type Conv2dGeometry, type Conv2dOptions } from './geometry.js';
-import type { ConvLoweringDef } from './lowering.js';
+import { conv2dGeometry } from './geometry.js';
 import { winograd2Tiled, winograd2TiledLowering, winograd4Tiled, winograd4TiledLowering } from './winograd-tiled.js';
 
 // Winograd F(4,3) / F(2,3) on the tiled GPU GEMM, its passes called directly. Error metric: maxRelError =
@@ -17,12 +15,7 @@ import { winograd2Tiled, winograd2TiledLowering, winograd4Tiled, winograd4TiledL
 // lowering, 1e-5, while one wrong transform coefficient is an error of order 1e-1.
 const BOUND = 1e-5;
 
-interface Case {
-  name: string;
-  x: [number, number, number, number];
-  w: [number, number, number, number];
-  opts: Conv2dOptions;
-}
+type Case = ConvCase;
 
 // Every padding Winograd takes (0, 1, 2, and unequal), sizes that leave partial tiles of 4 and of 2, channel counts
 // that are not multiples of 4 (scalar loads in the GEMM) and ones that are (vec4 loads).
@@ -34,39 +27,6 @@ const cases: Case[] = [
   { name: '3x3 s1 p1, 16->8', x: [2, 16, 6, 6], w: [8, 16, 3, 3], opts: { stride: 1, padding: 1 } },
 ];
 
-function data(c: Case, seed: number) {
-  const g = conv2dGeometry(c.x, c.w, c.opts);
-  return {
-    g,
-    xs: randn(c.x.reduce((a, b) => a * b), seed),
-    ws: randn(c.w.reduce((a, b) => a * b), seed + 1),
-    gys: randn(g.n * g.cout * g.oh * g.ow, seed + 3),
-  };
-}
-
-/** The three passes by `l`, and the kernels they dispatched. Pooled buffers hold NaN first: unwritten outputs fail. */
-async function runPasses(rt: Runtime, l: ConvLoweringDef, g: Conv2dGeometry, xs: Float32Array, ws: Float32Array, gys: Float32Array) {
-  const x = Tensor.fromArray(rt, xs, [g.n, g.cin, g.h, g.w]);
-  const w = Tensor.fromArray(rt, ws, [g.cout, g.cin, g.kh, g.kw]);
-  const gy = Tensor.fromArray(rt, gys, [g.n, g.cout, g.oh, g.ow]);
-  for (const shape of [x.shape, w.shape, gy.shape]) for (const t of Array.from({ length: 2 }, () => Tensor.full(rt, shape, NaN))) t.release();
-  const spy = vi.spyOn(rt, 'dispatch');
-  try {
-    const y = l.forward!(x, w, null, g);
-    const gx = l.data!(gy, w, g);
-    const gw = l.weight!(gy, x, g);
-    const kernels = [...new Set(spy.mock.calls.map((call) => call[0].name))];
-    const out = { y: (await y.read()) as Float32Array, gx: (await gx.read()) as Float32Array, gw: (await gw.read()) as Float32Array, kernels };
-    for (const t of [x, w, gy, y, gx, gw]) t.release();
-    return out;
-  } finally {
-    spy.mockRestore();
-  }
-}
-
-/** The kernel-name prefix of a tiled variant (tiled-gemm.wgsl.ts names kernels by their tile shape). */
-const tiledKernel = (name: TiledGemmName): RegExp =>
-  ({ tiled32x32: /^tiledGemm32x32x16_4x4_/, tiled64x64: /^tiledGemm64x64x16_4x4_/, tiled64x64r8: /^tiledGemm64x64x16_8x8_/, tiled128x64: /^tiledGemm128x64x16_8x4_/, tiled128x128: /^tiledGemm128x128x8_8x8_/ })[name];
 
 /** The transforms each tile size dispatches: F(m, 3) for the forward pass and data gradient, F(3, m) for the weights. */
 const transforms = (m: 2 | 4): string[] =>
@@ -94,10 +54,10 @@ describe('winograd{4,2}Tiled: forward vs float64, both gradients vs central diff
       it(`F(${m},3), ${variant}: ${c.name}`, async (ctx) => {
         const rt = await testRuntime();
         if (variant !== 'tiled32x32' && isSwiftShader(rt)) ctx.skip();
-        const { g, xs, ws, gys } = data(c, 900 + 10 * idx);
+        const { g, xs, ws, gys } = convCaseData(c, 900 + 10 * idx);
         const l = lowerings[m](variant);
         for (const pass of ['forward', 'data', 'weight'] as const) expect(l.unsupported(rt, g, pass, false)).toBeNull();
-        const got = await runPasses(rt, l, g, xs, ws, gys);
+        const got = await runLoweringPasses(rt, l, g, xs, ws, gys);
         // This tile size's transforms and this variant's GEMM (nn for the convolutions, tn for the weights) ran, and
         // nothing else.
         expect(got.kernels.filter((k) => !tiledKernel(variant).test(k)).sort()).toEqual(transforms(m));
@@ -119,7 +79,7 @@ describe('winograd{4,2}Tiled: forward vs float64, both gradients vs central diff
 
   it('applies to 3x3 stride-1 padding <= 2 only, is offered only off CPU drivers, and auto picks a tiled variant', async () => {
     const rt = await testRuntime();
-    const { g, xs, ws, gys } = data(cases[0]!, 77);
+    const { g, xs, ws, gys } = convCaseData(cases[0]!, 77);
     for (const l of [winograd4TiledLowering, winograd2TiledLowering]) {
       expect(l.offered!(rt, g, 'forward')).toBe(!rt.ctx.isCpuDriver);
       expect(l.unsupported(rt, g, 'forward', true)).toMatch(/no bias/);
@@ -131,7 +91,7 @@ describe('winograd{4,2}Tiled: forward vs float64, both gradients vs central diff
       }
     }
     // 'auto' (the tuner's fallback, defaultTiledGemm) computes the same.
-    const got = await runPasses(rt, winograd4TiledLowering, g, xs, ws, gys);
+    const got = await runLoweringPasses(rt, winograd4TiledLowering, g, xs, ws, gys);
     expect(got.kernels.some((k) => /^tiledGemm/.test(k))).toBe(true);
     const ref = conv2dBackwardRef(f64(xs), f64(ws), f64(gys), g);
     expect(maxRelError(got.y, conv2dRef(f64(xs), f64(ws), null, g))).toBeLessThan(BOUND);
@@ -147,14 +107,14 @@ describe('winograd{4,2}Tiled over the binding limit', () => {
       // Per sample: 12.25 KiB of input and output gradient; transformed tiles (V, M, Q) of 27.6 KiB (F(4,3): 36
       // positions x 49 tiles x 4 channels) or 49 KiB (F(2,3): 16 x 196 x 4). 64 KiB limit: slices of 2 or 1 samples.
       const c: Case = { name: 'split', x: [7, 4, 28, 28], w: [4, 4, 3, 3], opts: { stride: 1, padding: 1 } };
-      const { g, xs, ws, gys } = data(c, 19);
+      const { g, xs, ws, gys } = convCaseData(c, 19);
       const l = lowerings[m]('tiled32x32');
       const d0 = rt.stats.dispatches;
-      const whole = await runPasses(rt, l, g, xs, ws, gys);
+      const whole = await runLoweringPasses(rt, l, g, xs, ws, gys);
       const wholeDispatches = rt.stats.dispatches - d0;
       const split = await withBindingLimit(rt, 64 * 1024, async () => {
         const d1 = rt.stats.dispatches;
-        const r = await runPasses(rt, l, g, xs, ws, gys);
+        const r = await runLoweringPasses(rt, l, g, xs, ws, gys);
         // At least 4 slices per pass instead of 1: three more of each pass's 3 dispatches per slice.
         expect(rt.stats.dispatches - d1).toBeGreaterThanOrEqual(wholeDispatches + 27);
         return r;

@@ -18,6 +18,7 @@ import { flatGrid64 } from './col2im.js';
 import type { Conv2dGeometry } from './geometry.js';
 import type { ConvLoweringDef, ConvPass } from './lowering.js';
 import { chooseConvTiledGemm, SCRATCH_BUDGET, tiledConvChunks, tiledGemmUnsupported, type TiledVariantRequest } from './tiled-conv-gemm.js';
+import type { WinogradConvShape } from './winograd.js';
 import { winogradPair, type WinogradMatrices } from './winograd-matrices.js';
 import {
   winogradGradTransformBufferKernel,
@@ -39,23 +40,11 @@ function tilesOf(step: number, oh: number, ow: number): Tiles {
   return { tilesW, tilesPerSample: Math.ceil(oh / step) * tilesW };
 }
 
-interface ConvShape {
-  n: number;
-  cin: number;
-  h: number;
-  w: number;
-  cout: number;
-  oh: number;
-  ow: number;
-  padTop: number;
-  padLeft: number;
-}
-
 /**
  * dst = conv(src, weights) for a 3x3 stride-1 convolution of shape `s`, the weights already transformed into U
  * [positions][cin][cout]: the shared body of the forward pass and the data gradient.
  */
-function winogradConv(rt: Runtime, src: Tensor<'f32'>, U: Tensor<'f32'>, f: WinogradMatrices, s: ConvShape, kernel: TiledGemmName, slices: BatchChunk[], label: string): Tensor<'f32'> {
+function winogradConv(rt: Runtime, src: Tensor<'f32'>, U: Tensor<'f32'>, f: WinogradMatrices, s: WinogradConvShape, kernel: TiledGemmName, slices: BatchChunk[], label: string): Tensor<'f32'> {
   const positions = f.alpha * f.alpha;
   const t = tilesOf(f.m, s.oh, s.ow);
   const dst = Tensor.empty(rt, [s.n, s.cout, s.oh, s.ow], 'f32', label);
@@ -97,13 +86,13 @@ function transformWeights(rt: Runtime, w: Tensor<'f32'>, g: Conv2dGeometry, f: W
 }
 
 /** The forward pass's shape (flip = false) or the data gradient's: a correlation of gy with the rotated filter. */
-function convShape(g: Conv2dGeometry, flip: boolean): ConvShape {
+function convShape(g: Conv2dGeometry, flip: boolean): WinogradConvShape {
   if (!flip) return { n: g.n, cin: g.cin, h: g.h, w: g.w, cout: g.cout, oh: g.oh, ow: g.ow, padTop: g.ph, padLeft: g.pw };
   // gx = full correlation of gy with the rotated filter: padding 2 - p keeps gx at H x W.
   return { n: g.n, cin: g.cout, h: g.oh, w: g.ow, cout: g.cin, oh: g.h, ow: g.w, padTop: 2 - g.ph, padLeft: 2 - g.pw };
 }
 
-function convSlices(rt: Runtime, f: WinogradMatrices, s: ConvShape): BatchChunk[] {
+function convSlices(rt: Runtime, f: WinogradMatrices, s: WinogradConvShape): BatchChunk[] {
   const positions = f.alpha * f.alpha;
   const { tilesPerSample } = tilesOf(f.m, s.oh, s.ow);
   return tiledConvChunks(rt, 'conv2d (Winograd, tiled GEMM)', s.n, [s.cin * s.h * s.w, s.cout * s.oh * s.ow], [positions * tilesPerSample * s.cin, positions * tilesPerSample * s.cout]);

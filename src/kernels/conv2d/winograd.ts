@@ -64,7 +64,11 @@ function chunks(rt: Runtime, n: number, perSample: number[], texRows: (count: nu
   );
 }
 
-interface ConvShape {
+/**
+ * A 3x3 stride-1 convolution as Winograd computes it: the forward pass's shape, or the data gradient's (gy as the
+ * input, channels swapped, padding 2 - p). Shared with winograd-tiled.ts.
+ */
+export interface WinogradConvShape {
   n: number;
   cin: number;
   h: number;
@@ -80,7 +84,7 @@ interface ConvShape {
  * y = conv(src, weights) for a 3x3 stride-1 convolution, with the weights already transformed into U: the shared
  * body of the forward pass and the data gradient.
  */
-function winogradConv(rt: Runtime, src: Tensor<'f32'>, U: GPUTexture, t: Tiling, s: ConvShape, Kp: number, label: string): Tensor<'f32'> {
+function winogradConv(rt: Runtime, src: Tensor<'f32'>, U: GPUTexture, t: Tiling, s: WinogradConvShape, Kp: number, label: string): Tensor<'f32'> {
   const { f } = t;
   const positions = f.alpha * f.alpha;
   const y = Tensor.empty(rt, [s.n, s.cout, s.oh, s.ow], 'f32', label);
