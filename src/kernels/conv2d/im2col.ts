@@ -8,7 +8,9 @@
 //                   groups summed in the GEMM (its reduction runs over layers) and the groups' partial sums added
 //                   in a fixed order.
 // Operands are written into textures by im2col.wgsl.ts's kernels; batches are processed in slices that keep each
-// binding under the binding limit and each slice's textures under TEXTURE_BUDGET bytes.
+// binding under the binding limit and each slice's textures under TEXTURE_BUDGET bytes. Each texture layer stacks
+// S samples along the GEMM dimension that runs over positions (samplesPerLayer), so that a small feature map (ResNet's
+// 2x2 and 4x4 at 64 px) is not padded to a whole row tile or k block per sample.
 import { fittingChunks, type BatchChunk } from '../../runtime/chunks.js';
 import { recordTextureGemm, roundUp, stridedTexture, textureGemmSupported, TEXTURE_GEMM_COLS, TEXTURE_GEMM_ROWS } from '../matmul/texture-gemm.js';
 import type { BufferSource, Runtime } from '../../runtime/runtime.js';
@@ -48,12 +50,32 @@ function chunks(rt: Runtime, g: Conv2dGeometry, perSample: number[], textureByte
   );
 }
 
-/** Writes the im2col matrices of `samples` samples (x bound from the slice's first sample) into a texture. */
-function im2col(rt: Runtime, x: BufferSource, g: Conv2dGeometry, samples: number, Pp: number, Kp: number): GPUTexture {
-  const T = rt.textures.acquire({ width: Kp / 4, height: Pp, layers: samples }, 'conv2d.im2col');
+/**
+ * Samples per texture layer for `count` samples of P positions, the GEMM padding that dimension to a multiple of
+ * `multiple`: the divisor S of `count` that leaves the fewest padded rows in all (count / S layers of
+ * roundUp(S * P, multiple) rows), the smallest such, with S * P within the texture size limit. 1 when P is a
+ * multiple already.
+ */
+export function samplesPerLayer(rt: Runtime, count: number, P: number, multiple: number): number {
+  let best = 1;
+  let bestRows = count * roundUp(P, multiple);
+  for (let S = 2; S <= count && S * P <= rt.ctx.limits.maxTextureDimension2D; S++) {
+    if (count % S !== 0) continue;
+    const rows = (count / S) * roundUp(S * P, multiple);
+    if (rows < bestRows) [best, bestRows] = [S, rows];
+  }
+  return best;
+}
+
+/**
+ * Writes the im2col matrices of `layers * S` samples (x bound from the slice's first sample) into a texture, S
+ * samples stacked per layer in rows padded to Pp.
+ */
+function im2col(rt: Runtime, x: BufferSource, g: Conv2dGeometry, layers: number, S: number, Pp: number, Kp: number): GPUTexture {
+  const T = rt.textures.acquire({ width: Kp / 4, height: Pp, layers }, 'conv2d.im2col');
   const P = g.oh * g.ow;
-  const constants = { C: g.cin, H: g.h, W: g.w, KH: g.kh, KW: g.kw, SH: g.sh, SW: g.sw, PH: g.ph, PW: g.pw, OW: g.ow, P, Pp, K: g.cin * g.kh * g.kw, Kq: Kp / 4 };
-  rt.dispatch({ ...im2colTextureWgsl, constants }, flatGrid64(rt, samples * Pp * (Kp / 4)), { X: x, T }, { samples });
+  const constants = { C: g.cin, H: g.h, W: g.w, KH: g.kh, KW: g.kw, SH: g.sh, SW: g.sw, PH: g.ph, PW: g.pw, OW: g.ow, P, S, Pp, K: g.cin * g.kh * g.kw, Kq: Kp / 4 };
+  rt.dispatch({ ...im2colTextureWgsl, constants }, flatGrid64(rt, layers * Pp * (Kp / 4)), { X: x, T }, { layers });
   return T;
 }
 
@@ -68,15 +90,26 @@ export function conv2dForwardIm2col(x: Tensor<'f32'>, w: Tensor<'f32'>, g: Conv2
   const inPer = g.cin * g.h * g.w;
   const outPer = g.cout * P;
   for (const ch of chunks(rt, g, [inPer, outPer], Pp * Kp * 4)) {
-    const A = im2col(rt, x.gpuBindingRange(ch.start * inPer, ch.count * inPer), g, ch.count, Pp, Kp);
+    // Rows r = s * P + p of layer l: sample l * S + s, stored at y[n][co][p].
+    const S = samplesPerLayer(rt, ch.count, P, TEXTURE_GEMM_ROWS);
+    const layers = ch.count / S;
+    const A = im2col(rt, x.gpuBindingRange(ch.start * inPer, ch.count * inPer), g, layers, S, roundUp(S * P, TEXTURE_GEMM_ROWS), Kp);
     recordTextureGemm(rt, {
       a: A,
       b: B,
-      out: { kind: 'strided', c: y.gpuBindingRange(ch.start * outPer, ch.count * outPer), batchStride: outPer, rowStride: 1, colStride: P },
-      M: P,
+      out: {
+        kind: 'strided',
+        c: y.gpuBindingRange(ch.start * outPer, ch.count * outPer),
+        batchStride: S * outPer,
+        rowsPerGroup: P,
+        groupStride: outPer,
+        rowStride: 1,
+        colStride: P,
+      },
+      M: S * P,
       N: g.cout,
       Kp,
-      batch: ch.count,
+      batch: layers,
       aLayers: 1,
       bLayers: 0,
     });
@@ -100,18 +133,26 @@ export function conv2dBackwardInputIm2col(gy: Tensor<'f32'>, w: Tensor<'f32'>, g
   const slices = chunks(rt, g, [gyPer, gxPer], Pp * Cp * 4, (count) => count * colsPer * 4 <= rt.bindingLimit);
   const cols = Tensor.empty(rt, [Math.max(...slices.map((c) => c.count)) * colsPer], 'f32', 'conv2d.cols');
   for (const ch of slices) {
-    // gy[n]^T as the A operand: texel (co/4, p) of layer n holds gy[n][co..co+3][p].
+    // gy^T as the A operand, S samples per layer: texel (co/4, s * P + p) of layer l holds gy[n][co..co+3][p] of
+    // sample n = l * S + s.
+    const S = samplesPerLayer(rt, ch.count, P, TEXTURE_GEMM_ROWS);
+    const layers = ch.count / S;
     const gyBinding = gy.gpuBindingRange(ch.start * gyPer, ch.count * gyPer);
-    const A = stridedTexture(rt, gyBinding, { layers: ch.count, rows: P, cols: g.cout, ls: gyPer, rs: 1, cs: P, Rp: Pp, Cp }, 'conv2d.gyT');
+    const A = stridedTexture(
+      rt,
+      gyBinding,
+      { layers, rows: S * P, cols: g.cout, ls: S * gyPer, rs: 1, cs: P, rowGroup: P, rowGroupStride: gyPer, Rp: roundUp(S * P, TEXTURE_GEMM_ROWS), Cp },
+      'conv2d.gyT',
+    );
     const colsBinding = cols.gpuBindingRange(0, ch.count * colsPer);
     recordTextureGemm(rt, {
       a: A,
       b: B,
-      out: { kind: 'strided', c: colsBinding, batchStride: colsPer, rowStride: 1, colStride: P },
-      M: P,
+      out: { kind: 'strided', c: colsBinding, batchStride: S * colsPer, rowsPerGroup: P, groupStride: colsPer, rowStride: 1, colStride: P },
+      M: S * P,
       N: K,
       Kp: Cp,
-      batch: ch.count,
+      batch: layers,
       aLayers: 1,
       bLayers: 0,
     });
@@ -152,18 +193,27 @@ export function conv2dBackwardWeightIm2col(gy: Tensor<'f32'>, x: Tensor<'f32'>, 
   slices.forEach((ch, idx) => {
     const groups = groupsOf(ch.count);
     const per = ch.count / groups;
+    // S samples per layer along the reduction (a group's `per` samples are per / S layers).
+    const S = samplesPerLayer(rt, per, P, kPad(rt, 1));
+    const layers = ch.count / S;
+    const SPp = kPad(rt, S * P);
     const gyBinding = gy.gpuBindingRange(ch.start * gyPer, ch.count * gyPer);
-    // gy[n] as the A operand: texel (p/4, co) of layer n holds gy[n][co][p..p+3].
-    const A = stridedTexture(rt, gyBinding, { layers: ch.count, rows: g.cout, cols: P, ls: gyPer, rs: P, cs: 1, Rp: Cp, Cp: Pp }, 'conv2d.gy');
-    const B = im2col(rt, x.gpuBindingRange(ch.start * inPer, ch.count * inPer), g, ch.count, Pp, Np);
+    // gy as the A operand: texel (r/4, co) of layer l holds gy[n][co][p..p+3] at r = s * P + p, n = l * S + s.
+    const A = stridedTexture(
+      rt,
+      gyBinding,
+      { layers, rows: g.cout, cols: S * P, ls: S * gyPer, rs: P, cs: 1, colGroup: P, colGroupStride: gyPer, Rp: Cp, Cp: SPp },
+      'conv2d.gy',
+    );
+    const B = im2col(rt, x.gpuBindingRange(ch.start * inPer, ch.count * inPer), g, layers, S, SPp, Np);
     recordTextureGemm(rt, {
       a: A,
       b: B,
       out: { kind: 'strided', c: part, batchStride: g.cout * K, rowStride: K, colStride: 1 },
       M: g.cout,
       N: K,
-      Kp: Pp,
-      kLayers: per,
+      Kp: SPp,
+      kLayers: per / S,
       batch: groups,
     });
     rt.textures.release(A);

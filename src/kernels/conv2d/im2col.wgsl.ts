@@ -5,10 +5,12 @@ import type { KernelDef } from '../../runtime/kernel.js';
 // stride 2) where the texture GEMM runs. A texel holds 4 consecutive values along a row; layer n is sample n.
 
 /**
- * The im2col matrix of one sample per layer: texel (kq, p) of layer n holds x[n][ci][iy][ix] for the 4 reduction
- * indices k = 4kq .. 4kq+3, k = (ci * KH + kh) * KW + kw, at output position p = oy * OW + ox (iy = oy * SH - PH + kh,
- * ix = ox * SW - PW + kw). Zero for taps outside the input, k >= K and p >= P (the rows up to Pp pad the GEMM's
- * reduction when the matrix is the weight gradient's operand).
+ * The im2col matrices of S samples per layer, stacked along the rows: texel (kq, r) of layer l holds
+ * x[n][ci][iy][ix] for the 4 reduction indices k = 4kq .. 4kq+3, k = (ci * KH + kh) * KW + kw, at row r = s * P + p
+ * of sample n = l * S + s, output position p = oy * OW + ox (iy = oy * SH - PH + kh, ix = ox * SW - PW + kw). Zero
+ * for taps outside the input, k >= K and r >= S * P (the rows up to Pp pad the GEMM's rows, or its reduction when
+ * the matrix is the weight gradient's operand). Stacking samples keeps small feature maps (P = 4 or 16 positions)
+ * from being padded to a whole GEMM tile each.
  */
 export const im2colTextureWgsl: KernelDef = {
   name: 'conv2dIm2colTexture',
@@ -26,10 +28,11 @@ override PH: u32;
 override PW: u32;
 override OW: u32;
 override P: u32;
+override S: u32;
 override Pp: u32;
 override K: u32;
 override Kq: u32;
-struct Params { samples: u32 }
+struct Params { layers: u32 }
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> X: array<f32>;
 @group(0) @binding(2) var T: texture_storage_2d_array<rgba32float, write>;
@@ -37,10 +40,13 @@ struct Params { samples: u32 }
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let i = gid.x + gid.y * nwg.x * 64u;
-  if (i >= params.samples * Pp * Kq) { return; }
+  if (i >= params.layers * Pp * Kq) { return; }
   let kq = i % Kq;
-  let p = (i / Kq) % Pp;
-  let n = i / (Kq * Pp);
+  let r = (i / Kq) % Pp;
+  let l = i / (Kq * Pp);
+  let s = r / P;
+  let p = r - s * P;
+  let n = l * S + min(s, S - 1u);
   let oy = p / OW;
   let ox = p - oy * OW;
   var v = vec4f(0.0);
@@ -52,11 +58,11 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
     // iy, ix as unsigned with the padding added: below zero wraps past H / W.
     let iy = oy * SH + kh - PH;
     let ix = ox * SW + kw - PW;
-    let inside = k < K && p < P && oy * SH + kh >= PH && ox * SW + kw >= PW && iy < H && ix < W;
+    let inside = k < K && s < S && oy * SH + kh >= PH && ox * SW + kw >= PW && iy < H && ix < W;
     let at = ((n * C + min(ci, C - 1u)) * H + min(iy, H - 1u)) * W + min(ix, W - 1u);
     v[j] = select(0.0, X[at], inside);
   }
-  textureStore(T, vec2u(kq, p), n, v);
+  textureStore(T, vec2u(kq, r), l, v);
 }
 `,
 };

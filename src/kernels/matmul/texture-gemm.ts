@@ -59,10 +59,20 @@ export interface StridedView {
   ls: number;
   rs: number;
   cs: number;
+  /**
+   * Rows in groups of `rowGroup` (stride `rowGroupStride` between groups; rs within one), likewise columns: an
+   * operand stacking samples along one dimension. Default: no groups.
+   */
+  rowGroup?: number;
+  rowGroupStride?: number;
+  colGroup?: number;
+  colGroupStride?: number;
   /** Padded texture size: rows and columns (a multiple of 4). */
   Rp: number;
   Cp: number;
 }
+
+const NO_GROUPS = 0xffffffff;
 
 /** A pooled texture holding a strided view of `src` as a GEMM operand (texture-gemm.wgsl.ts' stridedTexture). */
 export function stridedTexture(rt: Runtime, src: BufferSource, v: StridedView, label: string): GPUTexture {
@@ -76,6 +86,10 @@ export function stridedTexture(rt: Runtime, src: BufferSource, v: StridedView, l
     Rp: v.Rp,
     Cq: v.Cp / 4,
     layers: v.layers,
+    rg: v.rowGroup ?? NO_GROUPS,
+    rgs: v.rowGroupStride ?? 0,
+    cg: v.colGroup ?? NO_GROUPS,
+    cgs: v.colGroupStride ?? 0,
   });
   return T;
 }

@@ -130,14 +130,16 @@ ${store.join('\n')}
 
 /**
  * An operand of the texture GEMM from any strided 3-D view of a buffer: texel (cq, r) of layer l holds
- * src[l * ls + r * rs + c * cs] for c = 4cq .. 4cq+3, zero for r >= rows or c >= cols (the padding of a GEMM
- * operand). Used for matrices in either orientation, conv weights ([Cout][K] read as rows k or rows co) and
- * output gradients ([n][Cout][P] read as rows p or rows co).
+ * src[l * ls + row(r) + col(c)] for c = 4cq .. 4cq+3, zero for r >= rows or c >= cols (the padding of a GEMM
+ * operand), where row(r) = (r / rg) * rgs + (r % rg) * rs and col(c) = (c / cg) * cgs + (c % cg) * cs: rows (or
+ * columns) in groups, for operands that stack several samples along one dimension (rows r = n * P + p of sample n,
+ * position p). Without groups (rg = cg = 0xffffffff) row(r) = r * rs. Used for matrices in either orientation, conv
+ * weights ([Cout][K] read as rows k or rows co) and output gradients ([n][Cout][P] read as rows p or rows co).
  */
 export const stridedTextureWgsl: KernelDef = {
   name: 'stridedTexture',
   wgsl: /* wgsl */ `
-struct Params { rows: u32, cols: u32, ls: u32, rs: u32, cs: u32, Rp: u32, Cq: u32, layers: u32 }
+struct Params { rows: u32, cols: u32, ls: u32, rs: u32, cs: u32, Rp: u32, Cq: u32, layers: u32, rg: u32, rgs: u32, cg: u32, cgs: u32 }
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var T: texture_storage_2d_array<rgba32float, write>;
@@ -150,10 +152,12 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   let r = (i / params.Cq) % params.Rp;
   let l = i / (params.Cq * params.Rp);
   let rc = min(r, params.rows - 1u);
+  let rowAt = l * params.ls + (rc / params.rg) * params.rgs + (rc % params.rg) * params.rs;
   var v = vec4f(0.0);
   for (var j = 0u; j < 4u; j++) {
     let c = cq * 4u + j;
-    v[j] = select(0.0, src[l * params.ls + rc * params.rs + min(c, params.cols - 1u) * params.cs], r < params.rows && c < params.cols);
+    let cc = min(c, params.cols - 1u);
+    v[j] = select(0.0, src[rowAt + (cc / params.cg) * params.cgs + (cc % params.cg) * params.cs], r < params.rows && c < params.cols);
   }
   textureStore(T, vec2u(cq, r), l, v);
 }
