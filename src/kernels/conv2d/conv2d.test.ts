@@ -18,6 +18,7 @@ import {
 } from './conv2d.js';
 import { conv2dBackwardRef, conv2dRef } from './conv2d.reference.js';
 import { im2colApplies, samplesPerLayer } from './im2col.js';
+import { TEXTURE_GEMM_ROWS } from '../matmul/texture-gemm.js';
 import { winogradApplies } from './winograd.js';
 
 /** The runtime, known while tests are collected: lowerings this adapter cannot run are visible skips (it.skipIf). */
@@ -282,9 +283,9 @@ describe('conv2d texture lowerings (Winograd, im2col): forward, data and weight 
     { name: '3x3 s2 p1, 17->20, odd sizes', x: [2, 17, 9, 7], w: [20, 17, 3, 3], opts: { stride: 2, padding: 1 }, bias: false },
     { name: '1x1 s2 p0, 16->24 (downsample)', x: [3, 16, 7, 6], w: [24, 16, 1, 1], opts: { stride: 2, padding: 0 }, bias: false },
     { name: '3x3 s2 p1, 64->128 @ 15 (several GEMM tiles)', x: [2, 64, 15, 15], w: [128, 64, 3, 3], opts: { stride: 2, padding: 1 }, bias: false },
-    // Small feature maps: samples stacked per texture layer (im2col.ts' samplesPerLayer), 3 per layer at 3x3
+    // Small feature maps: samples stacked per texture layer (im2col.ts' samplesPerLayer), 6 per layer at 3x3
     // outputs (forward, data gradient) and 2 per layer in the weight gradient's 6 sample groups; 4 per layer at 2x2.
-    { name: '3x3 s2 p1, 16->64 @ 5, 12 samples (stacked)', x: [12, 16, 5, 5], w: [64, 16, 3, 3], opts: { stride: 2, padding: 1 }, bias: false },
+    { name: '3x3 s2 p1, 16->128 @ 5, 12 samples (stacked)', x: [12, 16, 5, 5], w: [128, 16, 3, 3], opts: { stride: 2, padding: 1 }, bias: false },
     { name: '3x3 s1 p1, 8->8 @ 2, 4 samples (stacked)', x: [4, 8, 2, 2], w: [8, 8, 3, 3], opts: { stride: 1, padding: 1 }, bias: false },
   ];
   const runs: [Method, Case[], RegExp, (g: Conv2dGeometry, rt: Runtime) => boolean][] = [
@@ -324,21 +325,26 @@ describe('conv2d im2col on small feature maps', () => {
     const rt = await testRuntime();
     // P = 9 positions per sample: 12 samples in 4 layers of 3 (27 of 32 rows used) rather than 12 layers of 9.
     expect(samplesPerLayer(rt, 12, 9, 32)).toBe(3);
+    expect(samplesPerLayer(rt, 12, 9, 64)).toBe(6);
     expect(samplesPerLayer(rt, 32, 4, 32)).toBe(8);
     expect(samplesPerLayer(rt, 32, 64, 32)).toBe(1);
     expect(samplesPerLayer(rt, 7, 20, 32)).toBe(7);
     expect(samplesPerLayer(rt, 2, 20, 32)).toBe(1);
     // The stacked case above runs with S > 1 in every pass.
-    const c: Case = { name: 'stacked', x: [12, 16, 5, 5], w: [64, 16, 3, 3], opts: { stride: 2, padding: 1 }, bias: false };
+    const c: Case = { name: 'stacked', x: [12, 16, 5, 5], w: [128, 16, 3, 3], opts: { stride: 2, padding: 1 }, bias: false };
     const { xs, ws, gys } = data(c, 31);
     const spy = vi.spyOn(rt, 'dispatch');
     await runAll(rt, c, xs, ws, null, gys, undefined, 'im2col', 'im2col');
     const stacked = spy.mock.calls.filter((call) => call[0].name === 'conv2dIm2colTexture').map((call) => call[0].constants?.S);
     const grouped = spy.mock.calls.filter((call) => call[0].name === 'stridedTexture').map((call) => [call[3]?.rg, call[3]?.cg]);
     spy.mockRestore();
-    // Forward (3 per layer) and weight gradient (2 per layer); the data gradient's gy^T in row groups of 9, the
-    // weight gradient's gy in column groups of 9.
-    expect(stacked).toEqual([3, 2]);
+    // Forward (samples per row tile of TEXTURE_GEMM_ROWS) and weight gradient (its sample groups reduce over k blocks
+    // of 4 * subgroup size: 2 per layer on lavapipe, 3 on SwiftShader); the data gradient's gy^T in row groups of 9,
+    // the weight gradient's gy in column groups of 9.
+    expect(stacked).toHaveLength(2);
+    expect(stacked[0]).toBe(samplesPerLayer(rt, 12, 9, TEXTURE_GEMM_ROWS));
+    expect(stacked[0]).toBeGreaterThan(1);
+    expect(stacked[1]).toBeGreaterThan(1);
     expect(grouped).toContainEqual([9, 0xffffffff]);
     expect(grouped).toContainEqual([0xffffffff, 9]);
   });

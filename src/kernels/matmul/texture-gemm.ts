@@ -3,11 +3,13 @@ import type { BufferSource, Runtime } from '../../runtime/runtime.js';
 import { stridedTextureWgsl, textureGemmKernel, type TextureGemmOutputKind } from './texture-gemm.wgsl.js';
 
 /**
- * Rows of C per workgroup and texel columns per lane: 32 x 2 (64 vec4 accumulators, 32 x 64 tiles) measured fastest
- * on lavapipe of 16-64 rows x 1-2 columns (docs/kernels-performance.md).
+ * Rows of C per workgroup, texel columns per lane and rows per register group: 64 x 1 in groups of 4 (tiles of 64 x 32
+ * columns at subgroup 8) measured fastest on lavapipe of 32-128 rows x 1-2 columns in groups of 2-8
+ * (docs/kernels-performance.md).
  */
-export const TEXTURE_GEMM_ROWS = 32;
-export const TEXTURE_GEMM_COLS = 2;
+export const TEXTURE_GEMM_ROWS = 64;
+export const TEXTURE_GEMM_COLS = 1;
+const TEXTURE_GEMM_GROUP = 4;
 
 /** Workgroups launched per dispatch (over all batch items), each looping over tiles: enough to balance threads. */
 const TEXTURE_GEMM_GROUPS = 512;
@@ -169,7 +171,7 @@ export function recordTextureGemm(rt: Runtime, g: TextureGemmArgs): void {
     });
   }
   const groups = Math.min(tilesN * tilesM, Math.ceil(TEXTURE_GEMM_GROUPS / batch));
-  rt.dispatch(textureGemmKernel({ sg, rows: TEXTURE_GEMM_ROWS, cols: TEXTURE_GEMM_COLS, output: kind }), [...rt.grid(groups), batch], { A: g.a, B: g.b, C: c }, params);
+  rt.dispatch(textureGemmKernel({ sg, rows: TEXTURE_GEMM_ROWS, cols: TEXTURE_GEMM_COLS, group: TEXTURE_GEMM_GROUP, output: kind }), [...rt.grid(groups), batch], { A: g.a, B: g.b, C: c }, params);
 }
 
 function checkTexture(name: string, t: GPUTexture, minWidth: number, minHeight: number): void {

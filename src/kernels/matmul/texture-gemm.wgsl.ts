@@ -12,13 +12,21 @@ import type { KernelDef } from '../../runtime/kernel.js';
 // Layouts (one texel = 4 consecutive floats):
 //   A: texel (kq, m) of layer la holds A[m][4kq .. 4kq+3]   (rows m, the reduction index k along the row)
 //   B: texel (nq, k) of layer lb holds B[k][4nq .. 4nq+3]   (rows k, the output columns along the row)
-// A workgroup is one subgroup of SG lanes and owns R rows x 4*SG columns of C: lane l owns the 4 columns of texel
-// column nq = tileN*SG + l. Per block of 4*SG reduction steps, lane l loads texel (kBlock*SG + l, m0 + r) of A for
-// each of the R rows (so the subgroup holds 4*SG k values of every row), then for each step kk loads its B texel of
-// row k0 + kk and adds broadcast(A[m0 + r][k0 + kk]) * B to its R accumulators. The k loop over blocks runs
-// kBlocks times, inside a loop over kLayers layers (a reduction that spans layers, e.g. over samples). Both
-// operands must be zero in the padding of k (past the real K) so that padding adds nothing; rows past M and
-// columns past N may hold anything (they are not stored).
+// A workgroup is one subgroup of SG lanes and owns R rows x 4*SG*CC columns of C: lane l owns the 4 columns of texel
+// columns nq = tileN*SG*CC + c*SG + l. Per block of 4*SG reduction steps, lane l loads texel (kBlock*SG + l, m0 + r)
+// of A for each of the R rows (so the subgroup holds 4*SG k values of every row). A runtime loop then walks the
+// source lanes: for source lane `src` it loads the B texels of the 4 steps that lane's A texels cover, and for each
+// group of G rows (unrolled) adds subgroupShuffle(A[m0 + r][k], src) * B[k] over those 4 steps to the group's
+// accumulators. The k loop over blocks runs kBlocks times, inside a loop over kLayers layers (a reduction that
+// spans layers, e.g. over samples). Both operands must be zero in the padding of k (past the real K) so that padding
+// adds nothing; rows past M and columns past N may hold anything (they are not stored).
+//
+// Why this shape (lavapipe, docs/kernels-performance.md "The texture GEMM's loop"): a textureLoad is an out-of-line
+// call costing about 19 ns per subgroup here, so each B texel must serve many rows (R = 64) and each A texel many
+// columns; the per-lane accumulators (R x CC vec4s) cannot all stay in registers, but a group of G = 4 rows' 16
+// values can while its 4 steps run, so each accumulator is spilled and reloaded once per 4 steps instead of on every
+// step; and the loop over source lanes keeps the machine code of the body (about 25 KB) inside the 32 KB
+// instruction cache, where unrolling all 4*SG steps made it 100 KB.
 //
 // Outputs (a compile-time variant):
 // - 'texture': a storage texture in B's layout, texel (nq, m) of layer z (the next Winograd transform reads it
@@ -37,35 +45,42 @@ export interface TextureGemmVariant {
   rows: number;
   /** Texel columns per lane (the workgroup owns 4 * sg * cols columns); rows * cols vec4 accumulators per lane. */
   cols: number;
+  /** Rows whose accumulators are updated together over one source lane's 4 steps (divides `rows`). */
+  group: number;
   output: TextureGemmOutputKind;
 }
 
 const cache = new Map<string, KernelDef>();
 
 export function textureGemmKernel(v: TextureGemmVariant): KernelDef {
-  const key = `${v.sg}x${v.rows}x${v.cols}${v.output}`;
+  if (v.rows % v.group !== 0) throw new Error(`textureGemmKernel: group ${v.group} does not divide ${v.rows} rows`);
+  const key = `${v.sg}x${v.rows}x${v.cols}g${v.group}${v.output}`;
   let def = cache.get(key);
-  if (!def) cache.set(key, (def = { name: `textureGemm_${v.output}_sg${v.sg}_${v.rows}x${v.cols}`, wgsl: textureGemmWgsl(v) }));
+  if (!def) cache.set(key, (def = { name: `textureGemm_${v.output}_sg${v.sg}_${v.rows}x${v.cols}g${v.group}`, wgsl: textureGemmWgsl(v) }));
   return def;
 }
 
 const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
 
-function textureGemmWgsl({ sg: SG, rows: R, cols: CC, output }: TextureGemmVariant): string {
+function textureGemmWgsl({ sg: SG, rows: R, cols: CC, group: G, output }: TextureGemmVariant): string {
   const steps = 4 * SG;
   const comp = 'xyzw';
   const cells = range(R).flatMap((r) => range(CC).map((c) => [r, c] as const));
   const decl = cells.map(([r, c]) => `  var acc${r}_${c} = vec4f(0.0);`).join('\n');
   const loadA = range(R).map((r) => `      let a${r} = textureLoad(A, vec2u(kq, m0 + ${r}u), la, 0);`).join('\n');
-  const body: string[] = [];
-  for (const kk of range(steps)) {
-    body.push(`      {`);
-    for (const c of range(CC)) body.push(`        let b${c} = textureLoad(B, vec2u(nq${c}, k0 + ${kk}u), lb, 0);`);
-    for (const r of range(R)) {
-      body.push(`        let s${r} = subgroupBroadcast(a${r}.${comp[kk & 3]}, ${kk >> 2}u);`);
-      for (const c of range(CC)) body.push(`        acc${r}_${c} += s${r} * b${c};`);
+  // One pass of the loop over source lanes: B of the 4 steps k0 + 4 src + q, then the row groups.
+  const pass: string[] = [];
+  for (const q of range(4)) {
+    for (const c of range(CC)) pass.push(`        let b${q}_${c} = textureLoad(B, vec2u(nq${c}, k0 + src * 4u + ${q}u), lb, 0);`);
+  }
+  for (let g0 = 0; g0 < R; g0 += G) {
+    for (const q of range(4)) {
+      for (let r = g0; r < g0 + G; r++) {
+        pass.push(`        { let s = subgroupShuffle(a${r}.${comp[q]}, src);`);
+        for (const c of range(CC)) pass.push(`          acc${r}_${c} += s * b${q}_${c};`);
+        pass.push('        }');
+      }
     }
-    body.push('      }');
   }
   const columns = range(CC).map((c) => `  let nq${c} = nqBase + ${c * SG}u;\n  let n${c} = nq${c} * 4u;`).join("\n");
   const store = cells.map(([r, c]) => {
@@ -119,7 +134,9 @@ ${decl}
       let kq = kb * ${SG}u + lane;
       let k0 = kb * ${steps}u;
 ${loadA}
-${body.join('\n')}
+      for (var src = 0u; src < ${SG}u; src++) {
+${pass.join('\n')}
+      }
     }
   }
 ${store.join('\n')}
