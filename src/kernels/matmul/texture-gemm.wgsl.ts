@@ -7,7 +7,7 @@ import type { KernelDef } from '../../runtime/kernel.js';
 // SIMD lane and compiles every storage-buffer load whose address is not a compile-time constant into a per-lane
 // loop of bounds checks and branches, even when the address is the same for all lanes. A textureLoad is one
 // branch-free call that returns 4 floats per lane. So each lane fetches different data with textureLoad and the
-// values every lane needs are passed around with subgroupBroadcast (constant lane index: an extract + broadcast).
+// values every lane needs are passed around with subgroupShuffle (on lavapipe one vpermps).
 //
 // Layouts (one texel = 4 consecutive floats):
 //   A: texel (kq, m) of layer la holds A[m][4kq .. 4kq+3]   (rows m, the reduction index k along the row)
