@@ -33,6 +33,8 @@ export interface RuntimeOptions {
    * are tested. Under Node, createNodeRuntime takes it from HOTDOG_KERNELS when not given.
    */
   kernels?: KernelMode;
+  /** Bytes of free operand textures kept for reuse (texture-pool.ts; default: no limit, idle textures only are destroyed). */
+  textureFreeBytes?: number;
 }
 
 /** A command as a profiler sees it (src/runtime/profiling/profiler.ts), with everything needed to record it again. */
@@ -163,7 +165,7 @@ export class Runtime {
     this.storageAlign = ctx.limits.minStorageBufferOffsetAlignment;
     this.maxDispatches = options.maxDispatchesPerSubmit ?? 256;
     this.pool = new BufferPool(this.device, ctx.limits.maxBufferSize);
-    this.textures = new TexturePool(this.device);
+    this.textures = new TexturePool(this.device, options.textureFreeBytes ?? Infinity, () => this.flush());
     this.tuner = new Tuner(this, options.tuningStore ?? null);
     this.fenceSource = this.device.createBuffer({ size: 4, usage: BufferUsage.COPY_SRC, label: 'fenceSource' });
     this.fence = this.device.createBuffer({ size: 4, usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST, label: 'fence' });
@@ -435,6 +437,8 @@ export class Runtime {
     }
     this.device.queue.submit([this.encoder.finish()]);
     this.submits++;
+    // Everything recorded with the pool's free textures is submitted now: idle or over budget, they may be destroyed.
+    this.textures.afterSubmit();
     this.encoder = null;
     this.dispatchesInBatch = 0;
     this.uniformOffset = 0;

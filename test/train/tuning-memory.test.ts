@@ -7,7 +7,10 @@ import { SGD } from '../../src/nn/sgd.js';
 import { TexturePool } from '../../src/runtime/texture-pool.js';
 import { trainStep, tuneKernels, type HostBatch } from '../../src/train/fit.js';
 import { Random } from '../../src/util/random.js';
-import { testRuntime } from '../helpers/gpu.js';
+import { extraRuntime, testRuntime } from '../helpers/gpu.js';
+import { matmul } from '../../src/kernels/matmul/matmul.js';
+import { textureGemmSupported } from '../../src/kernels/matmul/texture-gemm.js';
+import { Tensor } from '../../src/runtime/tensor.js';
 
 describe('pools after tuning', () => {
   it('TexturePool.trim destroys the free textures and keeps the live ones', async () => {
@@ -25,6 +28,73 @@ describe('pools after tuning', () => {
     pool.acquire({ width: 32, height: 8, layers: 2 }); // trimmed: a new allocation
     expect(pool.stats().allocations).toBe(4);
     pool.destroy();
+  });
+
+  it('TexturePool keeps at most its budget of free textures after a submit, least recently released destroyed first', async () => {
+    const rt = await testRuntime();
+    const size = (w: number) => ({ width: w, height: 8, layers: 1 });
+    const bytes = (w: number) => w * 8 * 16;
+    let submits = 0;
+    const pool = new TexturePool(rt.device, bytes(64), () => submits++);
+    const [a, b, c] = [pool.acquire(size(32)), pool.acquire(size(48)), pool.acquire(size(64))];
+    pool.release(a);
+    pool.release(b);
+    // 80 texel columns free, budget 64: over it, but not yet twice over (no submit asked for).
+    expect(submits).toBe(0);
+    pool.release(c);
+    // 144 free > 2 x 64: the owner is asked to submit, then evicts.
+    expect(submits).toBe(1);
+    pool.afterSubmit();
+    // a (released first) and b go, c (64) stays within the budget and is reused.
+    expect(pool.stats()).toMatchObject({ liveTextures: 0, texturesHeld: 1, freeBytes: bytes(64), bytesHeld: bytes(64), evictions: 2 });
+    const again = pool.acquire(size(64));
+    expect(again).toBe(c);
+    expect(pool.stats()).toMatchObject({ freeBytes: 0, allocations: 3 });
+    pool.destroy();
+  });
+
+  it('TexturePool destroys free textures idle for more than maxIdleSubmits submits, and keeps reused ones', async () => {
+    const rt = await testRuntime();
+    const pool = new TexturePool(rt.device, Infinity, () => {}, 2);
+    const [a, b] = [pool.acquire({ width: 8, height: 8, layers: 1 }), pool.acquire({ width: 16, height: 8, layers: 1 })];
+    pool.release(a);
+    pool.release(b);
+    pool.afterSubmit();
+    // b is reused every submit (a training step's textures), a is not (a shape no longer met).
+    for (let i = 0; i < 3; i++) {
+      pool.release(pool.acquire({ width: 16, height: 8, layers: 1 }));
+      pool.afterSubmit();
+    }
+    expect(pool.stats()).toMatchObject({ texturesHeld: 1, evictions: 1, bytesHeld: 16 * 8 * 16, allocations: 2 });
+    pool.destroy();
+  });
+
+  it('a runtime with a small texture budget evicts after its submits and computes the same products', async () => {
+    const own = await testRuntime();
+    if (!textureGemmSupported(own)) return;
+    // 48 KiB: one 64x64 matmul's operand textures (2 x 16 KiB at 64 x 64 floats), not three shapes' worth.
+    const rt = await extraRuntime({ textureFreeBytes: 48 * 1024 });
+    try {
+      const g = new Random(3);
+      for (const n of [64, 96, 128, 64]) {
+        const a = Array.from({ length: n * n }, () => g.uniform(-1, 1));
+        const b = Array.from({ length: n * n }, () => g.uniform(-1, 1));
+        const c = matmul(Tensor.fromArray(rt, a, [n, n]), Tensor.fromArray(rt, b, [n, n]), { variant: 'texture' });
+        const got = new Float32Array(await c.read());
+        let err = 0;
+        for (let i = 0; i < n; i += 7) for (let j = 0; j < n; j += 5) {
+          let ref = 0;
+          for (let k = 0; k < n; k++) ref += a[i * n + k]! * b[k * n + j]!;
+          err = Math.max(err, Math.abs(got[i * n + j]! - ref));
+        }
+        expect(err, `n = ${n}`).toBeLessThan(1e-4);
+        // Every read submits: the pool is back within its budget.
+        expect(rt.textures.stats().freeBytes).toBeLessThanOrEqual(48 * 1024);
+      }
+      expect(rt.textures.stats().evictions).toBeGreaterThan(0);
+    } finally {
+      rt.destroy();
+    }
   });
 
   it('a ResNet-18 run holds no tuning leftovers: nothing free after tuning, the same bytes after steps 1 and 2', async () => {
