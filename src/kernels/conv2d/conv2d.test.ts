@@ -287,6 +287,9 @@ describe('conv2d texture lowerings (Winograd, im2col): forward, data and weight 
     // outputs (forward, data gradient) and 2 per layer in the weight gradient's 6 sample groups; 4 per layer at 2x2.
     { name: '3x3 s2 p1, 16->128 @ 5, 12 samples (stacked)', x: [12, 16, 5, 5], w: [128, 16, 3, 3], opts: { stride: 2, padding: 1 }, bias: false },
     { name: '3x3 s1 p1, 8->8 @ 2, 4 samples (stacked)', x: [4, 8, 2, 2], w: [8, 8, 3, 3], opts: { stride: 1, padding: 1 }, bias: false },
+    // Stacked in every pass with few enough weights for the central-difference weight gradient: 11 column tiles
+    // (K = 324) give the weight gradient sample groups of 2 (lavapipe) or 3 (SwiftShader) samples, stacked per layer.
+    { name: '3x3 s2 p1, 36->4 @ 5, 12 samples (stacked, central differences)', x: [12, 36, 5, 5], w: [4, 36, 3, 3], opts: { stride: 2, padding: 1 }, bias: false },
   ];
   const runs: [Method, Case[], RegExp, (g: Conv2dGeometry, rt: Runtime) => boolean][] = [
     ['winograd4', stride1, /^winogradInputTransposedTransform_F3x4$/, (g, rt) => winogradApplies(rt, g)],
@@ -330,23 +333,25 @@ describe('conv2d im2col on small feature maps', () => {
     expect(samplesPerLayer(rt, 32, 64, 32)).toBe(1);
     expect(samplesPerLayer(rt, 7, 20, 32)).toBe(7);
     expect(samplesPerLayer(rt, 2, 20, 32)).toBe(1);
-    // The stacked case above runs with S > 1 in every pass.
-    const c: Case = { name: 'stacked', x: [12, 16, 5, 5], w: [128, 16, 3, 3], opts: { stride: 2, padding: 1 }, bias: false };
-    const { xs, ws, gys } = data(c, 31);
-    const spy = vi.spyOn(rt, 'dispatch');
-    await runAll(rt, c, xs, ws, null, gys, undefined, 'im2col', 'im2col');
-    const stacked = spy.mock.calls.filter((call) => call[0].name === 'conv2dIm2colTexture').map((call) => call[0].constants?.S);
-    const grouped = spy.mock.calls.filter((call) => call[0].name === 'stridedTexture').map((call) => [call[3]?.rg, call[3]?.cg]);
-    spy.mockRestore();
-    // Forward (samples per row tile of TEXTURE_GEMM_ROWS) and weight gradient (its sample groups reduce over k blocks
-    // of 4 * subgroup size: 2 per layer on lavapipe, 3 on SwiftShader); the data gradient's gy^T in row groups of 9,
-    // the weight gradient's gy in column groups of 9.
-    expect(stacked).toHaveLength(2);
-    expect(stacked[0]).toBe(samplesPerLayer(rt, 12, 9, TEXTURE_GEMM_ROWS));
-    expect(stacked[0]).toBeGreaterThan(1);
-    expect(stacked[1]).toBeGreaterThan(1);
-    expect(grouped).toContainEqual([9, 0xffffffff]);
-    expect(grouped).toContainEqual([0xffffffff, 9]);
+    // The stacked cases above run with S > 1 in every pass.
+    for (const w of [[128, 16, 3, 3], [4, 36, 3, 3]] as [number, number, number, number][]) {
+      const c: Case = { name: 'stacked', x: [12, w[1]!, 5, 5], w, opts: { stride: 2, padding: 1 }, bias: false };
+      const { xs, ws, gys } = data(c, 31);
+      const spy = vi.spyOn(rt, 'dispatch');
+      await runAll(rt, c, xs, ws, null, gys, undefined, 'im2col', 'im2col');
+      const stacked = spy.mock.calls.filter((call) => call[0].name === 'conv2dIm2colTexture').map((call) => call[0].constants?.S);
+      const grouped = spy.mock.calls.filter((call) => call[0].name === 'stridedTexture').map((call) => [call[3]?.rg, call[3]?.cg]);
+      spy.mockRestore();
+      // Forward (samples per row tile of TEXTURE_GEMM_ROWS) and weight gradient (its sample groups reduce over k blocks
+      // of 4 * subgroup size: 2 per layer on lavapipe, 3 on SwiftShader); the data gradient's gy^T in row groups of 9,
+      // the weight gradient's gy in column groups of 9.
+      expect(stacked).toHaveLength(2);
+      expect(stacked[0]).toBe(samplesPerLayer(rt, 12, 9, TEXTURE_GEMM_ROWS));
+      expect(stacked[0]).toBeGreaterThan(1);
+      expect(stacked[1]).toBeGreaterThan(1);
+      expect(grouped).toContainEqual([9, 0xffffffff]);
+      expect(grouped).toContainEqual([0xffffffff, 9]);
+    }
   });
 });
 

@@ -12,7 +12,7 @@
 // S samples along the GEMM dimension that runs over positions (samplesPerLayer), so that a small feature map (ResNet's
 // 2x2 and 4x4 at 64 px) is not padded to a whole row tile or k block per sample.
 import { fittingChunks, type BatchChunk } from '../../runtime/chunks.js';
-import { recordTextureGemm, roundUp, stridedTexture, textureGemmSupported, TEXTURE_GEMM_COLS, TEXTURE_GEMM_ROWS } from '../matmul/texture-gemm.js';
+import { kBlockOf, recordTextureGemm, roundUp, stridedTexture, textureGemmSupported, TEXTURE_GEMM_COLS, TEXTURE_GEMM_ROWS } from '../matmul/texture-gemm.js';
 import type { BufferSource, Runtime } from '../../runtime/runtime.js';
 import { Tensor } from '../../runtime/tensor.js';
 import type { Conv2dGeometry } from './geometry.js';
@@ -30,7 +30,7 @@ export function im2colApplies(rt: Runtime): boolean {
 
 /** Padding of a GEMM dimension used as the reduction (k blocks) or as the columns (column tiles). */
 function kPad(rt: Runtime, n: number): number {
-  return roundUp(n, 4 * rt.ctx.subgroupSize!);
+  return roundUp(n, kBlockOf(rt));
 }
 function nPad(rt: Runtime, n: number): number {
   return roundUp(n, 4 * rt.ctx.subgroupSize! * TEXTURE_GEMM_COLS);
@@ -194,7 +194,7 @@ export function conv2dBackwardWeightIm2col(gy: Tensor<'f32'>, x: Tensor<'f32'>, 
     const groups = groupsOf(ch.count);
     const per = ch.count / groups;
     // S samples per layer along the reduction (a group's `per` samples are per / S layers).
-    const S = samplesPerLayer(rt, per, P, kPad(rt, 1));
+    const S = samplesPerLayer(rt, per, P, kBlockOf(rt));
     const layers = ch.count / S;
     const SPp = kPad(rt, S * P);
     const gyBinding = gy.gpuBindingRange(ch.start * gyPer, ch.count * gyPer);
