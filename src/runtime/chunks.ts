@@ -47,12 +47,23 @@ export function sliceAlignment(rt: Runtime, perSample: readonly number[]): numbe
 /**
  * Slices [0, batch) into the largest slices for which `fits(count)` holds, each starting at an aligned offset for
  * tensors with `perSample` elements per sample (see sliceAlignment). `fits` must be monotone in count.
+ * `within(count)`, also monotone, is a budget rather than a limit (the bytes of a slice's operand textures): slices
+ * keep to it where a slice of the smallest aligned size does, else they are that smallest size.
  */
-export function fittingChunks(rt: Runtime, batch: number, perSample: readonly number[], fits: (count: number) => boolean, what: string): BatchChunk[] {
-  if (fits(batch)) return [{ start: 0, count: batch }];
+export function fittingChunks(
+  rt: Runtime,
+  batch: number,
+  perSample: readonly number[],
+  fits: (count: number) => boolean,
+  what: string,
+  within: (count: number) => boolean = () => true,
+): BatchChunk[] {
+  if (fits(batch) && within(batch)) return [{ start: 0, count: batch }];
   const step = sliceAlignment(rt, perSample);
   let count = Math.floor(batch / step) * step;
-  while (count > 0 && !fits(count)) count -= step;
+  while (count > 0 && !(fits(count) && within(count))) count -= step;
+  // Over budget at every size: the smallest slice within the limits.
+  if (count === 0) count = step <= batch && fits(step) ? step : fits(batch) ? batch : 0;
   if (count === 0) throw new Error(`${what}: even ${step} sample(s) exceed the storage binding or texture size limits`);
   const chunks: BatchChunk[] = [];
   for (let start = 0; start < batch; start += count) chunks.push({ start, count: Math.min(count, batch - start) });

@@ -18,6 +18,9 @@ export interface TextureSize {
 
 export interface TexturePoolStats {
   liveTextures: number;
+  /** Bytes of the live textures, and the most they have been since the pool was made. */
+  bytesInUse: number;
+  peakBytesInUse: number;
   /** Bytes of the free textures the pool keeps for reuse (at most maxFreeBytes after each submit). */
   freeBytes: number;
   /** Free textures destroyed for being idle too long or past maxFreeBytes. */
@@ -30,13 +33,29 @@ export interface TexturePoolStats {
 
 /**
  * Operand textures are sized per convolution shape, so the pool holds a texture set per shape of the model (on
- * lavapipe 1019 MB at 224 px batch 32, 2567 MB at batch 128) and reuses it every step. A free texture not reused
+ * lavapipe 530 MB at 224 px batch 32, see SLICE_TEXTURE_BYTES) and reuses it every step. A free texture not reused
  * within this many submits (a training step is 2-3) is destroyed: what tuning, an eval pass's batch size or a
  * finished model left behind does not stay. A byte budget for free textures (RuntimeOptions.textureFreeBytes) trades
  * speed for memory: textures made again every step are slow on lavapipe (a 224 px batch-32 step with a 256 MiB budget
  * took 10.8-11.9 s against 6.9-9.6 s unbounded, RSS 2.22 against 2.77 GB), so by default there is none.
  */
 export const TEXTURE_POOL_MAX_IDLE_SUBMITS = 64;
+
+/**
+ * A request with no free texture of its size takes the smallest free one it fits in of up to this many times its
+ * bytes. Replaying a tuned 224 px batch-32 step's 143 requests: the pool then holds 796 MB instead of 1045 MB, with no
+ * texture made after the first step (at 1.5: 905 MB; at 4 and 8: 776 and 762 MB, more slack per use).
+ */
+export const TEXTURE_FIT_RATIO = 2;
+
+/**
+ * Bytes of operand textures one batch slice of a convolution may hold (im2col.ts, winograd.ts): the pool keeps a
+ * texture set per shape, so this bounds what each shape adds. A tuned 224 px batch-32 step uses at most 57 MB of
+ * textures at once; with im2col's former 128 MiB budget (none for Winograd) and exact-size reuse the pool held
+ * 1125 MB, with 32 MiB slices and TEXTURE_FIT_RATIO 530 MB, steps as fast (13.2-15.1 s against 13.4-15.6 s, noisy).
+ * 16 MiB held 334 MB but took 15.6-16.8 s a step, 8 MiB 209 MB at 27-32 s (slices of one or two samples).
+ */
+export const SLICE_TEXTURE_BYTES = 32 * 1024 * 1024;
 
 export class TexturePool {
   /** Free textures by size key; a Map keeps keys in order of their last release (least recent first). */
@@ -47,6 +66,8 @@ export class TexturePool {
   private submits = 0;
   private held = 0;
   private freeHeld = 0;
+  private inUse = 0;
+  private peakInUse = 0;
   private allocations = 0;
   private evictions = 0;
 
@@ -62,13 +83,10 @@ export class TexturePool {
   ) {}
 
   acquire(size: TextureSize, label = 'texture'): GPUTexture {
-    const key = `${size.width}x${size.height}x${size.layers}`;
-    const list = this.free.get(key);
-    let t = list?.pop();
+    let t = this.takeFree(size);
     if (t) {
       this.freeHeld -= bytesOf(t);
       this.releasedAt.delete(t);
-      if (!list!.length) this.free.delete(key);
     } else {
       t = this.device.createTexture({
         size: [size.width, size.height, size.layers],
@@ -82,11 +100,41 @@ export class TexturePool {
       this.held += size.width * size.height * size.layers * TEXEL_BYTES;
     }
     this.live.add(t);
+    this.inUse += bytesOf(t);
+    this.peakInUse = Math.max(this.peakInUse, this.inUse);
+    return t;
+  }
+
+  /**
+   * A free texture of exactly `size`, else the smallest free one at least as wide, as tall and with as many layers
+   * whose bytes are at most TEXTURE_FIT_RATIO times the request's: the kernels read and write only the region they
+   * are given, never the texture's own size.
+   */
+  private takeFree(size: TextureSize): GPUTexture | undefined {
+    const exact = `${size.width}x${size.height}x${size.layers}`;
+    let key: string | undefined = this.free.has(exact) ? exact : undefined;
+    if (!key) {
+      const limit = TEXTURE_FIT_RATIO * size.width * size.height * size.layers * TEXEL_BYTES;
+      let best = Infinity;
+      for (const [k, list] of this.free) {
+        const t = list[0]!;
+        const b = bytesOf(t);
+        if (t.width >= size.width && t.height >= size.height && t.depthOrArrayLayers >= size.layers && b <= limit && b < best) {
+          best = b;
+          key = k;
+        }
+      }
+    }
+    if (!key) return undefined;
+    const list = this.free.get(key)!;
+    const t = list.pop()!;
+    if (!list.length) this.free.delete(key);
     return t;
   }
 
   release(t: GPUTexture): void {
     if (!this.live.delete(t)) throw new Error(`texture "${t.label}" released twice or not from this pool`);
+    this.inUse -= bytesOf(t);
     const key = `${t.width}x${t.height}x${t.depthOrArrayLayers}`;
     const list = this.free.get(key) ?? [];
     // Re-inserted last: most recently released.
@@ -143,6 +191,8 @@ export class TexturePool {
     for (const list of this.free.values()) free += list.length;
     return {
       liveTextures: this.live.size,
+      bytesInUse: this.inUse,
+      peakBytesInUse: this.peakInUse,
       freeBytes: this.freeHeld,
       evictions: this.evictions,
       texturesHeld: this.live.size + free,
@@ -159,6 +209,7 @@ export class TexturePool {
     this.releasedAt.clear();
     this.held = 0;
     this.freeHeld = 0;
+    this.inUse = 0;
   }
 }
 

@@ -8,21 +8,20 @@
 //                   groups summed in the GEMM (its reduction runs over layers) and the groups' partial sums added
 //                   in a fixed order.
 // Operands are written into textures by im2col.wgsl.ts's kernels; batches are processed in slices that keep each
-// binding under the binding limit and each slice's textures under TEXTURE_BUDGET bytes. Each texture layer stacks
-// S samples along the GEMM dimension that runs over positions (samplesPerLayer), so that a small feature map (ResNet's
-// 2x2 and 4x4 at 64 px) is not padded to a whole row tile or k block per sample.
+// binding under the binding limit and, where one sample's do, each slice's textures under SLICE_TEXTURE_BYTES (the
+// im2col matrix of conv1 at batch 32 would be 300 MB). Each texture layer stacks S samples along the GEMM dimension
+// that runs over positions (samplesPerLayer), so that a small feature map (ResNet's 2x2 and 4x4 at 64 px) is not
+// padded to a whole row tile or k block per sample.
 import { fittingChunks, type BatchChunk } from '../../runtime/chunks.js';
 import { kBlockOf, recordTextureGemm, roundUp, stridedTexture, textureGemmSupported, TEXTURE_GEMM_COLS, TEXTURE_GEMM_ROWS } from '../matmul/texture-gemm.js';
 import type { BufferSource, Runtime } from '../../runtime/runtime.js';
+import { SLICE_TEXTURE_BYTES } from '../../runtime/texture-pool.js';
 import { Tensor } from '../../runtime/tensor.js';
 import type { Conv2dGeometry } from './geometry.js';
 import { flatGrid64, recordCol2im } from './col2im.js';
 import { sumPartialsWgsl } from './conv2d.wgsl.js';
 import { im2colTextureWgsl } from './im2col.wgsl.js';
 import type { ConvLoweringDef } from './lowering.js';
-
-/** Bytes of operand textures one slice may hold (the im2col matrix of conv1 at batch 32 would be 300 MB). */
-const TEXTURE_BUDGET = 128 * 1024 * 1024;
 
 export function im2colApplies(rt: Runtime): boolean {
   return textureGemmSupported(rt);
@@ -42,11 +41,9 @@ function chunks(rt: Runtime, g: Conv2dGeometry, perSample: number[], textureByte
     g.n,
     perSample,
     (count) =>
-      perSample.every((p) => count * p * 4 <= rt.bindingLimit) &&
-      count * textureBytes <= TEXTURE_BUDGET &&
-      count <= rt.ctx.limits.maxTextureArrayLayers &&
-      extra(count),
+      perSample.every((p) => count * p * 4 <= rt.bindingLimit) && count <= rt.ctx.limits.maxTextureArrayLayers && extra(count),
     'conv2d (im2col)',
+    (count) => count * textureBytes <= SLICE_TEXTURE_BYTES,
   );
 }
 

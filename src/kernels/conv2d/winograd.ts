@@ -10,6 +10,7 @@
 // known size (winogradApplies). Batches whose tensors exceed the binding limit or whose tiles exceed a texture's
 // height are processed in slices.
 import { fittingChunks, type BatchChunk } from '../../runtime/chunks.js';
+import { SLICE_TEXTURE_BYTES } from '../../runtime/texture-pool.js';
 import { recordTextureGemm, roundUp, textureGemmPadding, textureGemmSupported, TEXTURE_GEMM_ROWS } from '../matmul/texture-gemm.js';
 import type { Runtime } from '../../runtime/runtime.js';
 import { Tensor } from '../../runtime/tensor.js';
@@ -52,8 +53,11 @@ function tiling(f: WinogradMatrices, step: number, oh: number, ow: number): Tili
   return { f, step, tilesW, tilesPerSample: Math.ceil(oh / step) * tilesW };
 }
 
-/** The largest batch slices whose per-slice tensors fit the binding limit and whose GEMM rows fit a texture. */
-function chunks(rt: Runtime, n: number, perSample: number[], texRows: (count: number) => number): BatchChunk[] {
+/**
+ * The largest batch slices whose per-slice tensors fit the binding limit, whose GEMM rows fit a texture and (where
+ * one sample's do) whose textures hold at most SLICE_TEXTURE_BYTES.
+ */
+function chunks(rt: Runtime, n: number, perSample: number[], texRows: (count: number) => number, texBytes: (count: number) => number): BatchChunk[] {
   const maxTex = rt.ctx.limits.maxTextureDimension2D;
   return fittingChunks(
     rt,
@@ -61,6 +65,7 @@ function chunks(rt: Runtime, n: number, perSample: number[], texRows: (count: nu
     perSample,
     (count) => perSample.every((p) => count * p * 4 <= rt.bindingLimit) && texRows(count) <= maxTex,
     'conv2d (Winograd)',
+    (count) => texBytes(count) <= SLICE_TEXTURE_BYTES,
   );
 }
 
@@ -91,9 +96,10 @@ function winogradConv(rt: Runtime, src: Tensor<'f32'>, U: GPUTexture, t: Tiling,
   const inPer = s.cin * s.h * s.w;
   const outPer = s.cout * s.oh * s.ow;
   const rowsOf = (count: number): number => roundUp(count * t.tilesPerSample, TEXTURE_GEMM_ROWS);
-  const slices = chunks(rt, s.n, [inPer, outPer], rowsOf);
+  const { Np } = textureGemmPadding(rt, 1, s.cout, Kp);
+  // V and M: (Kp + Np) floats a row, a layer per position.
+  const slices = chunks(rt, s.n, [inPer, outPer], rowsOf, (count) => (Kp + Np) * rowsOf(count) * positions * 4);
   const rows = rowsOf(Math.max(...slices.map((c) => c.count)));
-  const { Np } = textureGemmPadding(rt, rows, s.cout, Kp);
   const V = rt.textures.acquire({ width: Kp / 4, height: rows, layers: positions }, 'winograd.V');
   const M = rt.textures.acquire({ width: Np / 4, height: rows, layers: positions }, 'winograd.M');
   for (const ch of slices) {
@@ -157,7 +163,11 @@ export function conv2dBackwardWeightWinograd(gy: Tensor<'f32'>, x: Tensor<'f32'>
   const inPer = g.cin * g.h * g.w;
   const gyPer = g.cout * g.oh * g.ow;
   const pad = (count: number) => textureGemmPadding(rt, g.cin, g.cout, count * t.tilesPerSample);
-  const slices = chunks(rt, g.n, [inPer, gyPer], (count) => pad(count).Kp);
+  // Vt (Kp x Mp) and Q (Kp x Np), a layer per position.
+  const slices = chunks(rt, g.n, [inPer, gyPer], (count) => pad(count).Kp, (count) => {
+    const p = pad(count);
+    return p.Kp * (p.Mp + p.Np) * positions * 4;
+  });
   const pMax = pad(Math.max(...slices.map((c) => c.count)));
   const Vt = rt.textures.acquire({ width: pMax.Kp / 4, height: pMax.Mp, layers: positions }, 'winograd.Vt');
   const Q = rt.textures.acquire({ width: pMax.Np / 4, height: pMax.Kp, layers: positions }, 'winograd.Q');
