@@ -14,10 +14,14 @@ export interface MemorySample {
   gpuPoolBytesHeld: number | null;
   gpuPoolBytesInUse: number | null;
   gpuBuffers: number | null;
+  /** The most bytes of buffers in use at once since the run began (what bytesHeld could shrink to); absent in older records. */
+  gpuPoolPeakBytesInUse?: number | null;
   /** Bytes of the operand textures the engine's pool holds (the texture GEMM's A and B); absent in older records. */
   gpuTexturePoolBytesHeld?: number | null;
   /** Textures the pool holds, live or free. */
   gpuTextures?: number | null;
+  /** The most bytes of textures in use at once since the run began. */
+  gpuTexturePoolPeakBytesInUse?: number | null;
   rssBytes: number;
   jsHeapBytes: number | null;
   afterGc: boolean;

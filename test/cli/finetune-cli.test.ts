@@ -198,6 +198,9 @@ describe('npm run finetune: a run, its record, and exact resume', () => {
     expect(mem[2]!.gpuPoolBytesHeld).toBe(mem[1]!.gpuPoolBytesHeld);
     expect(mem[2]!.gpuBuffers).toBe(mem[1]!.gpuBuffers);
     expect(mem.every((m) => m.afterGc && m.rssBytes > 0)).toBe(true);
+    // The peak in use: above what is in use between epochs, at most what the pool ever made (held, or trimmed after
+    // tuning, so only the lower bound is exact).
+    expect(mem.every((m) => m.gpuPoolPeakBytesInUse! > m.gpuPoolBytesInUse! && m.gpuTexturePoolPeakBytesInUse! > 0)).toBe(true);
     // After a full collection the live JS heap + typed arrays grow by about 0.2-0.6 MB an epoch here, whatever the
     // number of batches; a leaked model or checkpoint copy would be 45 MB. RSS swings by tens of MB with the
     // allocator, so only the collected figure is held to a bound.
