@@ -6,7 +6,8 @@
  * weight decay 1e-3), on a random batch. After the warm-up steps, one step is timed by the wall clock without the
  * profiler and then one step with it (the profiled step records every dispatch in a pass of its own, so its wall
  * time is a little longer). Timestamps need the adapter's timestamp-query feature; Dawn's timestamp rounding
- * (65 us) is switched off here with its timestamp_quantization toggle.
+ * (65 us) is switched off here with its timestamp_quantization toggle. Memory: what the GPU pools hold after the
+ * unprofiled step, the most they had in use during it, and the process's RSS.
  */
 import { writeFileSync, renameSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -83,21 +84,49 @@ function randomBatch(): HostBatch {
   return { images, labels: Int32Array.from({ length: batchSize }, (_, i) => i % 2), shape };
 }
 
+/** The pools after the unprofiled run (peaks over that run alone) and the process's resident set. */
+interface MemoryFigures {
+  buffersHeldBytes: number;
+  buffersPeakInUseBytes: number;
+  texturesHeldBytes: number;
+  texturesPeakInUseBytes: number;
+  rssBytes: number;
+  maxRssBytes: number;
+}
+
 interface PhaseResult {
   phase: 'train' | 'inference';
   wallMs: number;
   profiledWallMs: number;
+  memory: MemoryFigures;
   summary: ProfileSummary;
 }
 
 async function profilePhase(phase: 'train' | 'inference', run: () => Promise<unknown>): Promise<PhaseResult> {
   for (let i = 0; i < warmup; i++) {
     await run();
-    await rt.tuner.tunePending((line) => console.error(line));
+    if (rt.tuner.pendingCount) {
+      await rt.tuner.tunePending((line) => console.error(line));
+      // As the training loop does: the tuner's measuring runs leave operands of every variant in the pools.
+      await rt.trimPools();
+      await run();
+    }
   }
+  rt.pool.resetPeak();
+  rt.textures.resetPeak();
   let t0 = performance.now();
   await run();
   const wallMs = performance.now() - t0;
+  const pool = rt.pool.stats();
+  const textures = rt.textures.stats();
+  const memory: MemoryFigures = {
+    buffersHeldBytes: pool.bytesHeld,
+    buffersPeakInUseBytes: pool.peakBytesInUse,
+    texturesHeldBytes: textures.bytesHeld,
+    texturesPeakInUseBytes: textures.peakBytesInUse,
+    rssBytes: process.memoryUsage().rss,
+    maxRssBytes: process.resourceUsage().maxRSS * 1024,
+  };
   const profiler = new Profiler(rt, timer).start();
   t0 = performance.now();
   try {
@@ -108,7 +137,7 @@ async function profilePhase(phase: 'train' | 'inference', run: () => Promise<unk
   }
   const profiledWallMs = performance.now() - t0;
   const events = await profiler.finish();
-  return { phase, wallMs, profiledWallMs, summary: summarizeProfile(events, profiler.scopes) };
+  return { phase, wallMs, profiledWallMs, memory, summary: summarizeProfile(events, profiler.scopes) };
 }
 
 function inferencePass(rt: Runtime, model: ResNet, batch: HostBatch): () => Promise<unknown> {
@@ -160,6 +189,12 @@ else {
     console.log(
       `wall clock: ${r.wallMs.toFixed(0)} ms unprofiled, ${r.profiledWallMs.toFixed(0)} ms profiled; sum of GPU times ${r.summary.gpuMs.toFixed(0)} ms ` +
         `(${r.summary.commands} commands in ${r.summary.submits} submits)`,
+    );
+    const mb = (b: number): string => (b / 1e6).toFixed(0);
+    const m = r.memory;
+    console.log(
+      `memory after the unprofiled run: buffers held ${mb(m.buffersHeldBytes)} MB (peak in use ${mb(m.buffersPeakInUseBytes)}), ` +
+        `textures held ${mb(m.texturesHeldBytes)} MB (peak in use ${mb(m.texturesPeakInUseBytes)}), RSS ${mb(m.rssBytes)} MB (process peak ${mb(m.maxRssBytes)})`,
     );
     console.log(formatProfile(r.summary, { calls: parsed.calls, topKernels }));
   }

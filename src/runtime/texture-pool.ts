@@ -186,6 +186,11 @@ export class TexturePool {
     this.freeHeld = 0;
   }
 
+  /** Starts the peak of bytes in use over from what is in use now (to measure one step's). */
+  resetPeak(): void {
+    this.peakInUse = this.inUse;
+  }
+
   stats(): TexturePoolStats {
     let free = 0;
     for (const list of this.free.values()) free += list.length;

@@ -26,6 +26,9 @@ describe('BufferPool', () => {
       expect(small.size).toBe(sizeClass(24 * 1024));
       expect(64 * 1024).toBeGreaterThan(MAX_FIT_RATIO * small.size);
       expect(pool.stats()).toMatchObject({ allocations: 2, bytesInUse: small.size, peakBytesInUse: 64 * 1024, bytesHeld: 64 * 1024 + small.size });
+      // resetPeak starts the peak over from what is in use (one step's peak).
+      pool.resetPeak();
+      expect(pool.stats().peakBytesInUse).toBe(small.size);
       // An exact class is preferred over a larger free buffer that would also fit.
       pool.release(small);
       const again = pool.acquire(24 * 1024, 'again');
