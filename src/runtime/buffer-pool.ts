@@ -2,7 +2,7 @@
 // Classes are 1/64 octaves (n, n + n/64, ... for n a power of two), so at most 1.6% of a buffer is slack. A request
 // with no free buffer of its class takes the smallest free one of up to MAX_FIT_RATIO times its class before a new
 // buffer is made. A tuned ResNet-18 step at 224 px batch 32 (2026-12-07): with quarter-octave classes and exact
-// reuse the pool held 1452 MB for a peak of 990 MB in use; with reuse up to 2x, 1363 MB; with 1/8 octaves 1298 MB,
+// reuse the pool held 1452 MB; with reuse up to 2x, 1363 MB for a peak of 990 MB in use; with 1/8 octaves 1298 MB,
 // 1/64 octaves 1235 MB (peak in use 845 MB, all three at 2x). Reuse up to 1.5x or 4x: 1267 and 1205 MB, the latter
 // with more slack in use (894 MB). What remains is buffers freed in an order that leaves no one free buffer big
 // enough for the next request.
