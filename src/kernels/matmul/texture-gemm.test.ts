@@ -22,8 +22,11 @@ function padded(rt: Runtime, data: Float32Array[], rows: number, cols: number, R
   return { tex: textureFrom(rt, buf.buffer, 0, Rp, Cp, data.length, 'test'), buf };
 }
 
-/** Reads a texture written by the GEMM ('texture' output) back as layers of rows x cols floats. */
-async function readTexture(rt: Runtime, tex: GPUTexture, rows: number, cols: number): Promise<Float32Array[]> {
+/**
+ * Reads a texture written by the GEMM ('texture' output) back as its first `layers` layers of rows x cols floats
+ * (the pool may hand out a texture larger than asked for in any dimension).
+ */
+async function readTexture(rt: Runtime, tex: GPUTexture, rows: number, cols: number, layers: number): Promise<Float32Array[]> {
   const bytesPerRow = Math.ceil((tex.width * 16) / 256) * 256;
   const size = bytesPerRow * tex.height * tex.depthOrArrayLayers;
   const staging = rt.device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
@@ -34,7 +37,7 @@ async function readTexture(rt: Runtime, tex: GPUTexture, rows: number, cols: num
   await staging.mapAsync(GPUMapMode.READ);
   const all = new Float32Array(staging.getMappedRange().slice(0));
   staging.destroy();
-  return Array.from({ length: tex.depthOrArrayLayers }, (_, l) => {
+  return Array.from({ length: layers }, (_, l) => {
     const m = new Float32Array(rows * cols);
     for (let r = 0; r < rows; r++) m.set(all.subarray((l * tex.height + r) * (bytesPerRow / 4), (l * tex.height + r) * (bytesPerRow / 4) + cols), r * cols);
     return m;
@@ -91,7 +94,7 @@ describe('texture GEMM vs float64', () => {
         if (kind === 'texture') {
           const out = rt.textures.acquire({ width: Np / 4, height: Mp, layers: c.batch }, 'C');
           recordTextureGemm(rt, { ...common, out: { kind: 'texture', texture: out } });
-          got = await readTexture(rt, out, c.M, c.N);
+          got = await readTexture(rt, out, c.M, c.N, c.batch);
           rt.textures.release(out);
         } else if (kind === 'strided' || kind === 'strided-accumulate') {
           // Stored transposed (column-major), with a gap between batch items: exercises every stride; the
@@ -133,14 +136,17 @@ describe('texture GEMM vs float64', () => {
 
   it.skipIf(NO_TEXTURE)('rejects a reduction length that is not whole k blocks and textures too small for the tiles', async () => {
     const rt = await testRuntime();
-    const a = rt.textures.acquire({ width: 16, height: 32, layers: 1 }, 'A');
-    const b = rt.textures.acquire({ width: 16, height: 64, layers: 1 }, 'B');
+    // Made here, not taken from the pool, which may hand out a larger free texture.
+    const texture = (width: number, height: number, label: string): GPUTexture =>
+      rt.device.createTexture({ size: [width, height, 1], format: 'rgba32float', usage: GPUTextureUsage.TEXTURE_BINDING, label });
+    const a = texture(16, 32, 'A');
+    const b = texture(16, 64, 'B');
     const c = Tensor.empty(rt, [32 * 64]);
     const out = { kind: 'strided', c, rowStride: 64, colStride: 1 } as const;
     expect(() => recordTextureGemm(rt, { a, b, out, M: 32, N: 64, Kp: 40 })).toThrow(/Kp 40 is not a multiple/);
     expect(() => recordTextureGemm(rt, { a, b, out, M: 33, N: 64, Kp: 64 })).toThrow(/texture A is 16x32 texels, needs at least 16x64/);
-    rt.textures.release(a);
-    rt.textures.release(b);
+    a.destroy();
+    b.destroy();
     c.release();
   });
 });
