@@ -97,7 +97,7 @@ describe('pools after tuning', () => {
     }
   });
 
-  it('a ResNet-18 run holds no tuning leftovers: nothing free after tuning, the same bytes after steps 1 and 2', async () => {
+  it('a ResNet-18 run holds no tuning leftovers: nothing free after tuning, the same bytes after steps 2 and 3', async () => {
     const rt = await testRuntime();
     const g = new Random(7);
     const n = 4;
@@ -118,12 +118,20 @@ describe('pools after tuning', () => {
     const step1 = rt.stats;
     await trainStep(model, sgd, batch);
     const step2 = rt.stats;
+    await trainStep(model, sgd, batch);
+    const step3 = rt.stats;
     console.log(
-      `after tuning: buffers ${afterTuning.pool.bytesHeld} B, textures ${afterTuning.textures.bytesHeld} B; ` +
-        `after steps 1 and 2: buffers ${step1.pool.bytesHeld} / ${step2.pool.bytesHeld} B, textures ${step1.textures.bytesHeld} / ${step2.textures.bytesHeld} B (${step2.textures.texturesHeld} textures)`,
+      `after tuning: buffers ${afterTuning.pool.bytesHeld} B, textures ${afterTuning.textures.bytesHeld} B; after steps 1, 2 and 3: ` +
+        `buffers ${step1.pool.bytesHeld} / ${step2.pool.bytesHeld} / ${step3.pool.bytesHeld} B, ` +
+        `textures ${step1.textures.bytesHeld} / ${step2.textures.bytesHeld} / ${step3.textures.bytesHeld} B (${step3.textures.texturesHeld} textures)`,
     );
-    expect(step2.pool.bytesHeld).toBe(step1.pool.bytesHeld);
-    expect(step2.textures.bytesHeld).toBe(step1.textures.bytesHeld);
+    // The pools serve a request from a larger free buffer or texture (up to 2x): the second step meets free ones the
+    // first did not, and may take one a later request then misses (SwiftShader: 64-360 KB more buffers in step 2). The
+    // third step must make nothing.
+    expect(step3.pool.bytesHeld).toBe(step2.pool.bytesHeld);
+    expect(step3.textures.bytesHeld).toBe(step2.textures.bytesHeld);
+    expect(step3.pool.allocations).toBe(step2.pool.allocations);
+    expect(step3.textures.allocations).toBe(step2.textures.allocations);
     sgd.release();
     model.release();
   });
