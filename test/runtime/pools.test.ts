@@ -29,11 +29,26 @@ describe('BufferPool', () => {
       // resetPeak starts the peak over from what is in use (one step's peak).
       pool.resetPeak();
       expect(pool.stats().peakBytesInUse).toBe(small.size);
-      // An exact class is preferred over a larger free buffer that would also fit.
       pool.release(small);
-      const again = pool.acquire(24 * 1024, 'again');
-      expect(again).toBe(small);
-      pool.release(again);
+    } finally {
+      pool.destroy();
+    }
+  });
+
+  it('takes the smallest of the free buffers that fit', async () => {
+    const rt = await testRuntime();
+    const pool = new BufferPool(rt.device, rt.ctx.limits.maxBufferSize);
+    try {
+      const large = pool.acquire(64 * 1024, 'large');
+      const medium = pool.acquire(40 * 1024, 'medium');
+      pool.release(large);
+      pool.release(medium);
+      // Both fit a 36 KiB class (at most 72 KiB): the 40 KiB one first, then the 64 KiB one, then a new buffer.
+      expect(pool.acquire(36 * 1024, 'first')).toBe(medium);
+      expect(pool.acquire(36 * 1024, 'second')).toBe(large);
+      expect(pool.stats().allocations).toBe(2);
+      pool.acquire(36 * 1024, 'third');
+      expect(pool.stats().allocations).toBe(3);
     } finally {
       pool.destroy();
     }
