@@ -129,7 +129,10 @@ describe('npm run finetune: a run, its record, and exact resume', () => {
     const r = await runCli('finetune', [...recipe(), '--json', '--out', whole], ['--expose-gc']);
     expect(r.code, r.stderr).toBe(0);
     wholeOut = r.stdout;
-  });
+    // 600 s: this run tunes its kernels, and on a fresh machine (no Mesa shader cache) each variant it measures is a
+    // first compile: with HOTDOG_KERNELS=gpu on lavapipe (the GPU GEMM's many variants) it took 69 s with a warm
+    // cache and over 120 s with an empty one on a 2-core Zen 3.
+  }, 600_000);
 
   it('prints one JSON object per epoch and one with the files, nothing else', () => {
     const lines = wholeOut.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
