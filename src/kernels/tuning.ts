@@ -13,6 +13,11 @@ export interface MeasuredChoice<V extends string, O extends Releasable> {
   candidates: readonly V[];
   /** Used until the case is measured (default: the first candidate). */
   fallback?: V;
+  /**
+   * Measured before the cases noted earlier: a choice that the other cases' kernels depend on (the texture GEMM's
+   * register group), so that they are timed with it.
+   */
+  first?: boolean;
   /** Operands of the case's shape (workloads.ts), made only when the tuner measures it. */
   operands(): O;
   /** One run of a candidate on them; returns its output, which the tuner releases. */
@@ -26,5 +31,5 @@ export function chooseMeasured<V extends string, O extends Releasable>(rt: Runti
   return rt.tuner.choose(c.key, c.candidates, fallback, () => {
     const operands = c.operands();
     return { run: (v: string) => c.run(operands, v as V), release: () => operands.release() };
-  }) as V;
+  }, c.first) as V;
 }

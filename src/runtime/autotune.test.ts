@@ -58,6 +58,32 @@ describe('Tuner', () => {
     expect(again.pendingCount).toBe(1);
   });
 
+  it('tunes a case noted with first before the cases noted earlier, so that they are timed with its choice', async () => {
+    const rt = await testRuntime();
+    const tuner = new Tuner(rt, memoryStore());
+    await tuner.load();
+    tuner.repeats = 1;
+    const order: string[] = [];
+    const prepare = (key: string) => () => ({
+      run(v: string) {
+        order.push(`${key}:${v}`);
+        // The later cases see the first case's measured choice (here whichever it was), not its fallback.
+        if (key !== 'shared') order.push(`sees ${tuner.choose('shared', ['a', 'b'], 'a', prepare('shared'), true)}`);
+        return Tensor.full(rt, [4], 1);
+      },
+      release() {},
+    });
+    tuner.choose('one', ['x', 'y'], 'x', prepare('one'));
+    tuner.choose('two', ['x', 'y'], 'x', prepare('two'));
+    tuner.choose('shared', ['a', 'b'], 'a', prepare('shared'), true);
+    expect(tuner.pendingCount).toBe(3);
+    await tuner.tunePending();
+    const cases = order.filter((o) => !o.startsWith('sees')).map((o) => o.split(':')[0]);
+    expect([...new Set(cases)]).toEqual(['shared', 'one', 'two']);
+    const chosen = tuner.choose('shared', ['a', 'b'], 'a', prepare('shared'));
+    expect(new Set(order.filter((o) => o.startsWith('sees')))).toEqual(new Set([`sees ${chosen}`]));
+  });
+
   it('does nothing when disabled', async () => {
     const rt = await testRuntime();
     const tuner = new Tuner(rt, null);

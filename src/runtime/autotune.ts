@@ -73,15 +73,20 @@ export class Tuner {
 
   /**
    * The variant to use for `key`: the measured one if known, else `fallback` (and the case is noted for tuning when
-   * it has more than one variant).
+   * it has more than one variant). `first`: tune it before the cases noted earlier (a choice their kernels use).
    */
-  choose(key: string, offered: readonly string[], fallback: string, prepare: PendingCase['prepare']): string {
+  choose(key: string, offered: readonly string[], fallback: string, prepare: PendingCase['prepare'], first = false): string {
     this.used.add(key);
     const variants = this.allowed(offered);
     if (!variants.includes(fallback)) fallback = variants[0]!;
     const known = this.choices.get(key);
     if (known !== undefined && variants.includes(known)) return known;
-    if (this.enabled && variants.length > 1 && !this.pending.has(key)) this.pending.set(key, { variants, prepare });
+    if (this.enabled && variants.length > 1 && !this.pending.has(key)) {
+      const earlier = first ? [...this.pending] : [];
+      if (first) this.pending.clear();
+      this.pending.set(key, { variants, prepare });
+      for (const [k, c] of earlier) this.pending.set(k, c);
+    }
     return fallback;
   }
 

@@ -4,7 +4,16 @@ import { maxRelError, randn } from '../../../test/helpers/gradcheck.js';
 import type { Runtime } from '../../runtime/runtime.js';
 import { Tensor } from '../../runtime/tensor.js';
 import { matmulRef } from './matmul.reference.js';
-import { recordTextureGemm, textureFrom, textureGemmPadding, textureGemmSupported, TEXTURE_GEMM_COLS, TEXTURE_GEMM_ROWS } from './texture-gemm.js';
+import {
+  recordTextureGemm,
+  textureFrom,
+  textureGemmPadding,
+  textureGemmSupported,
+  TEXTURE_GEMM_COLS,
+  TEXTURE_GEMM_REGISTER_GROUPS,
+  TEXTURE_GEMM_ROWS,
+  type TextureGemmRegisterGroup,
+} from './texture-gemm.js';
 
 // The texture GEMM against a float64 reference: every output kind, reductions over several layers, batches with a
 // shared operand, and sizes that are not whole tiles (the padding of k must be zeros in both operands; rows past M
@@ -78,59 +87,76 @@ function reference(c: Case, A: Float32Array[], B: Float32Array[]): Float64Array[
 /** The runtime, known while tests are collected: on an adapter without the texture GEMM these are visible skips. */
 const NO_TEXTURE = !textureGemmSupported(await testRuntime());
 
+type OutputKind = 'texture' | 'strided' | 'strided-accumulate' | 'row-major';
+
+/** C of case c computed by the texture GEMM with the given register group and output kind, per batch item. */
+async function textureGemmOutputs(rt: Runtime, c: Case, ci: number, kind: OutputKind, group: TextureGemmRegisterGroup): Promise<{ got: Float32Array[]; ref: Float64Array[] }> {
+  const { Mp, Np, Kp } = textureGemmPadding(rt, c.M, c.N, c.K);
+  const A = Array.from({ length: c.batch * c.kLayers }, (_, i) => randn(c.M * c.K, 100 * ci + i));
+  const B = Array.from({ length: (c.sharedB ? 1 : c.batch) * c.kLayers }, (_, i) => randn(c.K * c.N, 100 * ci + 50 + i));
+  const a = padded(rt, A, c.M, c.K, Mp, Kp);
+  const b = padded(rt, B, c.K, c.N, Kp, Np);
+  const ref = reference(c, A, B);
+  const common = { a: a.tex, b: b.tex, M: c.M, N: c.N, Kp, kLayers: c.kLayers, batch: c.batch, bLayers: c.sharedB ? 0 : c.kLayers, group };
+  let got: Float32Array[];
+  if (kind === 'texture') {
+    const out = rt.textures.acquire({ width: Np / 4, height: Mp, layers: c.batch }, 'C');
+    recordTextureGemm(rt, { ...common, out: { kind: 'texture', texture: out } });
+    got = await readTexture(rt, out, c.M, c.N, c.batch);
+    rt.textures.release(out);
+  } else if (kind === 'strided' || kind === 'strided-accumulate') {
+    // Stored transposed (column-major), with a gap between batch items: exercises every stride; the
+    // accumulating variant adds to a C that holds 1.
+    const accumulate = kind === 'strided-accumulate';
+    const C = Tensor.full(rt, [c.batch * (c.M * c.N + 7)], accumulate ? 1 : NaN);
+    recordTextureGemm(rt, { ...common, out: { kind: 'strided', c: C, batchStride: c.M * c.N + 7, rowStride: 1, colStride: c.M, accumulate } });
+    const all = await C.read();
+    got = Array.from({ length: c.batch }, (_, z) => {
+      const m = new Float32Array(c.M * c.N);
+      for (let i = 0; i < c.M; i++) for (let j = 0; j < c.N; j++) m[i * c.N + j] = all[z * (c.M * c.N + 7) + j * c.M + i]! - (accumulate ? 1 : 0);
+      return m;
+    });
+    C.release();
+  } else {
+    // Row-major rows of Np floats, rows in groups of 5 with a gap after each group (rowsPerGroup).
+    const groupStride = 5 * Np + 3;
+    const per = Math.ceil(c.M / 5) * groupStride;
+    const C = Tensor.full(rt, [c.batch * per], NaN);
+    recordTextureGemm(rt, { ...common, out: { kind: 'strided', c: C, batchStride: per, rowsPerGroup: 5, groupStride, rowStride: Np, colStride: 1 } });
+    const all = await C.read();
+    got = Array.from({ length: c.batch }, (_, z) => {
+      const m = new Float32Array(c.M * c.N);
+      for (let i = 0; i < c.M; i++) for (let j = 0; j < c.N; j++) m[i * c.N + j] = all[z * per + Math.floor(i / 5) * groupStride + (i % 5) * Np + j]!;
+      return m;
+    });
+    C.release();
+  }
+  rt.textures.release(a.tex);
+  rt.textures.release(b.tex);
+  a.buf.release();
+  b.buf.release();
+  return { got, ref };
+}
+
 describe('texture GEMM vs float64', () => {
-  for (const [ci, c] of cases.entries()) {
-    for (const kind of ['texture', 'strided', 'strided-accumulate', 'row-major'] as const) {
-      it.skipIf(NO_TEXTURE)(`${c.name}: ${kind} output`, async () => {
-        const rt = await testRuntime();
-        const { Mp, Np, Kp } = textureGemmPadding(rt, c.M, c.N, c.K);
-        const A = Array.from({ length: c.batch * c.kLayers }, (_, i) => randn(c.M * c.K, 100 * ci + i));
-        const B = Array.from({ length: (c.sharedB ? 1 : c.batch) * c.kLayers }, (_, i) => randn(c.K * c.N, 100 * ci + 50 + i));
-        const a = padded(rt, A, c.M, c.K, Mp, Kp);
-        const b = padded(rt, B, c.K, c.N, Kp, Np);
-        const ref = reference(c, A, B);
-        const common = { a: a.tex, b: b.tex, M: c.M, N: c.N, Kp, kLayers: c.kLayers, batch: c.batch, bLayers: c.sharedB ? 0 : c.kLayers };
-        let got: Float32Array[];
-        if (kind === 'texture') {
-          const out = rt.textures.acquire({ width: Np / 4, height: Mp, layers: c.batch }, 'C');
-          recordTextureGemm(rt, { ...common, out: { kind: 'texture', texture: out } });
-          got = await readTexture(rt, out, c.M, c.N, c.batch);
-          rt.textures.release(out);
-        } else if (kind === 'strided' || kind === 'strided-accumulate') {
-          // Stored transposed (column-major), with a gap between batch items: exercises every stride; the
-          // accumulating variant adds to a C that holds 1.
-          const accumulate = kind === 'strided-accumulate';
-          const C = Tensor.full(rt, [c.batch * (c.M * c.N + 7)], accumulate ? 1 : NaN);
-          recordTextureGemm(rt, { ...common, out: { kind: 'strided', c: C, batchStride: c.M * c.N + 7, rowStride: 1, colStride: c.M, accumulate } });
-          const all = await C.read();
-          got = Array.from({ length: c.batch }, (_, z) => {
-            const m = new Float32Array(c.M * c.N);
-            for (let i = 0; i < c.M; i++) for (let j = 0; j < c.N; j++) m[i * c.N + j] = all[z * (c.M * c.N + 7) + j * c.M + i]! - (accumulate ? 1 : 0);
-            return m;
-          });
-          C.release();
-        } else {
-          // Row-major rows of Np floats, rows in groups of 5 with a gap after each group (rowsPerGroup).
-          const groupStride = 5 * Np + 3;
-          const per = Math.ceil(c.M / 5) * groupStride;
-          const C = Tensor.full(rt, [c.batch * per], NaN);
-          recordTextureGemm(rt, { ...common, out: { kind: 'strided', c: C, batchStride: per, rowsPerGroup: 5, groupStride, rowStride: Np, colStride: 1 } });
-          const all = await C.read();
-          got = Array.from({ length: c.batch }, (_, z) => {
-            const m = new Float32Array(c.M * c.N);
-            for (let i = 0; i < c.M; i++) for (let j = 0; j < c.N; j++) m[i * c.N + j] = all[z * per + Math.floor(i / 5) * groupStride + (i % 5) * Np + j]!;
-            return m;
-          });
-          C.release();
-        }
-        const err = Math.max(...got.map((g, z) => maxRelError(g, ref[z]!)));
-        console.log(`texture GEMM ${c.name}, ${kind}: ${err.toExponential(2)} (tiles ${TEXTURE_GEMM_ROWS} x ${4 * rt.ctx.subgroupSize! * TEXTURE_GEMM_COLS})`);
-        expect(err).toBeLessThan(BOUND);
-        rt.textures.release(a.tex);
-        rt.textures.release(b.tex);
-        a.buf.release();
-        b.buf.release();
-      });
+  // Every register group the tuner may choose (TEXTURE_GEMM_REGISTER_GROUPS), each forced here; the ones after the
+  // first must also match the first bit for bit (every group adds each output's products in the same order).
+  for (const group of TEXTURE_GEMM_REGISTER_GROUPS) {
+    for (const [ci, c] of cases.entries()) {
+      for (const kind of ['texture', 'strided', 'strided-accumulate', 'row-major'] as const) {
+        it.skipIf(NO_TEXTURE)(`${c.name}: ${kind} output, register group ${group}`, async () => {
+          const rt = await testRuntime();
+          const { got, ref } = await textureGemmOutputs(rt, c, ci, kind, group);
+          const err = Math.max(...got.map((g, z) => maxRelError(g, ref[z]!)));
+          console.log(`texture GEMM ${c.name}, ${kind}, ${group}: ${err.toExponential(2)} (tiles ${TEXTURE_GEMM_ROWS} x ${4 * rt.ctx.subgroupSize! * TEXTURE_GEMM_COLS})`);
+          expect(err).toBeLessThan(BOUND);
+          const first = TEXTURE_GEMM_REGISTER_GROUPS[0];
+          if (group !== first) {
+            const base = (await textureGemmOutputs(rt, c, ci, kind, first)).got;
+            got.forEach((g, z) => expect(g, `batch item ${z}: ${group} vs ${first}`).toEqual(base[z]));
+          }
+        });
+      }
     }
   }
 

@@ -1,15 +1,62 @@
 // Host side of the texture GEMM (texture-gemm.wgsl.ts): operand textures from row-major buffers, and the dispatch.
 import type { BufferSource, Runtime } from '../../runtime/runtime.js';
+import { Tensor } from '../../runtime/tensor.js';
+import { chooseMeasured } from '../tuning.js';
 import { stridedTextureWgsl, textureGemmKernel, type TextureGemmOutputKind } from './texture-gemm.wgsl.js';
 
 /**
- * Rows of C per workgroup, texel columns per lane and rows per register group: 64 x 1 in groups of 4 (tiles of 64 x 32
- * columns at subgroup 8) measured fastest on lavapipe of 32-128 rows x 1-2 columns in groups of 2-8
- * (docs/kernels-performance.md).
+ * Rows of C per workgroup and texel columns per lane: 64 x 1 (tiles of 64 x 32 columns at subgroup 8) measured
+ * fastest on lavapipe of 32-128 rows x 1-2 columns (docs/kernels-performance.md).
  */
 export const TEXTURE_GEMM_ROWS = 64;
 export const TEXTURE_GEMM_COLS = 1;
-const TEXTURE_GEMM_GROUP = 4;
+
+/**
+ * Rows whose accumulators the loop updates together (texture-gemm.wgsl.ts' `group`), chosen per adapter because
+ * what stays in registers depends on the CPU llvmpipe compiles for: with AVX-512's 32 vector registers (Zen 4/5,
+ * Sapphire Rapids) groups of 4 measured fastest; with AVX2's 16 (Zen 3) a group of 4 spills its accumulators (0.76
+ * stack stores per multiply-add pair, against 0.27 for groups of 1) and groups of 1 ran matmul 1024^3-2048^3 about
+ * 25-35% faster. Every group size adds each output's products in the same order: the results are bit-identical.
+ */
+export const TEXTURE_GEMM_REGISTER_GROUPS = ['g4', 'g1'] as const;
+export type TextureGemmRegisterGroup = (typeof TEXTURE_GEMM_REGISTER_GROUPS)[number];
+
+/**
+ * The tuner's case for the register group: one GEMM of ResNet's size (M = N = 512, K = 1024; about 25 ms here), stored
+ * as a texture (the loop is the same in every output kind, and this one compiles in about 1 s on lavapipe where the
+ * strided stores take 11-33 s).
+ */
+const REGISTER_GROUP_CASE = { M: 512, N: 512, K: 1024 };
+
+/** The adapter's measured register group (g4 until measured; the tuner measures it before the shapes it notes). */
+export function textureGemmRegisterGroup(rt: Runtime): TextureGemmRegisterGroup {
+  const { M, N, K } = REGISTER_GROUP_CASE;
+  return chooseMeasured(rt, {
+    key: 'textureGemm registerGroup',
+    candidates: TEXTURE_GEMM_REGISTER_GROUPS,
+    first: true,
+    operands() {
+      const a = Tensor.full(rt, [M * K], 0.5, 'case.a');
+      const b = Tensor.full(rt, [K * N], 0.01, 'case.b');
+      const at = textureFrom(rt, a.buffer, 0, M, K, 1, 'case.a');
+      const bt = textureFrom(rt, b.buffer, 0, K, N, 1, 'case.b');
+      const ct = rt.textures.acquire({ width: N / 4, height: M, layers: 1 }, 'case.c');
+      return {
+        at,
+        bt,
+        ct,
+        release: () => {
+          [at, bt, ct].forEach((t) => rt.textures.release(t));
+          [a, b].forEach((t) => t.release());
+        },
+      };
+    },
+    run({ at, bt, ct }, group) {
+      recordTextureGemm(rt, { a: at, b: bt, out: { kind: 'texture', texture: ct }, M, N, Kp: K, group });
+      return { release: () => undefined };
+    },
+  });
+}
 
 /** Workgroups launched per dispatch (over all batch items), each looping over tiles: enough to balance threads. */
 const TEXTURE_GEMM_GROUPS = 512;
@@ -127,6 +174,8 @@ export interface TextureGemmArgs {
   /** Layers between batch items of A and of B (0: shared). Default kLayers. */
   aLayers?: number;
   bLayers?: number;
+  /** The register group (default: the adapter's measured one, textureGemmRegisterGroup). */
+  group?: TextureGemmRegisterGroup;
 }
 
 /** Records C (+)= A @ B from operand textures (see texture-gemm.wgsl.ts for layouts). */
@@ -171,7 +220,8 @@ export function recordTextureGemm(rt: Runtime, g: TextureGemmArgs): void {
     });
   }
   const groups = Math.min(tilesN * tilesM, Math.ceil(TEXTURE_GEMM_GROUPS / batch));
-  rt.dispatch(textureGemmKernel({ sg, rows: TEXTURE_GEMM_ROWS, cols: TEXTURE_GEMM_COLS, group: TEXTURE_GEMM_GROUP, output: kind }), [...rt.grid(groups), batch], { A: g.a, B: g.b, C: c }, params);
+  const group = (g.group ?? textureGemmRegisterGroup(rt)) === 'g1' ? 1 : 4;
+  rt.dispatch(textureGemmKernel({ sg, rows: TEXTURE_GEMM_ROWS, cols: TEXTURE_GEMM_COLS, group, output: kind }), [...rt.grid(groups), batch], { A: g.a, B: g.b, C: c }, params);
 }
 
 function checkTexture(name: string, t: GPUTexture, minWidth: number, minHeight: number): void {
