@@ -23,10 +23,11 @@ import type { KernelDef } from '../../runtime/kernel.js';
 //
 // Why this shape (lavapipe, docs/kernels-performance.md "The texture GEMM's loop"): a textureLoad is an out-of-line
 // call costing about 19 ns per subgroup here, so each B texel must serve many rows (R = 64) and each A texel many
-// columns; the per-lane accumulators (R x CC vec4s) cannot all stay in registers, but a group of G = 4 rows' 16
-// values can while its 4 steps run, so each accumulator is spilled and reloaded once per 4 steps instead of on every
-// step; and the loop over source lanes keeps the machine code of the body (about 25 KB) inside the 32 KB
-// instruction cache, where unrolling all 4*SG steps made it 100 KB.
+// columns; the per-lane accumulators (R x CC vec4s) cannot all stay in registers, but a group of G rows' 4G values
+// can while its 4 steps run, so each accumulator is spilled and reloaded once per 4 steps instead of on every step.
+// G is chosen per adapter (texture-gemm.ts, textureGemmRegisterGroup): with AVX-512's 32 vector registers G = 4 fits,
+// with AVX2's 16 it spills and G = 1 is faster. The loop over source lanes keeps the machine code of the body
+// (22-29 KB) inside the 32 KB instruction cache, where unrolling all 4*SG steps made it 100 KB.
 //
 // Outputs (a compile-time variant):
 // - 'texture': a storage texture in B's layout, texel (nq, m) of layer z (the next Winograd transform reads it
