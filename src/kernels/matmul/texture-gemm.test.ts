@@ -17,9 +17,9 @@ import {
 
 // The texture GEMM against a float64 reference: every output kind in every register group (each group's results
 // bit-identical to the first's), reductions over several layers, batches with a shared operand, and sizes that are
-// not whole tiles (the padding of k must be zeros in both operands; rows past M
-// and columns past N are never stored). Metric: maxRelError = max |gpu - ref| / max |ref|; f32 sums of at most a
-// few hundred products of N(0,1) values are within 1e-6 of that scale, a missing or doubled k block is off by 1e-2.
+// not whole tiles (the padding of k must be zeros in both operands; rows past M and columns past N are never
+// stored). Metric: maxRelError = max |gpu - ref| / max |ref|; f32 sums of at most a few hundred products of N(0,1)
+// values are within 1e-6 of that scale, a missing or doubled k block is off by 1e-2.
 const BOUND = 1e-5;
 
 /** `layers` row-major matrices rows x cols, zero-padded to Rp x Cp, as a texture (cols on the texel axis). */

@@ -15,11 +15,13 @@ export const TEXTURE_GEMM_COLS = 1;
  * Rows whose accumulators the loop updates together (texture-gemm.wgsl.ts' `group`), chosen per adapter because
  * what stays in registers depends on the CPU llvmpipe compiles for: with AVX-512's 32 vector registers (Zen 4/5,
  * Sapphire Rapids) groups of 4 measured fastest; with AVX2's 16 (Zen 3) a group of 4 spills its accumulators (0.76
- * stack stores per multiply-add pair, against 0.27 for groups of 1) and groups of 1 ran matmul 1024^3-2048^3 about
- * 25-35% faster. Every group size adds each output's products in the same order: the results are bit-identical.
+ * stack stores per multiply-add pair, against 0.27 for groups of 1) and groups of 1 ran matmul 1024^3-2048^3
+ * 20-35% faster. Every group size adds each output's products in the same order: the results are bit-identical.
+ * One row per variant: its name (the tuner's choice) and its rows per group. The first is the default.
  */
-export const TEXTURE_GEMM_REGISTER_GROUPS = ['g4', 'g1'] as const;
-export type TextureGemmRegisterGroup = (typeof TEXTURE_GEMM_REGISTER_GROUPS)[number];
+const REGISTER_GROUP_ROWS = { g4: 4, g1: 1 } as const;
+export type TextureGemmRegisterGroup = keyof typeof REGISTER_GROUP_ROWS;
+export const TEXTURE_GEMM_REGISTER_GROUPS = Object.keys(REGISTER_GROUP_ROWS) as readonly TextureGemmRegisterGroup[];
 
 /**
  * The tuner's case for the register group: one GEMM of ResNet's size (M = N = 512, K = 1024; about 25 ms here), stored
@@ -220,7 +222,7 @@ export function recordTextureGemm(rt: Runtime, g: TextureGemmArgs): void {
     });
   }
   const groups = Math.min(tilesN * tilesM, Math.ceil(TEXTURE_GEMM_GROUPS / batch));
-  const group = (g.group ?? textureGemmRegisterGroup(rt)) === 'g1' ? 1 : 4;
+  const group = REGISTER_GROUP_ROWS[g.group ?? textureGemmRegisterGroup(rt)];
   rt.dispatch(textureGemmKernel({ sg, rows: TEXTURE_GEMM_ROWS, cols: TEXTURE_GEMM_COLS, group, output: kind }), [...rt.grid(groups), batch], { A: g.a, B: g.b, C: c }, params);
 }
 
