@@ -13,8 +13,8 @@ export const TEXTURE_GEMM_COLS = 1;
 
 /**
  * Rows whose accumulators the loop updates together (texture-gemm.wgsl.ts' `group`), chosen per adapter because
- * what stays in registers depends on the CPU llvmpipe compiles for: with AVX-512's 32 vector registers (Zen 4/5,
- * Sapphire Rapids) groups of 4 measured fastest; with AVX2's 16 (Zen 3) a group of 4 spills its accumulators (0.76
+ * what stays in registers depends on the CPU llvmpipe compiles for: on an AVX-512 machine (32 vector registers; an
+ * earlier round's AMD EPYC) groups of 4 measured fastest of 2-8; with AVX2's 16 (Zen 3) a group of 4 spills (0.76
  * stack stores per multiply-add pair, against 0.27 for groups of 1) and groups of 1 ran matmul 1024^3-2048^3
  * 20-35% faster. Every group size adds each output's products in the same order: the results are bit-identical.
  * One row per variant: its name (the tuner's choice) and its rows per group. The first is the default.
