@@ -18,7 +18,12 @@ import {
 } from './conv2d.js';
 import { conv2dBackwardRef, conv2dRef } from './conv2d.reference.js';
 import { im2colApplies, samplesPerLayer } from './im2col.js';
-import { TEXTURE_GEMM_ROWS } from '../matmul/texture-gemm.js';
+import {
+  TEXTURE_GEMM_REGISTER_GROUP_KEY,
+  TEXTURE_GEMM_REGISTER_GROUP_ROWS,
+  TEXTURE_GEMM_REGISTER_GROUPS,
+  TEXTURE_GEMM_ROWS,
+} from '../matmul/texture-gemm.js';
 import { winogradApplies } from './winograd.js';
 
 /** The runtime, known while tests are collected: lowerings this adapter cannot run are visible skips (it.skipIf). */
@@ -296,30 +301,45 @@ describe('conv2d texture lowerings (Winograd, im2col): forward, data and weight 
     ['winograd2', stride1, /^winogradInputTransposedTransform_F3x2$/, (g, rt) => winogradApplies(rt, g)],
     ['im2col', any, /^conv2dIm2colTexture$/, (_g, rt) => im2colApplies(rt)],
   ];
-  for (const [method, shapes, kernel, applies] of runs) {
-    shapes.forEach((c, idx) => {
-      it.skipIf(!applies(conv2dGeometry(c.x, c.w, c.opts), collectRt))(`${method}: ${c.name}`, async () => {
-        const rt = await testRuntime();
-        const g = conv2dGeometry(c.x, c.w, c.opts);
-        const { xs, ws, gys } = data(c, 700 + 10 * idx);
-        const spy = vi.spyOn(rt, 'dispatch');
-        const got = await runAll(rt, c, xs, ws, null, gys, undefined, method, method);
-        const kernels = [...new Set(spy.mock.calls.map((call) => call[0].name))];
-        spy.mockRestore();
-        // This lowering ran, and neither implicit-GEMM kernel did.
-        expect(kernels.some((k) => kernel.test(k)), kernels.join(', ')).toBe(true);
-        expect(kernels.some((k) => k.startsWith('conv2dGemm') || k.startsWith('conv2dBackwardWeight'))).toBe(false);
-        const ref = conv2dRef(f64(xs), f64(ws), null, g);
-        const analytic = conv2dBackwardRef(f64(xs), f64(ws), f64(gys), g);
-        const gw = ws.length <= 2304 ? numericGrad((v) => dot(conv2dRef(f64(xs), v[0]!, null, g), gys), [f64(ws)], 0) : analytic.gw;
-        // The data gradient ran through the same lowering (runAll's `method`): the float64 analytic one.
-        const errs = { y: maxRelError(got.y, ref), gx: maxRelError(got.gx, analytic.gx), gw: maxRelError(got.gw, gw) };
-        console.log(`conv2d ${method} ${c.name}: y ${errs.y.toExponential(2)} gx ${errs.gx.toExponential(2)} gw ${errs.gw.toExponential(2)}`);
-        expect(errs.y, 'y').toBeLessThan(BOUND);
-        expect(errs.gx, 'gx').toBeLessThan(BOUND);
-        expect(errs.gw, 'gw').toBeLessThan(BOUND);
+  // Every texture GEMM register group the tuner may choose per adapter (texture-gemm.ts), each pinned in turn: the
+  // default one under the plain test names.
+  const [defaultGroup] = TEXTURE_GEMM_REGISTER_GROUPS;
+  for (const group of TEXTURE_GEMM_REGISTER_GROUPS) {
+    for (const [method, shapes, kernel, applies] of runs) {
+      shapes.forEach((c, idx) => {
+        const name = `${method}: ${c.name}${group === defaultGroup ? '' : `, register group ${group}`}`;
+        it.skipIf(!applies(conv2dGeometry(c.x, c.w, c.opts), collectRt))(name, async () => {
+          const rt = await testRuntime();
+          const g = conv2dGeometry(c.x, c.w, c.opts);
+          const { xs, ws, gys } = data(c, 700 + 10 * idx);
+          const spy = vi.spyOn(rt, 'dispatch');
+          rt.tuner.pin({ [TEXTURE_GEMM_REGISTER_GROUP_KEY]: group });
+          let got: Awaited<ReturnType<typeof runAll>>;
+          try {
+            got = await runAll(rt, c, xs, ws, null, gys, undefined, method, method);
+          } finally {
+            rt.tuner.pin({ [TEXTURE_GEMM_REGISTER_GROUP_KEY]: defaultGroup });
+          }
+          const kernels = [...new Set(spy.mock.calls.map((call) => call[0].name))];
+          spy.mockRestore();
+          // This lowering ran, and neither implicit-GEMM kernel did; its texture GEMMs in the pinned register group.
+          expect(kernels.some((k) => kernel.test(k)), kernels.join(', ')).toBe(true);
+          expect(kernels.some((k) => k.startsWith('conv2dGemm') || k.startsWith('conv2dBackwardWeight'))).toBe(false);
+          const gemms = kernels.filter((k) => k.startsWith('textureGemm_'));
+          expect(gemms.length).toBeGreaterThan(0);
+          expect(gemms.every((k) => k.endsWith(`g${TEXTURE_GEMM_REGISTER_GROUP_ROWS[group]}`)), gemms.join(', ')).toBe(true);
+          const ref = conv2dRef(f64(xs), f64(ws), null, g);
+          const analytic = conv2dBackwardRef(f64(xs), f64(ws), f64(gys), g);
+          const gw = ws.length <= 2304 ? numericGrad((v) => dot(conv2dRef(f64(xs), v[0]!, null, g), gys), [f64(ws)], 0) : analytic.gw;
+          // The data gradient ran through the same lowering (runAll's `method`): the float64 analytic one.
+          const errs = { y: maxRelError(got.y, ref), gx: maxRelError(got.gx, analytic.gx), gw: maxRelError(got.gw, gw) };
+          console.log(`conv2d ${method} ${c.name}: y ${errs.y.toExponential(2)} gx ${errs.gx.toExponential(2)} gw ${errs.gw.toExponential(2)}`);
+          expect(errs.y, 'y').toBeLessThan(BOUND);
+          expect(errs.gx, 'gx').toBeLessThan(BOUND);
+          expect(errs.gw, 'gw').toBeLessThan(BOUND);
+        });
       });
-    });
+    }
   }
 });
 

@@ -19,9 +19,11 @@ export const TEXTURE_GEMM_COLS = 1;
  * 20-35% faster. Every group size adds each output's products in the same order: the results are bit-identical.
  * One row per variant: its name (the tuner's choice) and its rows per group. The first is the default.
  */
-const REGISTER_GROUP_ROWS = { g4: 4, g1: 1 } as const;
-export type TextureGemmRegisterGroup = keyof typeof REGISTER_GROUP_ROWS;
-export const TEXTURE_GEMM_REGISTER_GROUPS = Object.keys(REGISTER_GROUP_ROWS) as readonly TextureGemmRegisterGroup[];
+export const TEXTURE_GEMM_REGISTER_GROUP_ROWS = { g4: 4, g1: 1 } as const;
+export type TextureGemmRegisterGroup = keyof typeof TEXTURE_GEMM_REGISTER_GROUP_ROWS;
+export const TEXTURE_GEMM_REGISTER_GROUPS = Object.keys(TEXTURE_GEMM_REGISTER_GROUP_ROWS) as readonly TextureGemmRegisterGroup[];
+/** The tuner's key for it (in run records' kernelChoices; tests pin it). */
+export const TEXTURE_GEMM_REGISTER_GROUP_KEY = 'textureGemm registerGroup';
 
 /**
  * The tuner's case for the register group: one GEMM of ResNet's size (M = N = 512, K = 1024; about 25 ms here), stored
@@ -34,7 +36,7 @@ const REGISTER_GROUP_CASE = { M: 512, N: 512, K: 1024 };
 export function textureGemmRegisterGroup(rt: Runtime): TextureGemmRegisterGroup {
   const { M, N, K } = REGISTER_GROUP_CASE;
   return chooseMeasured(rt, {
-    key: 'textureGemm registerGroup',
+    key: TEXTURE_GEMM_REGISTER_GROUP_KEY,
     candidates: TEXTURE_GEMM_REGISTER_GROUPS,
     first: true,
     operands() {
@@ -222,7 +224,7 @@ export function recordTextureGemm(rt: Runtime, g: TextureGemmArgs): void {
     });
   }
   const groups = Math.min(tilesN * tilesM, Math.ceil(TEXTURE_GEMM_GROUPS / batch));
-  const group = REGISTER_GROUP_ROWS[g.group ?? textureGemmRegisterGroup(rt)];
+  const group = TEXTURE_GEMM_REGISTER_GROUP_ROWS[g.group ?? textureGemmRegisterGroup(rt)];
   rt.dispatch(textureGemmKernel({ sg, rows: TEXTURE_GEMM_ROWS, cols: TEXTURE_GEMM_COLS, group, output: kind }), [...rt.grid(groups), batch], { A: g.a, B: g.b, C: c }, params);
 }
 
