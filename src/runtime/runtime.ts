@@ -8,7 +8,7 @@ import { BufferPool, BufferUsage, type PoolStats } from './buffer-pool.js';
 import { kernelView, type GpuContext, type KernelMode } from './device.js';
 import { packParams, reflectKernel, type BindingInfo, type KernelDef, type KernelLayout } from './kernel.js';
 import type { OpKind } from './profiling/op-kinds.js';
-import { TexturePool, type TexturePoolStats, type TextureSize } from './texture-pool.js';
+import { TEXTURE_FREE_BYTES, TexturePool, type TexturePoolStats, type TextureSize } from './texture-pool.js';
 import { Tuner, type TuningStore } from './autotune.js';
 
 /** Anything that can be bound as a storage buffer: a raw binding or an object (a Tensor) that makes one. */
@@ -33,7 +33,7 @@ export interface RuntimeOptions {
    * are tested. Under Node, createNodeRuntime takes it from HOTDOG_KERNELS when not given.
    */
   kernels?: KernelMode;
-  /** Bytes of free operand textures kept for reuse (texture-pool.ts; default: no limit, idle textures only are destroyed). */
+  /** Bytes of free operand textures kept for reuse (texture-pool.ts; default TEXTURE_FREE_BYTES, 32 MiB; Infinity keeps every one not idle). */
   textureFreeBytes?: number;
 }
 
@@ -165,7 +165,7 @@ export class Runtime {
     this.storageAlign = ctx.limits.minStorageBufferOffsetAlignment;
     this.maxDispatches = options.maxDispatchesPerSubmit ?? 256;
     this.pool = new BufferPool(this.device, ctx.limits.maxBufferSize);
-    this.textures = new TexturePool(this.device, options.textureFreeBytes ?? Infinity, () => this.flush());
+    this.textures = new TexturePool(this.device, options.textureFreeBytes ?? TEXTURE_FREE_BYTES, () => this.flush());
     this.tuner = new Tuner(this, options.tuningStore ?? null);
     this.fenceSource = this.device.createBuffer({ size: 4, usage: BufferUsage.COPY_SRC, label: 'fenceSource' });
     this.fence = this.device.createBuffer({ size: 4, usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST, label: 'fence' });

@@ -32,12 +32,10 @@ export interface TexturePoolStats {
 }
 
 /**
- * Operand textures are sized per convolution shape, so the pool holds a texture set per shape of the model (on
- * lavapipe 530 MB at 224 px batch 32, see SLICE_TEXTURE_BYTES) and reuses it every step. A free texture not reused
- * within this many submits (a training step is 2-3) is destroyed: what tuning, an eval pass's batch size or a
- * finished model left behind does not stay. A byte budget for free textures (RuntimeOptions.textureFreeBytes) trades
- * speed for memory: textures made again every step are slow on lavapipe (a 224 px batch-32 step with a 256 MiB budget
- * took 10.8-11.9 s against 6.9-9.6 s unbounded, RSS 2.22 against 2.77 GB), so by default there is none.
+ * Operand textures are sized per convolution shape, so a pool that kept every free texture would hold a texture set
+ * per shape of the model (530 MB at 224 px batch 32 on lavapipe, 57 MB of it in use at once: shapes of different
+ * convolutions do not nest). A free texture not reused within this many submits is destroyed: what tuning, an eval
+ * pass's batch size or a finished model left behind does not stay.
  */
 export const TEXTURE_POOL_MAX_IDLE_SUBMITS = 64;
 
@@ -57,6 +55,19 @@ export const TEXTURE_FIT_RATIO = 2;
  * ten steps; 16 MiB held 334 MB but took 15.6-16.8 s a step, 8 MiB 209 MB at 27-32 s (slices of one or two samples).
  */
 export const SLICE_TEXTURE_BYTES = 32 * 1024 * 1024;
+
+/**
+ * The default budget of free textures (RuntimeOptions.textureFreeBytes): one batch slice's worth. Past twice this the
+ * pool asks for a submit and then destroys the least recently released free textures, so a step makes most of its
+ * textures again. Tuned ResNet-18 steps at batch 32 (2-core Zen 3, lavapipe, 2026-12-08; median of steps 2-6 or 2-8
+ * of one process, three processes per setting, interleaved), no budget / 32 MiB: 64 px 1.61, 1.58, 1.50 / 1.39, 1.36,
+ * 1.56 s; 112 px 3.78, 4.12 / 3.74, 3.75 s (two); 224 px 12.21, 12.36, 12.53 / 10.86, 9.91, 9.55 s. Peak RSS (MB)
+ * 725-728 / 692, 1018-1019 / 907-912, 2092-2115 / 1763-1784. A budget of 0 (a submit per release, every free
+ * texture destroyed) peaked at 639-645, 847-873 and 1714-1726 MB, but one of its two 64 px runs took 2.63 s a step.
+ * Why 224 px got faster is not established: more submits alone (maxDispatchesPerSubmit 64, no budget) were not
+ * faster (224 px 12.70 s, 64 px 2.08 s).
+ */
+export const TEXTURE_FREE_BYTES = SLICE_TEXTURE_BYTES;
 
 export class TexturePool {
   /** Free textures by size key; a Map keeps keys in order of their last release (least recent first). */

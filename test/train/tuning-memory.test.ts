@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { resnet18 } from '../../src/nn/resnet.js';
 import { SGD } from '../../src/nn/sgd.js';
-import { TexturePool } from '../../src/runtime/texture-pool.js';
+import { TEXTURE_FREE_BYTES, TexturePool } from '../../src/runtime/texture-pool.js';
 import { trainStep, tuneKernels, type HostBatch } from '../../src/train/fit.js';
 import { Random } from '../../src/util/random.js';
 import { extraRuntime, testRuntime } from '../helpers/gpu.js';
@@ -94,6 +94,32 @@ describe('pools after tuning', () => {
       expect(rt.textures.stats().evictions).toBeGreaterThan(0);
     } finally {
       rt.destroy();
+    }
+  });
+
+  it('a runtime keeps at most TEXTURE_FREE_BYTES of free textures after a submit unless told otherwise', async () => {
+    // Five 16 MiB textures (1024 x 1024 texels of 16 bytes) released: 80 MiB free, over twice the default budget.
+    const held = async (rt: Awaited<ReturnType<typeof extraRuntime>>) => {
+      const ts = Array.from({ length: 5 }, () => rt.textures.acquire({ width: 1024, height: 1024, layers: 1 }));
+      for (const t of ts) rt.textures.release(t);
+      await rt.sync();
+      return rt.textures.stats();
+    };
+    const bounded = await extraRuntime({});
+    try {
+      expect(bounded.textures.maxFreeBytes).toBe(TEXTURE_FREE_BYTES);
+      const st = await held(bounded);
+      expect(st.freeBytes).toBeLessThanOrEqual(TEXTURE_FREE_BYTES);
+      expect(st.evictions).toBe(5 - TEXTURE_FREE_BYTES / (16 * 2 ** 20));
+    } finally {
+      bounded.destroy();
+    }
+    const unbounded = await extraRuntime({ textureFreeBytes: Infinity });
+    try {
+      const st = await held(unbounded);
+      expect(st).toMatchObject({ freeBytes: 5 * 16 * 2 ** 20, evictions: 0 });
+    } finally {
+      unbounded.destroy();
     }
   });
 
