@@ -47,12 +47,13 @@ export const TEXTURE_POOL_MAX_IDLE_SUBMITS = 64;
 export const TEXTURE_FIT_RATIO = 2;
 
 /**
- * Bytes of operand textures one batch slice of a convolution may hold (im2col.ts, winograd.ts): the pool keeps a
- * texture set per shape, so this bounds what each shape adds. A tuned 224 px batch-32 step uses at most 57 MB of
- * textures at once; with im2col's former 128 MiB budget (none for Winograd) and exact-size reuse the pool held
- * 1125 MB, with 32 MiB slices and TEXTURE_FIT_RATIO 530 MB, for steps 6% slower by the median of ten (14.0 against
- * 13.2 s; single steps ranged over 11.1-17.0 s on a 2-core Zen 3). 64 MiB slices held 765 MB and were no faster in
- * ten steps; 16 MiB held 334 MB but took 15.6-16.8 s a step, 8 MiB 209 MB at 27-32 s (slices of one or two samples).
+ * Bytes of operand textures one batch slice of a convolution may hold (im2col.ts, winograd.ts): a pool with no
+ * free-texture budget keeps a texture set per shape, so this bounds what each shape adds. Measured with no budget
+ * (2026-12-07): a tuned 224 px batch-32 step uses at most 57 MB of textures at once; with im2col's former 128 MiB
+ * budget (none for Winograd) and exact-size reuse the pool held 1125 MB, with 32 MiB slices and TEXTURE_FIT_RATIO
+ * 530 MB, for steps 6% slower by the median of ten (14.0 against 13.2 s; single steps ranged over 11.1-17.0 s on a
+ * 2-core Zen 3). 64 MiB slices held 765 MB and were no faster in ten steps; 16 MiB held 334 MB but took 15.6-16.8 s
+ * a step, 8 MiB 209 MB at 27-32 s (slices of one or two samples).
  */
 export const SLICE_TEXTURE_BYTES = 32 * 1024 * 1024;
 
