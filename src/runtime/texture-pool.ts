@@ -63,7 +63,7 @@ export const SLICE_TEXTURE_BYTES = 32 * 1024 * 1024;
  * textures again. Tuned ResNet-18 steps at batch 32 (2-core Zen 3, lavapipe, 2026-12-08; median of steps 2-6 or 2-8
  * of one process, three processes per setting, interleaved), no budget / 32 MiB: 64 px 1.61, 1.58, 1.50 / 1.39, 1.36,
  * 1.56 s; 112 px 3.78, 4.12 / 3.74, 3.75 s (two); 224 px 12.21, 12.36, 12.53 / 10.86, 9.91, 9.55 s. Peak RSS (MB)
- * 725-728 / 692, 1018-1019 / 907-912, 2092-2115 / 1763-1784. A budget of 0 (a submit per release, every free
+ * 725-728 / 692-693, 1018-1019 / 907-912, 2092-2115 / 1763-1784. A budget of 0 (a submit per release, every free
  * texture destroyed) peaked at 639-645, 847-873 and 1714-1726 MB, but one of its two 64 px runs took 2.63 s a step.
  * Why 224 px got faster is not established: more submits alone (maxDispatchesPerSubmit 64, no budget) were not
  * faster (224 px 12.70 s, 64 px 2.08 s).

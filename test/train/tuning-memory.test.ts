@@ -11,6 +11,7 @@ import { extraRuntime, testRuntime } from '../helpers/gpu.js';
 import { matmul } from '../../src/kernels/matmul/matmul.js';
 import { textureGemmSupported } from '../../src/kernels/matmul/texture-gemm.js';
 import { Tensor } from '../../src/runtime/tensor.js';
+import type { Runtime } from '../../src/runtime/runtime.js';
 
 describe('pools after tuning', () => {
   it('TexturePool.trim destroys the free textures and keeps the live ones', async () => {
@@ -99,7 +100,7 @@ describe('pools after tuning', () => {
 
   it('a runtime keeps at most TEXTURE_FREE_BYTES of free textures after a submit unless told otherwise', async () => {
     // Five 16 MiB textures (1024 x 1024 texels of 16 bytes) released: 80 MiB free, over twice the default budget.
-    const held = async (rt: Awaited<ReturnType<typeof extraRuntime>>) => {
+    const held = async (rt: Runtime) => {
       const ts = Array.from({ length: 5 }, () => rt.textures.acquire({ width: 1024, height: 1024, layers: 1 }));
       for (const t of ts) rt.textures.release(t);
       await rt.sync();
